@@ -1,0 +1,123 @@
+"""One frozen config per trial: CLI flags, MLproject parameters, YAML and MLflow params are
+all views of this object, so no setting is lost between them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from benchmark.errors import UserError
+
+OPTIMIZERS = ("rmsprop", "adam", "sgd", "adamw")
+PADDINGS = ("valid", "same")
+LABEL_MODES = ("fine", "coarse")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    # data
+    dataset: str = "cifar10"  # cifar10 | cifar100 | flowers17 | folder:PATH
+    image_size: int | None = None  # px, square; None = the dataset's default (CIFAR 32, flowers 64)
+    label_mode: str = "fine"  # cifar100 only: fine (100) or coarse (20) labels
+    split: int = 1  # flowers17 official split 1..3 (used when datasplits.mat is present)
+    val_fraction: float = 0.1  # CIFAR/folder: share of train held out for model selection
+    max_train_samples: int | None = None  # stratified train subset for quick runs; None = all
+    # model (the architecture family's preset fills these; see benchmark/models.py)
+    model: str = "cnn"  # registered family/preset: cnn (from the fields below) or seed
+    depth: int = 3  # conv blocks; each but the last ends in a 2x2 max-pool
+    kernel_size: int = 3  # conv window, px
+    dense_units: int = 64  # width of the hidden dense layer; 0 = none
+    filters_base: int = 32  # filters of the first conv block
+    filters_max: int = 128  # filters double per block up to this cap
+    padding: str = "same"  # valid shrinks each conv by kernel_size - 1
+    batch_norm: bool = False  # BatchNormalization after each conv
+    dropout: float = 0.0  # before the classifier, 0 = off
+    # training
+    augmentation: str = "none"  # registered policy, see benchmark/augment.py
+    epochs: int = 20
+    batch_size: int = 32  # images per step
+    optimizer: str = "rmsprop"  # Keras' default, as in the seed lab
+    learning_rate: float = 0.001  # Keras' default for rmsprop and adam
+    seed: int = 0  # weights, shuffling and augmentation; the data split is fixed (seed 0)
+    steps_per_execution: int = 16  # train steps per graph call: less Python per step
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, field: str, allowed: str) -> None:
+            if not ok:
+                value = getattr(self, field)
+                raise UserError(f"`{field}` should be {allowed}. Received: {field}={value!r}")
+
+        positive = "a positive integer"
+        need(_is_int(self.epochs) and self.epochs > 0, "epochs", positive)
+        need(_is_int(self.batch_size) and self.batch_size > 0, "batch_size", positive)
+        need(_is_int(self.depth) and self.depth > 0, "depth", positive)
+        need(_is_int(self.kernel_size) and self.kernel_size > 0, "kernel_size", positive)
+        need(_is_int(self.dense_units) and self.dense_units >= 0, "dense_units", "an integer >= 0")
+        need(_is_int(self.filters_base) and self.filters_base > 0, "filters_base", positive)
+        need(_is_int(self.filters_max) and self.filters_max > 0, "filters_max", positive)
+        need(_is_int(self.seed) and self.seed >= 0, "seed", "an integer >= 0")
+        need(_is_int(self.split) and 1 <= self.split <= 3, "split", "1, 2 or 3")
+        need(
+            _is_int(self.steps_per_execution) and self.steps_per_execution > 0,
+            "steps_per_execution",
+            positive,
+        )
+        need(
+            self.image_size is None or (_is_int(self.image_size) and self.image_size > 0),
+            "image_size",
+            "a positive integer or None",
+        )
+        need(
+            self.max_train_samples is None
+            or (_is_int(self.max_train_samples) and self.max_train_samples > 0),
+            "max_train_samples",
+            "a positive integer or None",
+        )
+        need(0.0 < self.val_fraction < 1.0, "val_fraction", "between 0 and 1 (exclusive)")
+        need(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)")
+        need(self.learning_rate > 0, "learning_rate", "positive")
+        need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}")
+        need(self.padding in PADDINGS, "padding", f"one of {', '.join(PADDINGS)}")
+        need(self.label_mode in LABEL_MODES, "label_mode", f"one of {', '.join(LABEL_MODES)}")
+        need(isinstance(self.batch_norm, bool), "batch_norm", "true or false")
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_options(cls, **options: Any) -> TrialConfig:
+        """Build from user options: the model preset fills what the user did not give.
+
+        Options that are None mean "not given". Unknown keys are an error that lists the
+        known ones (nanoGPT's habit: a typo must fail, not be ignored).
+        """
+        from benchmark.models import model_preset  # models import config: avoid a cycle
+
+        unknown = sorted(set(options) - set(cls.field_names()))
+        if unknown:
+            raise UserError(
+                f"unknown setting {unknown[0]!r}; allowed: {', '.join(cls.field_names())}"
+            )
+        given = {k: v for k, v in options.items() if v is not None}
+        merged = {**model_preset(given.get("model", cls.model)), **given}
+        return cls(**merged)
+
+    def to_params(self) -> dict[str, Any]:
+        """MLflow params: every field, None spelled out so the UI shows it was unset."""
+        return {k: ("None" if v is None else v) for k, v in dataclasses.asdict(self).items()}
+
+    def replace(self, **changes: Any) -> TrialConfig:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def run_name(self) -> str:
+        """Says the configuration, so the MLflow runs table reads without opening runs."""
+        prefix = "" if self.model == "cnn" else f"{self.model}-"
+        return f"{prefix}d{self.depth}-k{self.kernel_size}-w{self.dense_units}-{self.augmentation}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,49 @@
+"""The one source of metric, param and tag names.
+
+The trial logger, the pruner's monitor, the best-run query and the report all import
+these, so renaming a metric is one edit and nothing silently reads a stale name.
+"""
+
+# Per-epoch curves, logged with step = epoch (1-based).
+LOSS = "loss"
+ACCURACY = "accuracy"
+VAL_LOSS = "val_loss"
+VAL_ACCURACY = "val_accuracy"
+EPOCH_TIME = "epoch_time_s"  # wall time of one epoch, validation included
+EPOCH_METRICS = (LOSS, ACCURACY, VAL_LOSS, VAL_ACCURACY, EPOCH_TIME)
+
+# Logged once at the end of a trial.
+PARAM_COUNT = "param_count"
+FLOPS = "flops"  # forward FLOPs per image, 2 x multiply-adds
+TRAIN_TIME = "train_time_s"  # wall time of model.fit, all epochs
+IMAGES_PER_S = "images_per_s"  # training images/s, warm-up epoch excluded when epochs > 1
+TEST_ACCURACY = "test_accuracy"
+TEST_LOSS = "test_loss"
+TRAIN_EVAL_ACCURACY = "train_eval_accuracy"  # clean (un-augmented) train subset
+OVERFIT_GAP = "overfit_gap"  # train_eval_accuracy - final val_accuracy
+BEST_EPOCH = "best_epoch"  # epoch (1-based) of the best val_accuracy
+BEST_VAL_ACCURACY = "best_val_accuracy"
+VAL_LOSS_RISE = "val_loss_rise"  # final val_loss / min val_loss - 1
+
+# What model selection optimises: validation, never test.
+OBJECTIVE = VAL_ACCURACY
+OBJECTIVE_FINAL = VAL_ACCURACY  # last epoch: the model whose test_accuracy is logged
+
+# Overfit verdict thresholds (README states them).
+OVERFIT_GAP_THRESHOLD = 0.10
+VAL_LOSS_RISE_THRESHOLD = 0.20
+
+# Tags.
+TAG_OVERFIT = "overfit"
+TAG_DEVICE = "device"
+TAG_TF = "tensorflow_version"
+TAG_KERAS = "keras_version"
+TAG_DIGEST = "dataset_digest"
+TAG_STATUS_REASON = "failure_reason"
+TAG_TRIAL_STATE = "trial_state"  # complete | pruned | failed
+TAG_GIT = "git_commit"
+
+
+def is_overfit(overfit_gap: float, val_loss_rise: float) -> bool:
+    """The README's rule: a large train/val gap or a validation loss that climbed back."""
+    return overfit_gap > OVERFIT_GAP_THRESHOLD or val_loss_rise > VAL_LOSS_RISE_THRESHOLD

@@ -1,0 +1,118 @@
+"""CNN families: one builder, registered presets that hold only numbers.
+
+Every model starts with Rescaling(1/255): the pipeline feeds float32 pixels in [0, 255]
+(augmentation works in that range, see augment.py), the model sees [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+from keras import layers
+
+from benchmark.config import TrialConfig
+from benchmark.errors import UserError
+from benchmark.registry import Registry
+
+MODELS: Registry = Registry("model")
+
+
+@MODELS.register
+def cnn() -> dict[str, Any]:
+    """The searchable family: every architecture field comes from the config."""
+    return {}
+
+
+@MODELS.register
+def seed() -> dict[str, Any]:
+    """The TensorFlow-tutorial net of the seed lab: Conv32-Pool-Conv64-Pool-Conv64-Dense64."""
+    return dict(
+        depth=3,
+        kernel_size=3,
+        dense_units=64,
+        filters_base=32,
+        filters_max=64,
+        padding="valid",
+        batch_norm=False,
+        dropout=0.0,
+    )
+
+
+def model_preset(name: str) -> dict[str, Any]:
+    return MODELS.get(name)()
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """The shapes a spec leads to, computed before any layer exists."""
+
+    filters: tuple[int, ...]  # per conv block
+    feature_sizes: tuple[int, ...]  # spatial size after each conv block (after its pool)
+    flops: int  # forward FLOPs per image: 2 x multiply-adds of convs and dense layers
+
+
+def plan(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: int) -> LayerPlan:
+    """Check that the spec fits the image and count FLOPs, without building anything.
+
+    Raises UserError when a feature map would shrink below 1x1, naming the block.
+    """
+    h, w, channels = image_shape
+    filters = tuple(min(cfg.filters_base * 2**i, cfg.filters_max) for i in range(cfg.depth))
+    flops, sizes, c_in = 0, [], channels
+    for i, f in enumerate(filters):
+        if cfg.padding == "valid":
+            h, w = h - cfg.kernel_size + 1, w - cfg.kernel_size + 1
+        if h < 1 or w < 1:
+            raise UserError(
+                f"model d{cfg.depth}-k{cfg.kernel_size} does not fit {image_shape[0]}px images: "
+                f"conv block {i + 1} would shrink the feature map below 1x1; use fewer blocks, "
+                "a smaller kernel_size, padding=same or a larger image_size"
+            )
+        flops += 2 * cfg.kernel_size * cfg.kernel_size * c_in * f * h * w
+        c_in = f
+        if i < cfg.depth - 1:  # every block but the last ends in a 2x2 max-pool
+            h, w = h // 2, w // 2
+            if h < 1 or w < 1:
+                raise UserError(
+                    f"model d{cfg.depth}-k{cfg.kernel_size} does not fit {image_shape[0]}px "
+                    f"images: the pool after conv block {i + 1} would shrink the feature map "
+                    "below 1x1; use fewer blocks or a larger image_size"
+                )
+        sizes.append(h)
+    width = h * w * c_in
+    for units in ((cfg.dense_units,) if cfg.dense_units else ()) + (n_classes,):
+        flops += 2 * width * units
+        width = units
+    return LayerPlan(filters=filters, feature_sizes=tuple(sizes), flops=flops)
+
+
+def build_model(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: int) -> keras.Model:
+    """A Sequential CNN from the config; the seed preset reproduces the tutorial net exactly."""
+    p = plan(cfg, image_shape, n_classes)
+    net = [keras.Input(shape=image_shape), layers.Rescaling(1.0 / 255)]
+    for i, f in enumerate(p.filters):
+        if cfg.batch_norm:  # conv -> BN -> relu, the usual order
+            net += [
+                layers.Conv2D(f, cfg.kernel_size, padding=cfg.padding, use_bias=False),
+                layers.BatchNormalization(),
+                layers.Activation("relu"),
+            ]
+        else:
+            net.append(layers.Conv2D(f, cfg.kernel_size, padding=cfg.padding, activation="relu"))
+        if i < cfg.depth - 1:
+            net.append(layers.MaxPooling2D(2))
+    net.append(layers.Flatten())
+    if cfg.dense_units:
+        net.append(layers.Dense(cfg.dense_units, activation="relu"))
+    if cfg.dropout:
+        net.append(layers.Dropout(cfg.dropout))
+    net += [layers.Dense(n_classes), layers.Softmax()]
+    return keras.Sequential(net, name=cfg.run_name.replace("-", "_"))
+
+
+def model_summary(model: keras.Model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
+    return "\n".join(lines) + "\n"

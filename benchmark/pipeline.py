@@ -1,0 +1,46 @@
+"""tf.data input pipelines from uint8 arrays (airbench's habit).
+
+The arrays stay uint8 in memory; a batch becomes float32 in [0, 255] only on its way to
+the model, and augmentation runs on whole batches after `.batch()`, outside the model, so
+aug and no-aug models compile alike (geometric layers inside a model switch XLA off on GPU).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def train_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    seed: int,
+    augment: keras.Layer | None = None,
+) -> tf.data.Dataset:
+    """Shuffled (reseeded each epoch), batched, cast and augmented; one pass = one epoch."""
+    images = tf.constant(x)  # one uint8 copy, gathered per batch: no per-image Python
+    labels = tf.constant(y)
+    ds = tf.data.Dataset.range(len(x)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def load(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        batch = tf.cast(tf.gather(images, idx), tf.float32)
+        if augment is not None:
+            batch = augment(batch, training=True)
+        return batch, tf.gather(labels, idx)
+
+    # Sequential map keeps the augmentation's seed stream in order: the same seed gives the
+    # same run. Parallelism comes from prefetch overlapping the map with training.
+    return ds.map(load, num_parallel_calls=None).prefetch(AUTOTUNE)
+
+
+def eval_dataset(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Dataset:
+    """In order, un-augmented: for validation, test and the clean train subset."""
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+    return ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=AUTOTUNE).prefetch(
+        AUTOTUNE
+    )
