@@ -1,0 +1,463 @@
+"""Dataset loading: real archives, synthetic CIFAR-100, folder datasets, hostile input.
+
+Expensive decodes (CIFAR-10, flowers) happen once per session: module fixtures load
+into the session cache and later loads hit it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pickle
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmark import datasets
+from benchmark.archive import file_md5, restricted_load, safe_extract
+from benchmark.datasets import FLOWERS17_CLASSES, load_dataset
+from benchmark.errors import UserError
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _write_tar(path: Path, members: dict[str, bytes]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            _add_bytes(tar, name, data)
+    return path
+
+
+def _cifar100_archive(directory: Path, per_class: int = 5) -> tuple[Path, dict]:
+    """A tiny archive in the upstream CIFAR-100 layout: 100 fine, 20 coarse classes."""
+    rng = np.random.default_rng(1)
+
+    def batch(n_per_class: int) -> dict:
+        fine = np.repeat(np.arange(100), n_per_class)
+        return {
+            b"data": rng.integers(0, 256, (len(fine), 3072), dtype=np.uint8),
+            b"fine_labels": fine.tolist(),
+            b"coarse_labels": (fine // 5).tolist(),
+            b"filenames": [b"img_%d.png" % i for i in range(len(fine))],
+            b"batch_label": b"synthetic",
+        }
+
+    parts = {"train": batch(per_class), "test": batch(1)}
+    meta = {
+        b"fine_label_names": [b"fine_%02d" % i for i in range(100)],
+        b"coarse_label_names": [b"coarse_%02d" % i for i in range(20)],
+    }
+    members = {f"cifar-100-python/{k}": pickle.dumps(v, protocol=2) for k, v in parts.items()}
+    members["cifar-100-python/meta"] = pickle.dumps(meta, protocol=2)
+    return _write_tar(directory / "cifar-100-python.tar.gz", members), parts
+
+
+def _planar_to_nhwc(data: np.ndarray) -> np.ndarray:
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+
+def _save(path: Path, img: Image.Image, fmt: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, fmt)
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+
+
+@pytest.fixture(scope="module")
+def cifar10(shared_data, session_cache):
+    # Module fixtures run before the autouse env isolation: pass the cache explicitly.
+    return load_dataset("cifar10", data_dir=shared_data, cache_dir=session_cache)
+
+
+def test_cifar10_shapes_classes_and_stratified_val(cifar10):
+    assert cifar10.sizes() == {"train": 9000, "val": 1000, "test": 2000}
+    assert cifar10.image_shape == (32, 32, 3) and cifar10.n_classes == 10
+    assert "airplane" in cifar10.class_names and cifar10.class_names[0] == "airplane"
+    for x, y in [(cifar10.x_train, cifar10.y_train), (cifar10.x_val, cifar10.y_val)]:
+        assert x.dtype == np.uint8 and y.dtype == np.int32 and x.flags.c_contiguous
+    assert np.bincount(cifar10.y_val).tolist() == [100] * 10
+    assert np.bincount(cifar10.y_train).tolist() == [900] * 10
+    assert len(cifar10.digest) == 16 and int(cifar10.digest, 16) >= 0
+
+
+def test_cifar10_test_set_is_the_archive_test_batch_untouched(cifar10, shared_data):
+    with tarfile.open(shared_data / "cifar-10-python.tar.gz") as tar:
+        raw = pickle.load(tar.extractfile("cifar-10-batches-py/test_batch"), encoding="bytes")
+    np.testing.assert_array_equal(cifar10.x_test, _planar_to_nhwc(raw[b"data"]))
+    np.testing.assert_array_equal(cifar10.y_test, raw[b"labels"])
+
+
+def test_cifar10_second_load_same_digest(cifar10, shared_data, monkeypatch):
+    def no_decode(*args, **kwargs):
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(datasets, "_decode_cifar", no_decode)
+    again = load_dataset("cifar10", data_dir=shared_data)  # BENCHMARK_CACHE_DIR = session
+    assert again.digest == cifar10.digest
+    np.testing.assert_array_equal(again.x_val, cifar10.x_val)
+
+
+def test_max_train_samples_is_stratified_and_keeps_val_and_test(cifar10, shared_data):
+    small = load_dataset("cifar10", data_dir=shared_data, max_train_samples=500)
+    assert np.bincount(small.y_train).tolist() == [50] * 10
+    np.testing.assert_array_equal(small.x_val, cifar10.x_val)
+    np.testing.assert_array_equal(small.y_test, cifar10.y_test)
+    assert small.digest != cifar10.digest
+    with pytest.raises(UserError, match="max_train_samples"):
+        load_dataset("cifar10", data_dir=shared_data, max_train_samples=0)
+
+
+def test_cifar10_from_extracted_folder_is_identical(cifar10, shared_data, tmp_path):
+    data_dir = tmp_path / "data"
+    with tarfile.open(shared_data / "cifar-10-python.tar.gz") as tar:
+        tar.extractall(data_dir, filter="data")
+    from_folder = load_dataset("cifar10", data_dir=data_dir)
+    assert from_folder.source == str(data_dir / "cifar-10-batches-py")
+    assert from_folder.digest == cifar10.digest
+    np.testing.assert_array_equal(from_folder.x_train, cifar10.x_train)
+    np.testing.assert_array_equal(from_folder.y_test, cifar10.y_test)
+
+
+def test_cifar10_resized(cifar10, shared_data):
+    big = load_dataset("cifar10", data_dir=shared_data, image_size=48, max_train_samples=100)
+    assert big.image_shape == (48, 48, 3) and big.x_test.dtype == np.uint8
+    np.testing.assert_array_equal(big.y_test, cifar10.y_test)
+
+
+# ---------------------------------------------------------------------------- CIFAR-100
+
+
+def test_cifar100_fine_and_coarse_from_synthetic_archive(tmp_path):
+    _, parts = _cifar100_archive(tmp_path)
+    fine = load_dataset("cifar100", data_dir=tmp_path, val_fraction=0.2)
+    assert fine.n_classes == 100 and fine.class_names[7] == "fine_07"
+    assert fine.sizes() == {"train": 400, "val": 100, "test": 100}
+    assert np.bincount(fine.y_val).tolist() == [1] * 100
+    np.testing.assert_array_equal(fine.x_test, _planar_to_nhwc(parts["test"][b"data"]))
+
+    coarse = load_dataset("cifar100", data_dir=tmp_path, val_fraction=0.2, label_mode="coarse")
+    assert coarse.n_classes == 20 and coarse.class_names[0] == "coarse_00"
+    np.testing.assert_array_equal(coarse.y_test, np.asarray(parts["test"][b"coarse_labels"]))
+    assert np.bincount(coarse.y_val).tolist() == [5] * 20  # stratified on coarse labels
+
+
+def test_coarse_label_mode_only_for_cifar100(shared_data):
+    with pytest.raises(UserError, match="coarse"):
+        load_dataset("cifar10", data_dir=shared_data, label_mode="coarse")
+
+
+def test_cifar100_found_in_keras_cache_without_network(tmp_path, monkeypatch):
+    _cifar100_archive(Path(os.environ["KERAS_HOME"]) / "datasets")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to download although the Keras cache has the archive")
+
+    monkeypatch.setattr(datasets, "_download", no_network)
+    ds = load_dataset("cifar100", val_fraction=0.2)
+    assert ds.sizes()["test"] == 100
+
+
+def test_download_uses_keras_get_file_with_upstream_md5(tmp_path, monkeypatch):
+    keras = pytest.importorskip("keras")
+    archive, _ = _cifar100_archive(tmp_path / "served")
+    calls = []
+
+    def fake_get_file(fname, origin, file_hash, cache_subdir, cache_dir):
+        calls.append((fname, origin, file_hash))
+        dest = Path(cache_dir) / cache_subdir / fname
+        shutil.copy(archive, dest)
+        return str(dest)
+
+    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    ds = load_dataset("cifar100", val_fraction=0.2)
+    assert calls == [
+        (
+            "cifar-100-python.tar.gz",
+            "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+            "eb9058c3a382ffc7106e4002c42a8d85",
+        )
+    ]
+    assert ds.source.startswith("https://www.cs.toronto.edu/") and ds.n_classes == 100
+
+
+# ---------------------------------------------------------------------------- flowers17
+
+
+@pytest.fixture(scope="module")
+def flowers(shared_data, session_cache):
+    return load_dataset("flowers17", data_dir=shared_data, image_size=32, cache_dir=session_cache)
+
+
+def test_flowers17_seeded_40_20_20_split(flowers):
+    assert flowers.sizes() == {"train": 680, "val": 340, "test": 340}
+    assert flowers.class_names == FLOWERS17_CLASSES and flowers.class_names[0] == "Daffodil"
+    assert flowers.image_shape == (32, 32, 3) and flowers.x_train.dtype == np.uint8
+    assert np.bincount(flowers.y_train).tolist() == [40] * 17
+    assert np.bincount(flowers.y_val).tolist() == [20] * 17
+    assert np.bincount(flowers.y_test).tolist() == [20] * 17
+
+
+def test_flowers17_second_load_reads_cache(flowers, shared_data, monkeypatch):
+    def no_decode(*args, **kwargs):
+        raise AssertionError("decoded JPEGs again despite the cache")
+
+    monkeypatch.setattr(datasets, "_decode_images", no_decode)
+    again = load_dataset("flowers17", data_dir=shared_data, image_size=32)
+    assert again.digest == flowers.digest
+
+
+def test_flowers17_official_splits_file_and_bad_split(flowers, shared_data, tmp_path):
+    scipy_io = pytest.importorskip("scipy.io")
+    (tmp_path / "17flowers.tgz").symlink_to(shared_data / "17flowers.tgz")  # cached already
+    blocks = np.arange(1360).reshape(17, 80) + 1  # 1-based, as upstream
+    scipy_io.savemat(
+        tmp_path / "datasplits.mat",
+        {"trn1": blocks[:, :40].ravel(), "val1": blocks[:, 40:60].ravel(),
+         "tst1": blocks[:, 60:].ravel()},
+    )  # fmt: skip
+    official = load_dataset("flowers17", data_dir=tmp_path, image_size=32)
+    assert official.sizes() == {"train": 680, "val": 340, "test": 340}
+    assert official.digest != flowers.digest
+    with pytest.raises(UserError, match="trn2"):
+        load_dataset("flowers17", data_dir=tmp_path, image_size=32, split=2)
+    with pytest.raises(UserError, match="splits 1, 2 and 3"):
+        load_dataset("flowers17", data_dir=tmp_path, image_size=32, split=4)
+
+
+# ------------------------------------------------------------------------ folder:PATH
+
+
+def _class_a_red(d: Path) -> None:
+    red = Image.new("RGB", (40, 24), (255, 0, 0))
+    _save(d / "rgb.png", red, "PNG")
+    _save(d / "rgb.jpg", red, "JPEG")
+    _save(d / "rgba.png", Image.new("RGBA", (30, 30), (255, 0, 0, 128)), "PNG")
+    _save(d / "cmyk.jpg", Image.new("CMYK", (24, 40), (0, 255, 255, 0)), "JPEG")
+    _save(d / "palette.png", red.convert("P"), "PNG")
+
+
+def _class_gray(d: Path, n: int = 5) -> None:
+    for i in range(n):
+        _save(d / f"g{i}.png", Image.new("L", (20 + i, 32), 100), "PNG")
+
+
+def test_folder_dataset_converts_to_rgb_and_skips_bad_files(tmp_path, caplog):
+    root = tmp_path / "imgs"
+    _class_a_red(root / "a_red")
+    _class_gray(root / "b_gray")
+    (root / "a_red" / "notes.txt").write_text("not an image")
+    good = io.BytesIO()
+    Image.new("RGB", (64, 64), (255, 0, 0)).save(good, "JPEG")
+    (root / "a_red" / "truncated.jpg").write_bytes(good.getvalue()[:300])
+
+    with caplog.at_level(logging.WARNING, logger="benchmark.datasets"):
+        ds = load_dataset(f"folder:{root}", image_size=16)
+    assert ds.name == f"folder:{root}" and ds.class_names == ("a_red", "b_gray")
+    assert ds.sizes() == {"train": 6, "val": 2, "test": 2}  # 5 readable per class: 3/1/1
+    assert ds.image_shape == (16, 16, 3)
+    x = np.concatenate([ds.x_train, ds.x_val, ds.x_test]).astype(np.int16)
+    y = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
+    red, gray = x[y == 0], x[y == 1]
+    assert (red[..., 0] > 200).all() and (red[..., 1:] < 60).all()
+    assert (gray == 100).all()  # L -> RGB keeps value, all channels equal
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "skipped 2" in warnings[0]
+
+
+def test_folder_dataset_with_train_test_subfolders(tmp_path):
+    root = tmp_path / "split"
+    for part, n in (("train", 4), ("test", 2)):
+        _class_gray(root / part / "x", n)
+        _class_gray(root / part / "y", n)
+    ds = load_dataset(f"folder:{root}", image_size=8, val_fraction=0.25)
+    assert ds.sizes() == {"train": 6, "val": 2, "test": 4}
+    assert np.bincount(ds.y_test).tolist() == [2, 2]
+
+
+def test_folder_dataset_bad_layouts(tmp_path):
+    root = tmp_path / "bad"
+    _class_gray(root / "one")
+    with pytest.raises(UserError, match="at least 2 class"):
+        load_dataset(f"folder:{root}")
+    (root / "empty").mkdir()
+    with pytest.raises(UserError, match=r"empty.*is empty"):
+        load_dataset(f"folder:{root}")
+    _class_gray(root / "empty", n=2)
+    with pytest.raises(UserError, match="too few"):
+        load_dataset(f"folder:{root}")
+    with pytest.raises(UserError, match="does not exist"):
+        load_dataset(f"folder:{tmp_path / 'nope'}")
+
+
+# ------------------------------------------------------------------------------- errors
+
+
+def test_unknown_dataset_lists_known_names():
+    with pytest.raises(UserError) as err:
+        load_dataset("cifr10")
+    assert str(err.value) == (
+        "unknown dataset 'cifr10'; known: cifar10, cifar100, flowers17, folder:PATH"
+    )
+
+
+def test_missing_data_dir(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load_dataset("cifar10", data_dir=tmp_path / "nope")
+
+
+def test_missing_data_offline_names_file_and_flag(tmp_path, monkeypatch):
+    keras = pytest.importorskip("keras")
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError) as err:
+        load_dataset("cifar10", data_dir=tmp_path / "empty")
+    msg = str(err.value)
+    assert "cifar-10-python.tar.gz not found" in msg and "--data-dir" in msg
+    assert "name resolution" in msg and "\n" not in msg
+
+
+def test_truncated_archive_is_a_user_error_and_leaves_no_cache(shared_data, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(shared_data / "cifar-10-python.tar.gz", "rb") as f:
+        (data / "cifar-10-python.tar.gz").write_bytes(f.read(1 << 20))
+    cache = tmp_path / "cache"
+    with pytest.raises(UserError, match="corrupt or truncated archive .*cifar-10-python"):
+        load_dataset("cifar10", data_dir=data, cache_dir=cache)
+    assert list((cache / "extracted").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("members", "missing"),
+    [
+        ({"readme.txt": b"hello"}, "cifar-10-batches-py/"),
+        (
+            {"cifar-10-batches-py/batches.meta": pickle.dumps({b"label_names": [b"a", b"b"]})},
+            "cifar-10-batches-py/data_batch_1",
+        ),
+    ],
+)
+def test_wrong_layout_archive(tmp_path, members, missing):
+    _write_tar(tmp_path / "cifar-10-python.tar.gz", members)
+    with pytest.raises(UserError, match=f"not the upstream layout: missing {missing}"):
+        load_dataset("cifar10", data_dir=tmp_path)
+
+
+def test_unwritable_cache_names_env_var(tmp_path):
+    _cifar100_archive(tmp_path)
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UserError, match="BENCHMARK_CACHE_DIR"):
+        load_dataset("cifar100", data_dir=tmp_path, cache_dir=tmp_path / "a_file" / "cache")
+
+
+# ---------------------------------------------------------------------- hostile files
+
+
+def _hostile_member(kind: str, tmp_path: Path) -> tarfile.TarInfo:
+    if kind == "dotdot":
+        info = tarfile.TarInfo("../evil")
+    elif kind == "absolute":
+        info = tarfile.TarInfo(str(tmp_path / "abs_evil"))
+    elif kind == "symlink":
+        info = tarfile.TarInfo("passwd")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    elif kind == "hardlink":
+        info = tarfile.TarInfo("inner/link")
+        info.type, info.linkname = tarfile.LNKTYPE, "../../evil"
+    else:  # device
+        info = tarfile.TarInfo("dev")
+        info.type = tarfile.CHRTYPE
+    return info
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "hardlink", "device"])
+def test_safe_extract_refuses_hostile_members(tmp_path, kind):
+    archive = tmp_path / "evil.tar"
+    with tarfile.open(archive, "w") as tar:
+        _add_bytes(tar, "ok.txt", b"fine")  # extracted first, must be cleaned up
+        info = _hostile_member(kind, tmp_path)
+        if info.isreg():
+            info.size = 4
+            tar.addfile(info, io.BytesIO(b"evil"))
+        else:
+            tar.addfile(info)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(UserError, match=r"refusing to extract .*evil\.tar"):
+        safe_extract(archive, out / "target")
+    assert list(out.iterdir()) == []  # no target, no temp dir, no ../evil
+    assert not (tmp_path / "abs_evil").exists() and not (tmp_path / "evil").exists()
+
+
+def test_safe_extract_keeps_internal_links(tmp_path):
+    archive = tmp_path / "ok.tar"
+    with tarfile.open(archive, "w") as tar:
+        _add_bytes(tar, "d/a.txt", b"data")
+        link = tarfile.TarInfo("d/b.txt")
+        link.type, link.linkname = tarfile.SYMTYPE, "a.txt"
+        tar.addfile(link)
+    target = safe_extract(archive, tmp_path / "t")
+    assert (target / "d" / "b.txt").read_bytes() == b"data"
+    assert safe_extract(archive, tmp_path / "t") == target  # existing = complete: reused
+
+
+class _RunsCommand:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_restricted_load_refuses_code_execution(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps({b"data": _RunsCommand(marker)})
+    with pytest.raises(UserError, match=r"refusing to unpickle .*system"):
+        restricted_load(io.BytesIO(payload))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_restricted_load_reads_numpy_batches(protocol):
+    batch = {b"data": np.arange(12, dtype=np.uint8).reshape(2, 6), b"labels": [0, 1]}
+    loaded = restricted_load(io.BytesIO(pickle.dumps(batch, protocol=protocol)))
+    np.testing.assert_array_equal(loaded[b"data"], batch[b"data"])
+    assert loaded[b"labels"] == [0, 1]
+
+
+def test_file_md5_matches_hashlib(tmp_path):
+    import hashlib
+
+    f = tmp_path / "blob"
+    f.write_bytes(os.urandom(3 << 20))
+    assert file_md5(f, chunk_size=1 << 16) == hashlib.md5(f.read_bytes()).hexdigest()
+
+
+def test_default_image_size_and_cache_root(tmp_path, monkeypatch):
+    assert datasets.default_image_size("cifar100") == 32
+    assert datasets.default_image_size("flowers17") == 64
+    assert datasets.default_image_size("folder:/x") == 64
+    with pytest.raises(UserError, match="unknown dataset"):
+        datasets.default_image_size("mnist")
+    assert datasets.cache_root(tmp_path / "c") == tmp_path / "c"
+    monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path / "env"))
+    assert datasets.cache_root() == tmp_path / "env"
+    monkeypatch.delenv("BENCHMARK_CACHE_DIR")
+    assert datasets.cache_root() == Path.home() / ".cache" / "cnn-benchmark"
