@@ -94,7 +94,7 @@ class TrialConfig:
         Options that are None mean "not given". Unknown keys are an error that lists the
         known ones (nanoGPT's habit: a typo must fail, not be ignored).
         """
-        from benchmark.models import model_preset  # models import config: avoid a cycle
+        from benchmark.models import MODELS, model_preset  # models import config: no cycle
 
         unknown = sorted(set(options) - set(cls.field_names()))
         if unknown:
@@ -103,6 +103,12 @@ class TrialConfig:
             )
         given = {k: v for k, v in options.items() if v is not None}
         merged = {**model_preset(given.get("model", cls.model)), **given}
+        if merged.get("model", cls.model) == "cnn":  # a family point that IS a preset: name it
+            full = dataclasses.asdict(cls(**merged))
+            for name in MODELS.names():
+                preset = model_preset(name)
+                if preset and all(full[k] == v for k, v in preset.items()):
+                    merged["model"] = name
         return cls(**merged)
 
     def to_params(self) -> dict[str, Any]:

@@ -26,8 +26,7 @@ BEST_VAL_ACCURACY = "best_val_accuracy"
 VAL_LOSS_RISE = "val_loss_rise"  # final val_loss / min val_loss - 1
 
 # What model selection optimises: validation, never test.
-OBJECTIVE = VAL_ACCURACY
-OBJECTIVE_FINAL = VAL_ACCURACY  # last epoch: the model whose test_accuracy is logged
+OBJECTIVE = VAL_ACCURACY  # reported each epoch to the pruner; its last value ranks trials
 
 # Overfit verdict thresholds (README states them).
 OVERFIT_GAP_THRESHOLD = 0.10

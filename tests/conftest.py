@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import mlflow
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,5 +34,9 @@ def _isolate(monkeypatch, tmp_path, session_cache):
     """Never touch the user's ~/.keras, ~/.cache or ./mlflow.db from a test."""
     monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(session_cache))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)  # the module-level URI outlives a test: reset it every time
+    while mlflow.active_run():  # a test that failed inside a run must not nest the next one
+        mlflow.end_run()
     monkeypatch.delenv("BENCHMARK_DATA_DIR", raising=False)

@@ -1,0 +1,574 @@
+"""Grid or Optuna search: one Optuna study in persistent storage, one MLflow child run per
+trial and seed repeat under the search's parent run.
+
+Grid and TPE are the same `optuna.create_study(sampler=..., pruner=..., storage=...,
+load_if_exists=True)`, so resume and scale-out work alike for both: run the same command
+again (or on another machine against a shared storage) and it continues the same study.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import socket
+import statistics
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import mlflow
+import optuna
+import psutil
+import yaml
+from optuna.trial import TrialState
+
+from benchmark import metrics as M
+from benchmark.config import TrialConfig
+from benchmark.datasets import Dataset, load_dataset
+from benchmark.errors import UserError
+from benchmark.space import Dimension, SearchSpace
+from benchmark.trial import run_trial
+
+log = logging.getLogger("benchmark.search")
+
+HEARTBEAT_S = 10  # a live trial touches the storage this often...
+GRACE_S = 40  # ...so one silent for this long belongs to a dead worker: failed and retried
+POLL_S = 5  # how often a worker with nothing left to claim checks on others' trials
+DATA_FIELDS = ("dataset", "image_size", "label_mode", "split", "val_fraction", "max_train_samples")
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+# An interrupted or dead worker's trial is enqueued again with the same parameters, at most
+# 3 times (a configuration that kills its worker every time is not retried forever).
+with warnings.catch_warnings():  # "experimental" since Optuna 2.8, still the supported way
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    RETRY = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+
+
+@dataclass
+class SearchSummary:
+    study_name: str
+    storage: str
+    counts: dict[str, int]
+    best_params: dict[str, Any] | None = None
+    best_value: float | None = None
+    best_run_id: str | None = None
+    stopped_reason: str = ""
+    durations: list[float] = field(default_factory=list)
+
+
+# --- plugging Optuna's parts in -------------------------------------------------------
+
+
+def default_storage() -> str:
+    """An SQLite file beside the MLflow store when that is SQLite, else in the cwd."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        db = uri.removeprefix("sqlite:///")
+        return f"sqlite:///{os.path.join(os.path.dirname(db) or '.', 'optuna.db')}"
+    return "sqlite:///optuna.db"
+
+
+def make_storage(url: str) -> optuna.storages.RDBStorage:
+    """Heartbeats let any worker fail a dead worker's trial and enqueue it again."""
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=RETRY,
+            )
+    except Exception as exc:  # bad URL, server down, missing driver: all "cannot store"
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"Optuna storage {redact(url)!r} unusable: {first[:200]}") from None
+
+
+def make_sampler(space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
+    if space.strategy == "grid":
+        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+    return {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "grid": lambda: optuna.samplers.GridSampler(space.grid(), seed=seed),
+    }[space.sampler]()
+
+
+def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
+    p = dict(space.pruner)
+    kind = p.pop("type", "median")
+    if space.strategy == "grid" or kind == "none":  # a grid means: run every point fully
+        return optuna.pruners.NopPruner()
+    if kind == "threshold":  # stop any trial whose val_accuracy is below `lower`
+        return optuna.pruners.ThresholdPruner(
+            lower=p.get("lower", 0.0), n_warmup_steps=p.get("n_warmup_steps", 0)
+        )
+    if kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=p.get("min_resource", 1), reduction_factor=p.get("reduction_factor", 3)
+        )
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=p.get("n_startup_trials", 5), n_warmup_steps=p.get("n_warmup_steps", 0)
+    )
+
+
+def redact(url: str) -> str:
+    """postgresql://user:secret@host/db -> postgresql://user:***@host/db"""
+    head, sep, tail = url.partition("@")
+    if sep and "://" in head and ":" in head.split("://", 1)[1]:
+        scheme, cred = head.split("://", 1)
+        return f"{scheme}://{cred.split(':', 1)[0]}:***@{tail}"
+    return url
+
+
+class PruningCallback(keras.callbacks.Callback):
+    """Reports the objective each epoch; the pruner decides, fit stops by exception."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        super().__init__()
+        self.trial = trial
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.trial.report(float((logs or {})[M.OBJECTIVE]), step=epoch + 1)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch + 1}")
+
+
+# --- the search -------------------------------------------------------------------------
+
+
+def study_name_for(space: SearchSpace, dataset: str, overrides: dict[str, Any]) -> str:
+    """Same space + same overrides -> same study, so rerunning the command resumes it."""
+    suffix = "-".join(f"{k}{v}" for k, v in sorted(overrides.items()) if v is not None)
+    stem = os.path.splitext(os.path.basename(space.path))[0]
+    name = f"{dataset}-{stem}-{space.strategy}-{space.digest}"
+    return f"{name}-{suffix}" if suffix else name
+
+
+def run_search(
+    space: SearchSpace,
+    *,
+    dataset: str,
+    data_dir: str | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    seeds: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    max_failures: int | None = None,
+    role: str = "search",
+    printer=print,
+) -> SearchSummary:
+    """Run (or resume) the study inside the active MLflow parent run, or a new one."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    seeds = seeds or space.seeds
+    storage = storage or default_storage()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our progress line replaces its log
+    study_name = study_name or study_name_for(space, dataset, overrides | {"seeds": seeds})
+    store = make_storage(storage)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=store,
+        sampler=make_sampler(space, seed=0),
+        pruner=make_pruner(space),
+        direction="maximize",
+        load_if_exists=True,
+    )
+    total = len(space.grid_points()) if space.strategy == "grid" else (n_trials or space.n_trials)
+    if total is None:
+        raise UserError("strategy optuna needs n_trials (option or optuna.n_trials in the space)")
+    timeout = timeout if timeout is not None else space.timeout
+
+    datasets: dict[tuple, Dataset] = {}  # decoded once per distinct data setting, not per trial
+
+    def data_for(cfg: TrialConfig) -> Dataset:
+        key = tuple(getattr(cfg, f) for f in DATA_FIELDS)
+        if key not in datasets:
+            datasets[key] = load_dataset(
+                cfg.dataset,
+                data_dir=data_dir,
+                image_size=cfg.image_size,
+                label_mode=cfg.label_mode,
+                split=cfg.split,
+                val_fraction=cfg.val_fraction,
+                max_train_samples=cfg.max_train_samples,
+            )
+        return datasets[key]
+
+    base = {"dataset": dataset, **overrides}
+    data_for(space.config({}, **base))  # bad data fails before any trial or run exists
+
+    with mlflow.start_run(run_name=f"{role}-{dataset}-{space.strategy}", nested=False) as parent:
+        _mark_orphans(study_name, store)
+        mlflow.set_tags(
+            {"cnn_benchmark_role": role, "study_name": study_name, "worker": WORKER,
+             "dataset": dataset, "storage": redact(storage)}
+        )  # fmt: skip
+        mlflow.log_params(
+            {"strategy": space.strategy, "dataset": dataset, "space_file": space.path,
+             "study_name": study_name, "storage": redact(storage), "seeds": seeds,
+             "n_trials": total, "sampler": space.sampler if space.strategy == "optuna" else "grid",
+             "pruner": space.pruner.get("type", "median") if space.strategy == "optuna" else "none"}
+            | {f"fixed.{k}": v for k, v in {**space.fixed, **overrides}.items()}
+        )  # fmt: skip
+        mlflow.log_text(space.text, f"search_space/{os.path.basename(space.path)}")
+
+        def objective(trial: optuna.Trial) -> float:
+            params = {d.name: d.suggest(trial) for d in space.dimensions}
+            trial.set_user_attr("worker", WORKER)
+            scores = []
+            try:
+                cfg = space.config(params, **base)
+                trial.set_user_attr("run_name", cfg.run_name)
+                for rep in range(seeds):
+                    result = run_trial(
+                        cfg.replace(seed=cfg.seed + rep),
+                        data_for(cfg),
+                        callbacks=[PruningCallback(trial)] if rep == 0 else [],
+                        nested=True,
+                        run_name=cfg.run_name + (f"-s{cfg.seed + rep}" if seeds > 1 else ""),
+                        tags={"optuna_trial": str(trial.number), "study_name": study_name,
+                              "worker": WORKER, "cnn_benchmark_role": "trial"},
+                        verbose=0,
+                    )  # fmt: skip
+                    scores.append(result.history[M.OBJECTIVE][-1])  # last epoch's model
+                    trial.set_user_attr(f"run_id_{rep}", result.run_id)
+                    _release_memory()
+            except optuna.TrialPruned:
+                _release_memory()
+                raise
+            except KeyboardInterrupt:
+                trial.set_user_attr("interrupted", True)  # the next run of the command reruns it
+                raise
+            except Exception as exc:
+                reason = (str(exc) or type(exc).__name__)[:500]
+                trial.set_user_attr("fail_reason", reason)
+                # The progress line says why; the traceback goes to the parent run, not stderr.
+                mlflow.log_text(traceback.format_exc(), f"failures/trial_{trial.number:04d}.txt")
+                _release_memory()
+                raise
+            return statistics.fmean(scores)
+
+        summary = _drive(study, store, objective, space, total, timeout, max_failures, printer)
+        summary.study_name, summary.storage = study_name, redact(storage)
+        _log_summary(study, summary, parent.info.run_id)
+    return summary
+
+
+def _release_memory() -> None:
+    """Keras keeps every model of the process in its global graph: clear it between trials."""
+    keras.backend.clear_session(free_memory=True)
+    gc.collect()
+
+
+def _drive(study, store, objective, space, total, timeout, max_failures, printer) -> SearchSummary:
+    """Claim and run one trial at a time until the grid is covered or the budget spent.
+
+    One trial per `optimize` call lets this loop requeue interrupted trials, wait for other
+    workers' last trials (and take them over if their worker died), and stop on a run of
+    failures, all between trials.
+    """
+    summary = SearchSummary(study_name="", storage="", counts={})
+    started, failures_in_row, rss = time.monotonic(), 0, psutil.Process()
+    while True:
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # dead workers' trials -> FAIL + retry
+        _requeue_interrupted(study, store)
+        counts = _counts(study)
+        if space.strategy == "grid":
+            left = _grid_left(study, space)
+            if not left["unclaimed"] and not left["waiting"]:
+                if left["running"]:
+                    time.sleep(POLL_S)  # another worker's trial: wait for it or its heartbeat
+                    continue
+                summary.stopped_reason = "grid covered"
+                break
+        elif counts["finished"] >= total:
+            summary.stopped_reason = f"{total} trials done"
+            break
+        if timeout is not None and time.monotonic() - started > timeout:
+            summary.stopped_reason = f"timeout {timeout:.0f} s"
+            break
+
+        t0 = time.monotonic()
+        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        took = time.monotonic() - t0
+        trial = _latest_own_trial(study)
+        if trial is None:
+            continue
+        summary.durations.append(took)
+        mlflow.log_metric("rss_mb", rss.memory_info().rss / 2**20, step=len(summary.durations))
+        counts = _counts(study)
+        failures_in_row = failures_in_row + 1 if trial.state == TrialState.FAIL else 0
+        printer(_progress_line(trial, counts, total, took, summary.durations))
+        if max_failures and failures_in_row >= max_failures:
+            summary.stopped_reason = f"stopped after {failures_in_row} failures in a row"
+            printer(f"search {summary.stopped_reason}: last reason: "
+                    f"{trial.user_attrs.get('fail_reason', '?')}")  # fmt: skip
+            break
+    summary.counts = _counts(study)
+    return summary
+
+
+def _latest_own_trial(study) -> optuna.trial.FrozenTrial | None:
+    own = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == WORKER]
+    return max(own, key=lambda t: t.datetime_start or 0, default=None)
+
+
+def _counts(study) -> dict[str, int]:
+    trials = study.get_trials(deepcopy=False)
+    by = {s: sum(t.state == s for t in trials) for s in TrialState}
+    fail_model = sum(
+        t.state == TrialState.FAIL and "fail_reason" in t.user_attrs for t in trials
+    )  # failures that are the configuration's own, not interruptions
+    return {
+        "complete": by[TrialState.COMPLETE],
+        "pruned": by[TrialState.PRUNED],
+        "failed": fail_model,
+        "interrupted": by[TrialState.FAIL] - fail_model,
+        "running": by[TrialState.RUNNING],
+        "waiting": by[TrialState.WAITING],
+        "finished": by[TrialState.COMPLETE] + by[TrialState.PRUNED] + fail_model,
+    }
+
+
+def _point_key(params: dict[str, Any]) -> tuple:
+    return tuple(sorted(params.items()))
+
+
+def _grid_left(study, space: SearchSpace) -> dict[str, int]:
+    """Grid points by state; a point is done once a trial with its params finished for real."""
+    points = {_point_key(p) for p in space.grid_points()}
+    done, running, waiting = set(), set(), 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.WAITING:
+            waiting += 1
+        key = _point_key(t.params)
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+            t.state == TrialState.FAIL and "fail_reason" in t.user_attrs
+        ):
+            done.add(key)
+        elif t.state == TrialState.RUNNING:
+            running.add(key)
+    # An interrupted point with no retry yet is neither done nor running: unclaimed.
+    return {
+        "unclaimed": len(points - done - running),
+        "running": len(running - done),
+        "waiting": waiting,
+    }
+
+
+def _requeue_interrupted(study, store) -> None:
+    """Ctrl-C'd trials, and RUNNING ones whose local worker process is gone (kill -9), are
+    failed and enqueued again with the same parameters, once each."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.system_attrs.get("failed_trial") for t in trials}
+    host = socket.gethostname()
+    for t in trials:
+        worker = t.user_attrs.get("worker", "")
+        w_host, _, w_pid = worker.rpartition(":")
+        dead_local = (
+            t.state == TrialState.RUNNING
+            and w_host == host
+            and w_pid.isdigit()
+            and not psutil.pid_exists(int(w_pid))
+        )
+        if dead_local:
+            store.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        interrupted = t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs
+        if (dead_local or interrupted) and t.number not in retried:
+            RETRY(study, t)
+            retried.add(t.number)
+
+
+def _mark_orphans(study_name: str, store) -> None:
+    """MLflow runs left RUNNING by a dead local worker of this study become KILLED."""
+    host = socket.gethostname()
+    runs = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"tags.study_name = '{study_name}' and attributes.status = 'RUNNING'",
+        output_format="list",
+    )
+    client = mlflow.MlflowClient()
+    for run in runs:
+        w_host, _, w_pid = run.data.tags.get("worker", "").rpartition(":")
+        if w_host == host and w_pid.isdigit() and not psutil.pid_exists(int(w_pid)):
+            client.set_tag(run.info.run_id, M.TAG_STATUS_REASON, "worker died (orphan run)")
+            client.set_terminated(run.info.run_id, status="KILLED")
+
+
+def _progress_line(trial, counts, total, took, durations) -> str:
+    done = counts["finished"]
+    left = max(total - done, 0)
+    eta = statistics.median(durations) * left
+    state = trial.state.name.lower()
+    value = f"val_accuracy {trial.value:.4f}" if trial.value is not None else state
+    if trial.state == TrialState.FAIL:
+        value = f"failed: {trial.user_attrs.get('fail_reason', 'interrupted')}"
+    elif trial.state == TrialState.PRUNED:
+        value = f"pruned at epoch {max(trial.intermediate_values, default=0)}"
+    name = trial.user_attrs.get("run_name", str(trial.params))
+    return f"[{done}/{total}] {name}  {value}  in {took:.1f} s  ETA {_hms(eta)}"
+
+
+def _hms(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def _log_summary(study, summary: SearchSummary, parent_id: str) -> None:
+    """Counts and the best configuration on the parent run (MLflow's hyperparam example)."""
+    c = summary.counts
+    mlflow.log_metrics({f"n_{k}": v for k, v in c.items() if k != "waiting"})
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not complete:
+        return
+    best = max(complete, key=lambda t: t.value)
+    summary.best_params, summary.best_value = best.params, best.value
+    summary.best_run_id = best.user_attrs.get("run_id_0")
+    mlflow.set_tags(
+        {"best_run": summary.best_run_id or "", "best_config": best.user_attrs.get("run_name", "")}
+    )
+    mlflow.log_metric(f"best_{M.OBJECTIVE}", best.value)
+    if summary.best_run_id:
+        run = mlflow.get_run(summary.best_run_id)
+        for key in (M.TEST_ACCURACY, M.OVERFIT_GAP, M.TRAIN_TIME, M.PARAM_COUNT):
+            if key in run.data.metrics:
+                mlflow.log_metric(f"best_{key}", run.data.metrics[key])
+
+
+# --- dry run and ablation ---------------------------------------------------------------
+
+
+def dry_run(
+    space: SearchSpace,
+    *,
+    dataset: str,
+    data_dir: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    seeds: int | None = None,
+    n_trials: int | None = None,
+    printer=print,
+) -> float:
+    """Build every model of the space (no training, no MLflow) and estimate the time.
+
+    The estimate scales a one-epoch probe of the first configuration by FLOPs x train
+    images x epochs: rough, but it tells minutes from hours before the search starts.
+    """
+    from benchmark.models import build_model, plan
+    from benchmark.pipeline import train_dataset
+
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    seeds = seeds or space.seeds
+    base = {"dataset": dataset, **overrides}
+    points = space.grid_points() if space.strategy == "grid" else []
+    if not points:  # Optuna ranges: show the corners the sampler can reach
+        points = [{d.name: (d.values or (d.low,))[0] for d in space.dimensions}]
+    data = load_dataset(
+        dataset, data_dir=data_dir, **{k: v for k, v in space.config({}, **base).__dict__.items()
+                                      if k in DATA_FIELDS[1:]}
+    )  # fmt: skip
+    rows = []
+    for p in points:
+        cfg = space.config(p, **base).replace(image_size=data.image_shape[0])
+        try:
+            flops = plan(cfg, data.image_shape, data.n_classes).flops
+            params = build_model(cfg, data.image_shape, data.n_classes).count_params()
+            rows.append((cfg, params, flops))
+        except UserError as exc:
+            rows.append((cfg, None, str(exc)))
+        _release_memory()
+    probe_cfg, _, probe_flops = next(r for r in rows if r[1] is not None)
+    model = build_model(probe_cfg, data.image_shape, data.n_classes)
+    model.compile("rmsprop", "sparse_categorical_crossentropy", steps_per_execution=16)
+    from benchmark.augment import build_augmentation
+
+    ds = train_dataset(
+        data.x_train, data.y_train, probe_cfg.batch_size, 0, build_augmentation("none")
+    )
+    t0 = time.perf_counter()
+    model.fit(ds, epochs=1, verbose=0, shuffle=False)
+    probe = time.perf_counter() - t0
+    _release_memory()
+
+    printer(f"{'configuration':32} {'params':>10} {'MFLOPs':>9} {'est. min':>9}")
+    total_s = 0.0
+    for cfg, params, flops in rows:
+        if params is None:
+            printer(f"{cfg.run_name:32} rejected: {flops}")
+            continue
+        est = probe * flops / probe_flops * cfg.epochs * seeds * 1.15  # +15% validation
+        total_s += est
+        printer(f"{cfg.run_name:32} {params:>10,} {flops / 1e6:>9.1f} {est / 60:>9.1f}")
+    if space.strategy == "optuna":
+        total_s = total_s / len(rows) * (n_trials or space.n_trials or 1)
+    printer(
+        f"{len(rows)} configuration(s) x {seeds} seed(s); one-epoch probe {probe:.1f} s on "
+        f"{len(data.x_train)} images; estimated total {_hms(total_s)} (probe includes tracing)"
+    )
+    return total_s
+
+
+ARCHITECTURE_FIELDS = (
+    "model", "depth", "kernel_size", "dense_units", "filters_base", "filters_max", "padding",
+    "batch_norm", "dropout", "optimizer", "learning_rate", "batch_size", "image_size",
+    "epochs", "label_mode", "split", "val_fraction", "max_train_samples",
+)  # fmt: skip
+
+
+def best_of_latest_search(dataset: str) -> tuple[str, dict[str, Any]]:
+    """The latest search's best trial run on `dataset` (by validation accuracy) and its
+    settings, read back from MLflow so the ablation needs no state of its own."""
+    parents = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"tags.cnn_benchmark_role = 'search' and tags.dataset = '{dataset}'",
+        order_by=["attributes.start_time DESC"],
+        output_format="list",
+    )
+    for parent in parents:
+        children = mlflow.search_runs(
+            experiment_ids=[parent.info.experiment_id],
+            filter_string=(
+                f"tags.mlflow.parentRunId = '{parent.info.run_id}' "
+                f"and tags.{M.TAG_TRIAL_STATE} = 'complete'"
+            ),
+            order_by=[f"metrics.{M.OBJECTIVE} DESC"],
+            max_results=1,
+            output_format="list",
+        )
+        if children:
+            p = children[0].data.params
+            return children[0].info.run_id, {k: _parse_param(p[k]) for k in ARCHITECTURE_FIELDS}
+    raise UserError(
+        f"no completed search on {dataset!r} in {mlflow.get_tracking_uri()}; run "
+        f"`mlflow run . -P dataset={dataset}` first"
+    )
+
+
+def _parse_param(text: str) -> Any:
+    """MLflow params come back as strings; YAML reads them back to their types."""
+    value = yaml.safe_load(text)
+    return None if value == "None" else value
+
+
+def ablation_space(fixed: dict[str, Any], seeds: int, policies: list[str]) -> SearchSpace:
+    """The best architecture, fixed, times every augmentation policy: a one-dimension grid."""
+
+    doc = {"strategy": "grid", "seeds": seeds, "fixed": fixed,
+           "space": {"augmentation": {"values": policies}}}  # fmt: skip
+    text = yaml.safe_dump(doc, sort_keys=False)
+    return SearchSpace(
+        path="ablation.yaml",
+        text=text,
+        dataset=None,
+        strategy="grid",
+        fixed=fixed,
+        dimensions=(Dimension(name="augmentation", values=tuple(policies)),),
+        seeds=seeds,
+    )

@@ -1,0 +1,258 @@
+"""Search spaces: `search_spaces/<dataset>.yaml`, validated on load.
+
+A space names the dimensions searched (grid values and/or Optuna ranges), the training
+settings every trial shares, the Optuna sampler and pruner, and seed repeats. Every key is
+checked: a typo fails with the allowed names instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmark.config import TrialConfig
+from benchmark.errors import UserError
+
+SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+STRATEGIES = ("grid", "optuna")
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("median", "hyperband", "threshold", "none")
+TOP_KEYS = ("description", "dataset", "strategy", "fixed", "space", "seeds", "optuna", "budget")
+DIM_KEYS = ("values", "low", "high", "log", "step")
+OPTUNA_KEYS = ("n_trials", "timeout", "sampler", "pruner")
+PRUNER_KEYS = (
+    "type", "n_startup_trials", "n_warmup_steps", "min_resource", "reduction_factor", "lower",
+)  # fmt: skip
+NOT_SEARCHABLE = ("dataset", "seed", "max_train_samples", "epochs")
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    values: tuple | None = None  # grid points; Optuna: categorical over them unless low/high
+    low: float | int | None = None  # Optuna range (int when low, high and step are ints)
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+
+    def suggest(self, trial: Any) -> Any:
+        """The only place a dimension meets `trial.suggest_*` (define-by-run)."""
+        if self.low is None:
+            return trial.suggest_categorical(self.name, list(self.values))
+        if all(isinstance(v, int) for v in (self.low, self.high, self.step or 1)):
+            return trial.suggest_int(
+                self.name, self.low, self.high, step=self.step or 1, log=self.log
+            )
+        return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    path: str
+    text: str  # the file as written, logged as an artifact
+    dataset: str | None
+    strategy: str
+    fixed: dict[str, Any]
+    dimensions: tuple[Dimension, ...]
+    seeds: int = 1
+    n_trials: int | None = None
+    timeout: float | None = None
+    sampler: str = "tpe"
+    pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
+    budget: str = ""  # free text for reports: what the defaults were sized for
+
+    @property
+    def digest(self) -> str:
+        """Changes when anything that decides which trials run changes (study identity)."""
+        key = json.dumps(
+            [self.strategy, self.fixed, [d.__dict__ for d in self.dimensions], self.seeds],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+    def grid(self) -> dict[str, list]:
+        """Optuna GridSampler's search space; every dimension needs `values`."""
+        missing = [d.name for d in self.dimensions if d.values is None]
+        if missing:
+            raise UserError(
+                f"{self.path}: space.{missing[0]} has no `values`; the grid strategy needs "
+                "them (low/high ranges are for strategy optuna)"
+            )
+        return {d.name: list(d.values) for d in self.dimensions}
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        g = self.grid()
+        return [dict(zip(g, combo, strict=True)) for combo in itertools.product(*g.values())]
+
+    def config(self, params: Mapping[str, Any], **overrides: Any) -> TrialConfig:
+        """fixed settings + one point of the space (+ CLI overrides) -> the trial's config."""
+        return TrialConfig.from_options(**{**self.fixed, **params, **overrides})
+
+
+def space_path(dataset: str, space: str | None = None) -> Path:
+    if space:
+        return Path(space)
+    stem = "folder" if dataset.startswith("folder:") else dataset
+    return SPACES_DIR / f"{stem}.yaml"
+
+
+def load_space(path: str | Path, strategy: str | None = None) -> SearchSpace:
+    """Read and validate a space file; every error names the key and what is allowed."""
+    path = Path(path)
+    if not path.is_file():
+        known = ", ".join(sorted(p.name for p in SPACES_DIR.glob("*.yaml")))
+        raise UserError(f"search space {str(path)!r} not found; shipped spaces: {known}")
+    text = path.read_text()
+    try:
+        raw = yaml.safe_load(text)  # safe_load: tags that build Python objects are refused
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0]
+        raise UserError(f"{path}: not valid YAML ({first})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping with keys {', '.join(TOP_KEYS)}")
+
+    def bad(msg: str) -> UserError:
+        return UserError(f"{path}: {msg}")
+
+    _check_keys(raw, TOP_KEYS, "", bad)
+    strategy = strategy or raw.get("strategy", "grid")
+    if strategy not in STRATEGIES:
+        raise bad(f"strategy {strategy!r} is not allowed; allowed: {', '.join(STRATEGIES)}")
+
+    fixed = raw.get("fixed") or {}
+    if not isinstance(fixed, dict):
+        raise bad("`fixed` should be a mapping of training settings")
+    _check_keys(fixed, TrialConfig.field_names(), "fixed.", bad)
+
+    space = raw.get("space")
+    if not isinstance(space, dict) or not space:
+        raise bad("`space` should be a non-empty mapping of dimension -> {values: [...]}")
+    searchable = [f for f in TrialConfig.field_names() if f not in NOT_SEARCHABLE]
+    dims = []
+    for name, spec in space.items():
+        if name not in searchable:
+            raise bad(f"space.{name} is not a searchable setting; allowed: {', '.join(searchable)}")
+        if name in fixed:
+            raise bad(f"space.{name} is also in `fixed`; keep it in one place")
+        if not isinstance(spec, dict):
+            raise bad(f"space.{name} should be a mapping with keys {', '.join(DIM_KEYS)}")
+        _check_keys(spec, DIM_KEYS, f"space.{name}.", bad)
+        values = spec.get("values")
+        if values is not None and (not isinstance(values, list) or not values):
+            raise bad(f"space.{name}.values should be a non-empty list; got {values!r}")
+        if values is None and (spec.get("low") is None or spec.get("high") is None):
+            raise bad(f"space.{name} needs `values` or both `low` and `high`")
+        for key in ("low", "high", "step"):
+            v = spec.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+                raise bad(f"space.{name}.{key} should be a number; got {v!r}")
+        if spec.get("low") is not None and spec["low"] >= spec["high"]:
+            raise bad(f"space.{name}: low ({spec['low']}) should be below high ({spec['high']})")
+        dims.append(
+            Dimension(
+                name=name,
+                values=tuple(values) if values is not None else None,
+                low=spec.get("low"),
+                high=spec.get("high"),
+                log=bool(spec.get("log", False)),
+                step=spec.get("step"),
+            )
+        )
+
+    opt = raw.get("optuna") or {}
+    _check_keys(opt, OPTUNA_KEYS, "optuna.", bad)
+    sampler = opt.get("sampler", "tpe")
+    if sampler not in SAMPLERS:
+        raise bad(f"optuna.sampler {sampler!r} is not allowed; allowed: {', '.join(SAMPLERS)}")
+    pruner = opt.get("pruner") or {"type": "median"}
+    if not isinstance(pruner, dict):
+        raise bad("optuna.pruner should be a mapping with `type`")
+    _check_keys(pruner, PRUNER_KEYS, "optuna.pruner.", bad)
+    if pruner.get("type", "median") not in PRUNERS:
+        raise bad(
+            f"optuna.pruner.type {pruner.get('type')!r} is not allowed; "
+            f"allowed: {', '.join(PRUNERS)}"
+        )
+    seeds = raw.get("seeds", 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise bad(f"`seeds` should be a positive integer; got {seeds!r}")
+    n_trials = opt.get("n_trials")
+    if n_trials is not None and (not isinstance(n_trials, int) or n_trials < 1):
+        raise bad(f"optuna.n_trials should be a positive integer; got {n_trials!r}")
+
+    result = SearchSpace(
+        path=str(path),
+        text=text,
+        dataset=raw.get("dataset"),
+        strategy=strategy,
+        fixed=dict(fixed),
+        dimensions=tuple(dims),
+        seeds=seeds,
+        n_trials=n_trials,
+        timeout=opt.get("timeout"),
+        sampler=sampler,
+        pruner=dict(pruner),
+        budget=str(raw.get("budget", "")),
+    )
+    _check_configs(result, bad)
+    return result
+
+
+def _check_keys(d: Mapping, allowed, where: str, bad) -> None:
+    for key in d:
+        if key not in allowed:
+            raise bad(f"unknown key {where}{key}; allowed: {', '.join(allowed)}")
+
+
+def _check_configs(space: SearchSpace, bad) -> None:
+    """Every fixed value and every grid value must make a valid TrialConfig.
+
+    Grid points whose model cannot fit the image are rejected here, before any training;
+    with Optuna ranges such points can only be found when sampled, and become failed
+    trials with their reason.
+    """
+    from benchmark.augment import POLICIES
+    from benchmark.datasets import default_image_size
+    from benchmark.models import MODELS, plan
+
+    try:
+        base = space.config({})
+    except UserError as exc:
+        raise bad(f"fixed: {exc}") from None
+    points = space.grid_points() if space.strategy == "grid" else []
+    for dim in space.dimensions:
+        for v in dim.values or ():
+            try:
+                cfg = space.config({dim.name: v})
+            except (UserError, TypeError) as exc:
+                raise bad(f"space.{dim.name}: {exc}") from None
+            if cfg.augmentation not in POLICIES:
+                raise bad(
+                    f"space.augmentation value {v!r} is not a policy; known: {POLICIES.known()}"
+                )
+            if cfg.model not in MODELS:
+                raise bad(f"space.model value {v!r} is not a model; known: {MODELS.known()}")
+    if base.augmentation not in POLICIES:
+        raise bad(f"fixed.augmentation {base.augmentation!r}; known: {POLICIES.known()}")
+    dataset = space.dataset or base.dataset
+    size = base.image_size or default_image_size(dataset)
+    unfit = []
+    for point in points:
+        cfg = space.config(point)
+        try:
+            plan(cfg, (cfg.image_size or size, cfg.image_size or size, 3), 2)
+        except UserError:
+            unfit.append(cfg.run_name)
+    if unfit:
+        raise bad(
+            f"{len(unfit)} grid point(s) cannot fit {size}px images: {', '.join(unfit[:5])}; "
+            "shrink depth/kernel_size, use padding: same or a larger image_size"
+        )

@@ -1,0 +1,195 @@
+"""One trial, top to bottom: seed, data, model, compile, fit, evaluate, log.
+
+A trial is one MLflow run (nested under the search's parent run when there is one).
+Model selection reads validation only; the test split is evaluated once, at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import optuna
+
+from benchmark import metrics as M
+from benchmark.augment import build_augmentation, save_augmentation_preview
+from benchmark.config import TrialConfig
+from benchmark.datasets import Dataset, load_dataset
+from benchmark.models import build_model, model_summary, plan
+from benchmark.pipeline import eval_dataset, train_dataset
+from benchmark.plots import plot_learning_curves
+from benchmark.runtime import jit_compile, version_tags
+
+EVAL_BATCH = 256  # evaluation batch: larger is faster and does not change the result
+
+
+class TrialFailed(Exception):
+    """Training went wrong in a way that is the model's fault (NaN loss), not the code's."""
+
+
+@dataclass
+class TrialResult:
+    run_id: str
+    metrics: dict[str, float]
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def overfit(self) -> bool:
+        return M.is_overfit(self.metrics[M.OVERFIT_GAP], self.metrics[M.VAL_LOSS_RISE])
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Times each epoch, logs the curves with step = epoch (1-based), fails on NaN loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: dict[str, list[float]] = {k: [] for k in M.EPOCH_METRICS}
+        self.train_times: list[float] = []  # training part of each epoch, validation excluded
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._t0 = time.perf_counter()
+        self._train_end: float | None = None
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        if self._train_end is None:  # validation begins: the training part of the epoch ended
+            self._train_end = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        now = time.perf_counter()
+        logs = dict(logs or {})
+        if not math.isfinite(logs.get(M.LOSS, 0.0)):
+            raise TrialFailed(f"nan loss at epoch {epoch + 1}")
+        self.train_times.append((self._train_end or now) - self._t0)
+        logs[M.EPOCH_TIME] = now - self._t0
+        row = {k: float(logs[k]) for k in M.EPOCH_METRICS if k in logs}
+        for k, v in row.items():
+            self.history[k].append(v)
+        mlflow.log_metrics(row, step=epoch + 1)
+
+
+def run_trial(
+    cfg: TrialConfig,
+    data: Dataset | None = None,
+    *,
+    data_dir: str | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    nested: bool = False,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    verbose: int = 2,
+) -> TrialResult:
+    """Train and evaluate one configuration and log everything about it to MLflow.
+
+    Pass `data` to reuse decoded arrays across trials (a search loads them once).
+    Raises UserError before any run is created when the spec cannot fit the images;
+    any failure during training marks the MLflow run FAILED (pruned: KILLED) and re-raises.
+    """
+    keras.utils.set_random_seed(cfg.seed)  # python, numpy and TF: same seed, same run (CPU)
+    if data is None:
+        data = load_dataset(
+            cfg.dataset,
+            data_dir=data_dir,
+            image_size=cfg.image_size,
+            label_mode=cfg.label_mode,
+            split=cfg.split,
+            val_fraction=cfg.val_fraction,
+            max_train_samples=cfg.max_train_samples,
+        )
+    cfg = cfg.replace(image_size=data.image_shape[0])  # log the size actually used
+    layer_plan = plan(cfg, data.image_shape, data.n_classes)  # impossible spec: no run at all
+
+    with mlflow.start_run(
+        run_name=run_name or cfg.run_name, nested=nested, log_system_metrics=True
+    ) as run:
+        mlflow.log_params(cfg.to_params() | {"filters": "-".join(map(str, layer_plan.filters))})
+        mlflow.set_tags(
+            version_tags()
+            | {M.TAG_DIGEST: data.digest, "mlflow.runName": run_name or cfg.run_name}
+            | (tags or {})
+        )
+        try:
+            result = _train_and_log(cfg, data, layer_plan.flops, callbacks, verbose, run.info)
+        except BaseException as exc:  # record why, then let the caller decide
+            pruned = isinstance(exc, optuna.TrialPruned)
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            state = "pruned" if pruned else "failed"
+            reason = "interrupted" if interrupted else (str(exc) or type(exc).__name__)
+            mlflow.set_tags({M.TAG_TRIAL_STATE: state, M.TAG_STATUS_REASON: reason[:500]})
+            mlflow.end_run(status="KILLED" if pruned or interrupted else "FAILED")
+            raise
+        mlflow.set_tag(M.TAG_TRIAL_STATE, "complete")
+    return result
+
+
+def _train_and_log(cfg, data, flops, callbacks, verbose, run_info) -> TrialResult:
+    model = build_model(cfg, data.image_shape, data.n_classes)
+    model.compile(
+        optimizer=keras.optimizers.get(
+            {"class_name": cfg.optimizer, "config": {"learning_rate": cfg.learning_rate}}
+        ),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=cfg.steps_per_execution,
+        jit_compile=jit_compile(),
+    )
+    augment = build_augmentation(cfg.augmentation, seed=cfg.seed)
+    train = train_dataset(data.x_train, data.y_train, cfg.batch_size, cfg.seed, augment)
+    val = eval_dataset(data.x_val, data.y_val, EVAL_BATCH)
+    logger = EpochLogger()
+
+    start = time.perf_counter()
+    model.fit(
+        train, validation_data=val, epochs=cfg.epochs, verbose=verbose, shuffle=False,
+        callbacks=[logger, *callbacks],
+    )  # fmt: skip
+    train_time = time.perf_counter() - start
+
+    # Test untouched until now, evaluated once; the clean train subset measures memorisation.
+    test_loss, test_acc = model.evaluate(
+        eval_dataset(data.x_test, data.y_test, EVAL_BATCH), verbose=0
+    )
+    rng = np.random.default_rng(cfg.seed)
+    n_eval = min(len(data.x_train), max(len(data.x_val), 1000))
+    idx = np.sort(rng.choice(len(data.x_train), n_eval, replace=False))
+    _, train_eval_acc = model.evaluate(
+        eval_dataset(data.x_train[idx], data.y_train[idx], EVAL_BATCH), verbose=0
+    )
+
+    h = logger.history
+    steady = logger.train_times[1:] or logger.train_times  # first epoch carries tracing
+    final = {
+        M.PARAM_COUNT: model.count_params(),
+        M.FLOPS: flops,
+        M.TRAIN_TIME: train_time,
+        M.IMAGES_PER_S: len(data.x_train) / float(np.median(steady)),
+        M.TEST_ACCURACY: float(test_acc),
+        M.TEST_LOSS: float(test_loss),
+        M.TRAIN_EVAL_ACCURACY: float(train_eval_acc),
+        M.OVERFIT_GAP: float(train_eval_acc) - h[M.VAL_ACCURACY][-1],
+        M.BEST_EPOCH: int(np.argmax(h[M.VAL_ACCURACY])) + 1,
+        M.BEST_VAL_ACCURACY: max(h[M.VAL_ACCURACY]),
+        M.VAL_LOSS_RISE: h[M.VAL_LOSS][-1] / min(h[M.VAL_LOSS]) - 1,
+    }
+    mlflow.log_metrics(final)
+    overfit = M.is_overfit(final[M.OVERFIT_GAP], final[M.VAL_LOSS_RISE])
+    mlflow.set_tag(M.TAG_OVERFIT, "yes" if overfit else "no")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        plot_learning_curves(h, out / "learning_curves.png", title=cfg.run_name)
+        (out / "model_summary.txt").write_text(model_summary(model))
+        (out / "config.json").write_text(json.dumps(cfg.to_params(), indent=2, sort_keys=True))
+        if cfg.augmentation != "none":
+            save_augmentation_preview(
+                data.x_train[:5], cfg.augmentation, out / "augmentation_preview.png", seed=cfg.seed
+            )
+        mlflow.log_artifacts(tmp)
+    return TrialResult(run_id=run_info.run_id, metrics=final, history=h)

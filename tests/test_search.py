@@ -1,0 +1,275 @@
+"""The search: grid coverage, pruning, failures, resume, YAML validation, dry run, ablation.
+
+Real parts throughout: the shared CIFAR-10 subset, a real Optuna study in SQLite and a real
+MLflow SQLite store (tests/conftest.py points MLFLOW_TRACKING_URI at a temp file).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from benchmark import search as search_mod
+from benchmark.errors import UserError
+from benchmark.space import load_space
+from benchmark.trial import EpochLogger, TrialFailed
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(max_train_samples=200)  # 20 images a class: a trial is a few seconds
+
+
+def write_space(tmp_path: Path, body: str, name: str = "space.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+GRID = """
+    strategy: grid
+    fixed: {epochs: 1, padding: valid, filters_max: 64, steps_per_execution: 4}
+    space:
+      depth: {values: [2, 3]}
+      augmentation: {values: [none, shift]}
+"""
+
+
+def children_of(parent_id: str) -> list:
+    return mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+        output_format="list",
+    )
+
+
+def test_grid_runs_every_point_once_as_nested_runs(tmp_path, shared_data):
+    space = load_space(write_space(tmp_path, GRID))
+    lines: list[str] = []
+    summary = search_mod.run_search(
+        space, dataset="cifar10", data_dir=str(shared_data), overrides=TINY,
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}", printer=lines.append,
+    )  # fmt: skip
+    study = optuna.load_study(study_name=summary.study_name,
+                              storage=f"sqlite:///{tmp_path / 'optuna.db'}")  # fmt: skip
+    points = sorted((t.params["depth"], t.params["augmentation"]) for t in study.trials)
+    assert points == [(2, "none"), (2, "shift"), (3, "none"), (3, "shift")]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert summary.counts["complete"] == 4 and summary.stopped_reason == "grid covered"
+
+    # progress: one line per trial with n/N, the configuration, val accuracy, time and ETA
+    assert len(lines) == 4 and lines[-1].startswith("[4/4] ")
+    assert "val_accuracy" in lines[0] and "ETA" in lines[0]
+
+    parent = mlflow.search_runs(
+        search_all_experiments=True, filter_string="tags.cnn_benchmark_role = 'search'",
+        output_format="list",
+    )[0]  # fmt: skip
+    kids = children_of(parent.info.run_id)
+    assert sorted(k.info.run_name for k in kids) == [
+        "d2-k3-w64-none", "d2-k3-w64-shift", "seed-d3-k3-w64-none", "seed-d3-k3-w64-shift",
+    ]  # fmt: skip
+    assert all(k.info.status == "FINISHED" for k in kids)
+    assert parent.data.metrics["n_complete"] == 4 and parent.data.metrics["n_failed"] == 0
+    best = max(kids, key=lambda r: r.data.metrics["val_accuracy"])
+    assert parent.data.tags["best_run"] == best.info.run_id
+    assert parent.data.params["strategy"] == "grid"
+    artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(parent.info.run_id,
+                                                                      "search_space")]  # fmt: skip
+    assert artifacts == ["search_space/space.yaml"]
+
+
+def test_pruner_really_prunes_and_runs_say_so(tmp_path, shared_data):
+    """A threshold no model reaches: every trial stops after its first epoch."""
+    space = load_space(write_space(tmp_path, """
+        strategy: optuna
+        fixed: {epochs: 3, model: seed, steps_per_execution: 4}
+        space:
+          learning_rate: {low: 0.0001, high: 0.01, log: true}
+        optuna:
+          n_trials: 2
+          sampler: random
+          pruner: {type: threshold, lower: 0.99}
+    """))  # fmt: skip
+    summary = search_mod.run_search(
+        space, dataset="cifar10", data_dir=str(shared_data), overrides=TINY,
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}", printer=lambda s: None,
+    )  # fmt: skip
+    assert summary.counts["pruned"] == 2 and summary.counts["complete"] == 0
+    client = mlflow.MlflowClient()
+    for run in mlflow.search_runs(search_all_experiments=True,
+                                  filter_string="tags.trial_state = 'pruned'",
+                                  output_format="list"):  # fmt: skip
+        assert run.info.status == "KILLED"
+        assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 1  # not 3
+
+
+def test_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, shared_data, monkeypatch):
+    import benchmark.trial as trial_mod
+
+    real_build = trial_mod.build_model
+
+    def build_or_oom(cfg, *args):
+        if cfg.depth == 3:
+            raise RuntimeError("OOM when allocating tensor (simulated)")
+        return real_build(cfg, *args)
+
+    monkeypatch.setattr(trial_mod, "build_model", build_or_oom)
+    space = load_space(write_space(tmp_path, GRID))
+    lines: list[str] = []
+    summary = search_mod.run_search(
+        space, dataset="cifar10", data_dir=str(shared_data), overrides=TINY,
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}", printer=lines.append,
+    )  # fmt: skip
+    assert summary.counts["failed"] == 2 and summary.counts["complete"] == 2
+    assert sum("failed: OOM when allocating tensor" in line for line in lines) == 2
+    failed = mlflow.search_runs(search_all_experiments=True,
+                                filter_string="attributes.status = 'FAILED'",
+                                output_format="list")  # fmt: skip
+    assert len(failed) == 2
+    assert all("OOM when allocating" in r.data.tags["failure_reason"] for r in failed)
+    study = optuna.load_study(study_name=summary.study_name,
+                              storage=f"sqlite:///{tmp_path / 'optuna.db'}")  # fmt: skip
+    fails = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert all("OOM" in t.user_attrs["fail_reason"] for t in fails)
+
+
+def test_max_failures_stops_with_a_summary(tmp_path, shared_data, monkeypatch):
+    import benchmark.trial as trial_mod
+
+    def always_fail(cfg, *args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(trial_mod, "build_model", always_fail)
+    space = load_space(write_space(tmp_path, GRID))
+    lines: list[str] = []
+    summary = search_mod.run_search(
+        space, dataset="cifar10", data_dir=str(shared_data), overrides=TINY, max_failures=2,
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}", printer=lines.append,
+    )  # fmt: skip
+    assert summary.counts["failed"] == 2
+    assert summary.stopped_reason == "stopped after 2 failures in a row"
+    assert "last reason: boom" in lines[-1]
+
+
+def test_nan_loss_fails_the_trial_at_its_epoch():
+    logger = EpochLogger()
+    logger.on_epoch_begin(2)
+    with pytest.raises(TrialFailed, match="nan loss at epoch 3"):
+        logger.on_epoch_end(2, {"loss": float("nan"), "accuracy": 0.1})
+
+
+def _search_cmd(space: Path, data: Path) -> list[str]:
+    return [sys.executable, "-m", "benchmark", "search", "--dataset", "cifar10", "--space",
+            str(space), "--data-dir", str(data), "--max-train-samples", "200"]  # fmt: skip
+
+
+def test_resume_after_kill_9_reruns_only_the_interrupted_trial(tmp_path, shared_data):
+    space = write_space(tmp_path, GRID.replace("epochs: 1", "epochs: 3"))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(_search_cmd(space, shared_data), cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+    done_lines = []
+    for line in proc.stdout:  # wait for the first finished trial, then kill the second one
+        if line.startswith("[1/4]"):
+            done_lines.append(line)
+            time.sleep(2.5)
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert done_lines, "the first trial never finished"
+
+    out = subprocess.run(_search_cmd(space, shared_data), cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "grid covered; 4 complete" in out.stdout
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    keys = sorted((t.params["depth"], t.params["augmentation"]) for t in complete)
+    assert keys == [(2, "none"), (2, "shift"), (3, "none"), (3, "shift")]  # each exactly once
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    interrupted = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(interrupted) == 1
+    rerun = [t for t in complete if t.system_attrs.get("failed_trial") == interrupted[0].number]
+    assert rerun and rerun[0].params == interrupted[0].params  # same parameters
+
+    statuses = [r.info.status for r in mlflow.search_runs(search_all_experiments=True,
+                                                          output_format="list")]  # fmt: skip
+    assert "RUNNING" not in statuses
+    assert statuses.count("KILLED") == 2  # the killed trial's run and its parent: orphans
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("strategy: grid\nspace: {depth: {values: [2]}}\nfixd: {}\n", "unknown key fixd; allowed"),
+        ("strategy: grdi\nspace: {depth: {values: [2]}}\n", "strategy 'grdi' is not allowed"),
+        ("space: {depht: {values: [2]}}\n", "space.depht is not a searchable setting"),
+        ("space: {depth: {values: []}}\n", "space.depth.values should be a non-empty list"),
+        ("space: {depth: {values: [2]}}\nfixed: {epochs: 0}\n", "Received: epochs=0"),
+        ("space: {depth: {values: [2]}}\nfixed: {epoch: 3}\n", "unknown key fixed.epoch"),
+        ("space: {augmentation: {values: [none, sheer]}}\n", "not a policy; known: none, seed"),
+        ("space: {depth: {low: 1, high: 3}}\n", "space.depth has no `values`"),
+        ("space: {depth: {values: [2, 9]}}\nfixed: {padding: valid}\n", "cannot fit 32px"),
+        ("space: {depth: {values: [2]}}\nseeds: 0\n", "`seeds` should be a positive integer"),
+        ("space: !!python/object/apply:os.system [echo hi]\n", "not valid YAML"),
+        ("space: {depth: {values: [2]}}\noptuna: {pruner: {type: medain}}\n", "pruner.type"),
+    ],
+)
+def test_space_validation_names_the_bad_key(tmp_path, body, message):
+    with pytest.raises(UserError, match=message):
+        load_space(write_space(tmp_path, body))
+
+
+def test_shipped_spaces_load_and_contain_the_seed_net():
+    for name in ("flowers17", "cifar10", "cifar100"):
+        space = load_space(REPO / "search_spaces" / f"{name}.yaml")
+        names = {space.config(p).run_name for p in space.grid_points()}
+        assert {"seed-d3-k3-w64-none", "seed-d3-k3-w64-seed"} <= names, name
+        dims = {d.name for d in space.dimensions}
+        assert {"depth", "kernel_size", "dense_units", "augmentation"} <= dims
+
+
+def test_dry_run_lists_every_configuration_without_training_runs(tmp_path, shared_data):
+    space = load_space(write_space(tmp_path, GRID))
+    lines: list[str] = []
+    est = search_mod.dry_run(space, dataset="cifar10", data_dir=str(shared_data),
+                             overrides=TINY, printer=lines.append)  # fmt: skip
+    table = "\n".join(lines)
+    assert "seed-d3-k3-w64-none" in table and "122,570" in table
+    assert "estimated total" in lines[-1] and est > 0
+    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
+
+
+def test_ablation_trains_the_best_architecture_with_every_policy(tmp_path, shared_data):
+    from benchmark.augment import policy_names
+
+    space = load_space(write_space(tmp_path, GRID.replace("[none, shift]", "[none]")))
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    search_mod.run_search(space, dataset="cifar10", data_dir=str(shared_data), overrides=TINY,
+                          storage=storage, printer=lambda s: None)  # fmt: skip
+    best_id, fixed = search_mod.best_of_latest_search("cifar10")
+    ablation = search_mod.ablation_space(fixed, 1, policy_names())
+    summary = search_mod.run_search(ablation, dataset="cifar10", data_dir=str(shared_data),
+                                    storage=storage, role="ablation",
+                                    printer=lambda s: None)  # fmt: skip
+    assert summary.counts["complete"] == len(policy_names()) == 7
+    parent = mlflow.search_runs(search_all_experiments=True,
+                                filter_string="tags.cnn_benchmark_role = 'ablation'",
+                                output_format="list")[0]  # fmt: skip
+    kids = children_of(parent.info.run_id)
+    assert sorted(k.data.params["augmentation"] for k in kids) == sorted(policy_names())
+    best = mlflow.get_run(best_id)
+    assert {k.data.params["depth"] for k in kids} == {best.data.params["depth"]}
