@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import os
 import sys
@@ -115,6 +116,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         overrides=_overrides(args),
         max_failures=args.max_failures,
+        printer=functools.partial(print, flush=True),
     )
     _print_summary(summary)
     return 0
@@ -142,6 +144,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         overrides=_overrides(args),
         max_failures=args.max_failures,
         role="ablation",
+        printer=functools.partial(print, flush=True),
     )
     _print_summary(summary)
     return 0

@@ -5,6 +5,7 @@ all views of this object, so no setting is lost between them.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,17 @@ class TrialConfig:
             if not ok:
                 value = getattr(self, field)
                 raise UserError(f"`{field}` should be {allowed}. Received: {field}={value!r}")
+
+        for f in dataclasses.fields(self):  # types first: YAML and CLI hand us anything
+            value, kinds = getattr(self, f.name), _KINDS[f.name]
+            if value is None and type(None) in kinds:
+                continue
+            ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+            if not ok:
+                names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
+                raise UserError(
+                    f"`{f.name}` should be of type {names}. Received: {f.name}={value!r}"
+                )
 
         positive = "a positive integer"
         need(_is_int(self.epochs) and self.epochs > 0, "epochs", positive)
@@ -102,6 +114,9 @@ class TrialConfig:
                 f"unknown setting {unknown[0]!r}; allowed: {', '.join(cls.field_names())}"
             )
         given = {k: v for k, v in options.items() if v is not None}
+        from benchmark.augment import POLICIES
+
+        POLICIES.get(given.get("augmentation", cls.augmentation))  # unknown: fail before a run
         merged = {**model_preset(given.get("model", cls.model)), **given}
         if merged.get("model", cls.model) == "cnn":  # a family point that IS a preset: name it
             full = dataclasses.asdict(cls(**merged))
@@ -123,6 +138,14 @@ class TrialConfig:
         """Says the configuration, so the MLflow runs table reads without opening runs."""
         prefix = "" if self.model == "cnn" else f"{self.model}-"
         return f"{prefix}d{self.depth}-k{self.kernel_size}-w{self.dense_units}-{self.augmentation}"
+
+
+def _kinds(hint: Any) -> tuple[type, ...]:
+    args = typing.get_args(hint) or (hint,)
+    return tuple(a for a in args) + ((int,) if float in args else ())  # 3 is a fine float
+
+
+_KINDS = {name: _kinds(hint) for name, hint in typing.get_type_hints(TrialConfig).items()}
 
 
 def _is_int(value: Any) -> bool:

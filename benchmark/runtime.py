@@ -81,6 +81,10 @@ def prepare_tracking(experiment: str | None = None) -> str:
     run already exists (MLFLOW_RUN_ID) and its experiment is kept.
     """
     uri = mlflow.get_tracking_uri()
+    # Fail in seconds, not after MLflow's minutes of retries with backoff.
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    saved = {k: os.environ.get(k) for k in quick}
+    os.environ.update({k: v for k, v in quick.items() if saved[k] is None})
     try:
         if not os.environ.get("MLFLOW_RUN_ID"):
             mlflow.set_experiment(
@@ -91,7 +95,11 @@ def prepare_tracking(experiment: str | None = None) -> str:
     except Exception as exc:  # any failure here means "cannot track", whatever its type
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
-            f"MLflow tracking store {uri!r} is unreachable ({first[:200]}); "
+            f"MLflow tracking store {uri!r} is unreachable ({first[:160]}); "
             "check MLFLOW_TRACKING_URI"
         ) from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
     return uri

@@ -204,17 +204,23 @@ def run_search(
 
     with mlflow.start_run(run_name=f"{role}-{dataset}-{space.strategy}", nested=False) as parent:
         _mark_orphans(study_name, store)
+        resolved = {
+            "strategy": space.strategy, "dataset": dataset, "space_file": space.path,
+            "study_name": study_name, "storage": redact(storage), "seeds": seeds,
+            "n_trials": total, "sampler": space.sampler if space.strategy == "optuna" else "grid",
+            "pruner": space.pruner.get("type", "median") if space.strategy == "optuna" else "none",
+        }  # fmt: skip
+        # Tags hold the resolved values: under `mlflow run` the same names are already params
+        # holding what was typed ("none" = default), and MLflow params cannot change.
         mlflow.set_tags(
-            {"cnn_benchmark_role": role, "study_name": study_name, "worker": WORKER,
-             "dataset": dataset, "storage": redact(storage)}
+            {"cnn_benchmark_role": role, "worker": WORKER, **resolved,
+             "mlflow.runName": f"{role}-{dataset}-{space.strategy}"}
         )  # fmt: skip
+        given = parent.data.params if parent.data else {}
         mlflow.log_params(
-            {"strategy": space.strategy, "dataset": dataset, "space_file": space.path,
-             "study_name": study_name, "storage": redact(storage), "seeds": seeds,
-             "n_trials": total, "sampler": space.sampler if space.strategy == "optuna" else "grid",
-             "pruner": space.pruner.get("type", "median") if space.strategy == "optuna" else "none"}
+            {k: v for k, v in resolved.items() if k not in given}
             | {f"fixed.{k}": v for k, v in {**space.fixed, **overrides}.items()}
-        )  # fmt: skip
+        )
         mlflow.log_text(space.text, f"search_space/{os.path.basename(space.path)}")
 
         def objective(trial: optuna.Trial) -> float:
