@@ -209,11 +209,29 @@ def build_parser() -> argparse.ArgumentParser:
     ablate = sub.add_parser("ablate", help="best architecture of the latest search x policies")
     _add_search_options(ablate, space=False)
     ablate.set_defaults(func=cmd_ablate)
+    report = sub.add_parser("report", help="markdown tables and figures from MLflow runs")
+    report.add_argument("--dataset", default="all", help="a dataset name, or all")
+    report.add_argument("--out", default="reports", help="output folder")
+    report.set_defaults(func=lambda args: _lazy("benchmark.report", "cmd_report")(args))
+
+    bench = sub.add_parser("bench", help="training throughput: the seed notebook vs the suite")
+    _lazy("benchmark.bench", "add_bench_arguments")(bench)
+    bench.set_defaults(func=lambda args: _lazy("benchmark.bench", "cmd_bench")(args))
     return parser
+
+
+def _lazy(module: str, name: str):
+    """Import a subcommand's module only when it runs: `train --help` needs no pandas."""
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Two INFO lines per trial about the system-metrics thread starting and stopping would
+    # bury the progress lines; its warnings and errors still show.
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse itself exits 2 with one usage line on bad flags
     try:

@@ -41,6 +41,13 @@ TAG_DIGEST = "dataset_digest"
 TAG_STATUS_REASON = "failure_reason"
 TAG_TRIAL_STATE = "trial_state"  # complete | pruned | failed
 TAG_GIT = "git_commit"
+TAG_ROLE = "cnn_benchmark_role"  # search | ablation (parent runs) | trial (their children)
+TAG_DATASET = "dataset"  # on parent runs; trial runs carry it as a param
+TAG_BEST_RUN = "best_run"  # parent -> its best child run id
+TAG_BEST_CONFIG = "best_config"  # parent -> the best child's run name
+
+# Params a trial logs besides its config: the split sizes it actually trained on.
+SPLIT_SIZE_PARAMS = ("train_size", "val_size", "test_size")
 
 
 def is_overfit(overfit_gap: float, val_loss_rise: float) -> bool:

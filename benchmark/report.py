@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import mlflow
@@ -24,6 +26,7 @@ import numpy as np
 import pandas as pd
 import yaml
 from mlflow.exceptions import MlflowException
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 from scipy import stats
 
 from benchmark import metrics as M
@@ -31,11 +34,13 @@ from benchmark import report_figures as figures
 from benchmark.errors import UserError
 
 DASH = "—"  # any missing number or name
+MAX_NAMED = 12  # configurations named in one sentence; the tables have them all
 TOP_CURVES = 3  # configurations whose learning curves are drawn (the only history fetches)
 CI_LEVEL = 0.95
 PREVIEW_ARTIFACT = "augmentation_preview.png"  # written by benchmark/trial.py
+PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 # Tags and params that benchmark/search.py sets on its parent runs.
-TAG_ROLE, TAG_DATASET, TAG_BEST_CONFIG = "cnn_benchmark_role", "dataset", "best_config"
+TAG_ROLE, TAG_DATASET, TAG_BEST_CONFIG = M.TAG_ROLE, M.TAG_DATASET, M.TAG_BEST_CONFIG
 PARENT_ROLES = ("search", "ablation")
 TAG_PARENT = "mlflow.parentRunId"
 TAG_RUN_NAME = "mlflow.runName"
@@ -81,11 +86,13 @@ class DatasetRuns:
     trials: pd.DataFrame  # every trial run of the dataset, any state, ablation children too
     parents: pd.DataFrame  # its search and ablation parent runs
 
-    @property
+    @cached_property
     def complete(self) -> pd.DataFrame:
-        """Finished trials, one run per (configuration, seed): the latest wins a rerun."""
+        """Finished trials, one run per (configuration, seed) and table: the latest wins a
+        rerun; each ablation keeps its own runs."""
         done = self.trials[self.trials["state"] == "complete"].sort_values(["start_time", "run_id"])
-        return done.drop_duplicates(["config", "seed"], keep="last")
+        table = col(done, T(TAG_PARENT)).where(done["ablation"], "")
+        return done[~done.assign(table=table).duplicated(["table", "config", "seed"], keep="last")]
 
     @property
     def ablation_ids(self) -> list[str]:
@@ -100,21 +107,15 @@ class DatasetRuns:
     def main(self) -> pd.DataFrame:
         """Completed runs of searches and single trainings: what the leaderboard ranks.
         An ablation reruns the best architecture, so its runs get their own table."""
-        done = self.complete
-        return done[~col(done, T(TAG_PARENT)).isin(self.ablation_ids)]
+        return self.complete[~self.complete["ablation"]]
 
 
 @contextlib.contextmanager
 def _tracking(uri: str | None) -> Iterator[str]:
-    """Point mlflow at `uri` for the report only, then restore the caller's setting."""
-    old = mlflow.get_tracking_uri()
-    if uri is not None:
-        mlflow.set_tracking_uri(uri)
-    try:
+    """Point mlflow at `uri` for the report only. MLflow's own helper restores the caller's
+    state exactly, "unset" included, so MLFLOW_TRACKING_URI keeps working afterwards."""
+    with _use_tracking_uri(uri) if uri else contextlib.nullcontext():
         yield mlflow.get_tracking_uri()
-    finally:
-        if uri is not None:
-            mlflow.set_tracking_uri(old)
 
 
 def load_runs() -> pd.DataFrame:
@@ -127,23 +128,28 @@ def split_by_dataset(df: pd.DataFrame) -> dict[str, DatasetRuns]:
     """Trial runs by `params.dataset`, parent runs by `tags.dataset`, annotated for grouping."""
     if df.empty:
         return {}
-    role = col(df, T(TAG_ROLE))
-    is_parent = role.isin(PARENT_ROLES)
-    parents = df[is_parent]
-    trials = _annotate(df[~is_parent & col(df, P("dataset")).notna()])
-    names = set(col(trials, P("dataset")).dropna()) | set(col(parents, T(TAG_DATASET)).dropna())
+    is_parent = col(df, T(TAG_ROLE)).isin(PARENT_ROLES)
+    parents, trials = df[is_parent], df[~is_parent]
+    trial_ds, parent_ds = col(trials, P("dataset")), col(parents, T(TAG_DATASET))
+    names = sorted(set(trial_ds.dropna()) | set(parent_ds.dropna()))
+    ablation_ids = set(parents.loc[col(parents, T(TAG_ROLE)) == "ablation", "run_id"])
     return {
         name: DatasetRuns(
             name,
-            trials[col(trials, P("dataset")) == name],
-            parents[col(parents, T(TAG_DATASET)) == name].sort_values(["start_time", "run_id"]),
+            _annotate(trials[trial_ds == name], ablation_ids),
+            parents[parent_ds == name].sort_values(["start_time", "run_id"]),
         )
-        for name in sorted(names)
+        for name in names
     }
 
 
-def _annotate(trials: pd.DataFrame) -> pd.DataFrame:
-    """Adds state, seed, config (params but seed), arch (config but augmentation) and labels."""
+def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
+    """Adds state, seed, config (params but seed), arch (config but augmentation) and labels.
+
+    A label is the run name without its "-s<seed>" suffix (it says depth, kernel, dense
+    and policy); configurations that share one within a table (ablation runs have their
+    own) get the params that tell them apart.
+    """
     t = trials.copy()
     status = {"FINISHED": "complete", "FAILED": "failed", "KILLED": "killed"}
     fallback = t["status"].map(lambda s: status.get(s, str(s).lower()))
@@ -152,28 +158,24 @@ def _annotate(trials: pd.DataFrame) -> pd.DataFrame:
     t["aug"] = col(t, P("augmentation")).fillna("none").astype(str)
     pcols = sorted(c for c in t.columns if c.startswith("params.") and c != P("seed"))
     keys = t[pcols].astype(object).where(t[pcols].notna(), "").astype(str)
-    t["config"] = keys.agg("\x1f".join, axis=1) if pcols else ""
     arch_cols = [c for c in pcols if c != P("augmentation")]
-    t["arch"] = keys[arch_cols].agg("\x1f".join, axis=1) if arch_cols else ""
-
-    def base_name(row) -> str:  # the trial's run name without its "-s<seed>" suffix
-        name = row.get(T(TAG_RUN_NAME))
-        if not isinstance(name, str) or not name:
-            name = (
-                f"d{row.get(P('depth'))}-k{row.get(P('kernel_size'))}-"
-                f"w{row.get(P('dense_units'))}-{row['aug']}"
-            )
-        return name.removesuffix(f"-s{row['seed']}")
-
-    t["base"] = [base_name(r) for r in t.to_dict("records")] if len(t) else []
+    t["config"] = keys[pcols[0]].str.cat(keys[pcols[1:]], sep="\x1f")
+    t["arch"] = keys[arch_cols[0]].str.cat(keys[arch_cols[1:]], sep="\x1f")
+    names = col(t, T(TAG_RUN_NAME)).fillna("").astype(str)
+    t["base"] = [
+        n.removesuffix(f"-s{s}") or r[:8]
+        for n, s, r in zip(names, t["seed"], t["run_id"], strict=True)
+    ]
     t["suffix"] = ""
-    for _, same in t.groupby("base", sort=True):  # one name, several configs: say what differs
-        if same["config"].nunique() > 1:
-            differ = [c for c in pcols if same[c].astype(str).nunique() > 1]
-            t.loc[same.index, "suffix"] = [
-                " (" + ", ".join(f"{c.removeprefix('params.')}={r[c]}" for c in differ) + ")"
-                for r in same.to_dict("records")
-            ]
+    t["ablation"] = col(t, T(TAG_PARENT)).isin(ablation_ids)
+    shared = t.groupby(["ablation", "base"])["config"].transform("nunique") > 1
+    for rows in t[shared].groupby(["ablation", "base"]).groups.values():
+        same = keys.loc[rows]
+        differ = [c for c in pcols if same[c].nunique() > 1]
+        t.loc[same.index, "suffix"] = [
+            " (" + ", ".join(f"{k.removeprefix('params.')}={v}" for k, v in r.items()) + ")"
+            for r in same[differ].to_dict("records")
+        ]
     t["label"] = t["base"] + t["suffix"]
     t["arch_label"] = [
         b.removesuffix(f"-{a}") + s
@@ -219,18 +221,19 @@ def _verdict(tags: pd.Series) -> str:
     return f"{yes}/{len(tags)} yes"
 
 
-def delta_ci(a: pd.Series, b: pd.Series) -> tuple[float, float, float]:
-    """mean(b) - mean(a) and its 95% Welch t-interval (NaN bounds with fewer than 2 seeds)."""
-    a, b = pd.to_numeric(a, errors="coerce").dropna(), pd.to_numeric(b, errors="coerce").dropna()
-    if a.empty or b.empty:
+def delta_ci(a, b, metric: str) -> tuple[float, float, float]:
+    """mean(b) - mean(a) of a metric between two summary rows, with its 95% Welch
+    t-interval (NaN bounds unless both sides have 2 or more seeds)."""
+    (ma, sa, na), (mb, sb, nb) = ((r[metric], r[metric + ":std"], r[metric + ":n"]) for r in (a, b))
+    if not (na and nb):
         return math.nan, math.nan, math.nan
-    d = float(b.mean() - a.mean())
-    if len(a) < 2 or len(b) < 2:
+    d = float(mb - ma)
+    if na < 2 or nb < 2:
         return d, math.nan, math.nan
-    va, vb = a.var() / len(a), b.var() / len(b)
+    va, vb = sa**2 / na, sb**2 / nb
     if va + vb == 0:
         return d, d, d
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    dof = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
     half = float(stats.t.ppf(0.5 + CI_LEVEL / 2, dof)) * math.sqrt(va + vb)
     return d, d - half, d + half
 
@@ -267,7 +270,7 @@ def num(v, digits: int = 4, sign: bool = False) -> str:
     if not _ok(v):
         return DASH
     text = f"{float(v):+,.{digits}f}" if sign else f"{float(v):,.{digits}f}"
-    return text.replace("-", "−") if sign else text
+    return text.replace("-", "−")  # a true minus: as wide as the plus, tables line up
 
 
 def mean_std(row, metric: str, digits: int = 4) -> str:
@@ -340,7 +343,7 @@ class Report:
 def build_report(runs: DatasetRuns, out: Path) -> Report:
     """The dataset's markdown and figures; figures are written, markdown is returned."""
     board = summarize(runs.main)
-    effects = augmentation_effects(runs.main)
+    effects = augmentation_effects(board)
     fig_dir = out / slug(runs.dataset)
     files = draw_figures(runs, board, effects, fig_dir)
 
@@ -378,9 +381,9 @@ def header(runs: DatasetRuns) -> str:
     lines = [
         f"- **Dataset**: `{runs.dataset}` (digest {distinct(col(t, T(M.TAG_DIGEST)))})",
         f"- **Image size**: {distinct(col(t, P('image_size')))} px (square)",
-        "- **Split sizes**: not logged by the trial runs; validation split "
-        f"{distinct(col(t, P('val_fraction')))} of train (CIFAR/folder), train subset "
-        f"max_train_samples={distinct(col(t, P('max_train_samples')))}",
+        f"- **Split sizes**: train {distinct(col(t, P('train_size')))}, validation "
+        f"{distinct(col(t, P('val_size')))}, test {distinct(col(t, P('test_size')))} "
+        f"(max_train_samples={distinct(col(t, P('max_train_samples')))})",
         f"- **Hardware**: {distinct(col(t, T(M.TAG_DEVICE)))}",
         f"- **Software**: TensorFlow {distinct(col(t, T(M.TAG_TF)))}, "
         f"Keras {distinct(col(t, T(M.TAG_KERAS)))}",
@@ -414,8 +417,9 @@ def searches(parents: pd.DataFrame) -> str:
         epochs = r.get(P("fixed.epochs"))
         if _ok(epochs):
             budget += f" × {epochs} epochs"
-        if _ok(r.get(P("fixed.max_train_samples"))):
-            budget += f", {r[P('fixed.max_train_samples')]} train images"
+        subset = r.get(P("fixed.max_train_samples"))
+        if _ok(subset) and subset != "None":
+            budget += f", {subset} train images"
         note = _space_budget(r)
         budget += f" ({note})" if note else ""
         rows.append([r.get(T(TAG_ROLE)), f"`{r['run_id']}`", utc(r["start_time"]),
@@ -477,29 +481,20 @@ class Effect:
     test_aug: tuple[float, float]
 
 
-def augmentation_effects(runs: pd.DataFrame) -> list[Effect]:
+def augmentation_effects(board: pd.DataFrame) -> list[Effect]:
     """Per architecture, each policy against the same architecture without augmentation."""
-    effects = []
-    if runs.empty:
-        return effects
-    for _, same in sorted(runs.groupby("arch"), key=lambda kv: kv[1]["arch_label"].iloc[0]):
-        none = same[same["aug"] == "none"]
-        if none.empty:
-            continue
-        for policy, aug in sorted(same[same["aug"] != "none"].groupby("aug")):
-
-            def d(metric: str, aug=aug, none=none) -> tuple[float, float, float]:
-                return delta_ci(col(none, X(metric)), col(aug, X(metric)))
-
-            def ms(df: pd.DataFrame) -> tuple[float, float]:
-                v = pd.to_numeric(col(df, X(M.TEST_ACCURACY)), errors="coerce")
-                return float(v.mean()), float(v.std())
-
-            effects.append(Effect(
-                none["arch_label"].iloc[0], str(policy), len(none), len(aug),
-                d(M.TEST_ACCURACY), d(M.OVERFIT_GAP), d(M.TRAIN_TIME), ms(none), ms(aug),
-            ))  # fmt: skip
-    return effects
+    rows = board.sort_values(["arch_label", "aug"]).to_dict("records") if len(board) else []
+    nones = {r["arch"]: r for r in rows if r["aug"] == "none"}
+    return [
+        Effect(
+            a["arch_label"], b["aug"], a["n"], b["n"],
+            *(delta_ci(a, b, m) for m in (M.TEST_ACCURACY, M.OVERFIT_GAP, M.TRAIN_TIME)),
+            (a[M.TEST_ACCURACY], a[M.TEST_ACCURACY + ":std"]),
+            (b[M.TEST_ACCURACY], b[M.TEST_ACCURACY + ":std"]),
+        )
+        for b in rows
+        if b["aug"] != "none" and (a := nones.get(b["arch"])) is not None
+    ]  # fmt: skip
 
 
 def effect_table(effects: list[Effect]) -> str:
@@ -522,27 +517,26 @@ def ablations(runs: DatasetRuns) -> str:
     parts = []
     ids = sorted(runs.ablation_ids, key=lambda i: (parents.loc[i, "start_time"], i), reverse=True)
     for pid in ids:
-        done = runs.children_of([pid])
-        board = summarize(done)
+        board = summarize(runs.children_of([pid]))
         title = f"Ablation run `{pid}` ({utc(parents.loc[pid, 'start_time'])})"
         if board.empty:
             parts.append(f"{title}: no completed trials.")
             continue
-        none = done[done["aug"] == "none"]
+        vs_none = {(e.arch, e.policy): e.test for e in augmentation_effects(board)}
         rows = []
         for r in board.to_dict("records"):
-            these = done[done["config"] == r["config"]]
-            vs = delta_ci(col(none, X(M.TEST_ACCURACY)), col(these, X(M.TEST_ACCURACY)))
+            vs = vs_none.get((r["arch_label"], r["aug"]))
             rows.append([
                 r["aug"], r["arch_label"], mean_std(r, M.VAL_ACCURACY),
-                mean_std(r, M.TEST_ACCURACY), DASH if r["aug"] == "none" else with_ci(vs),
+                mean_std(r, M.TEST_ACCURACY), with_ci(vs) if vs else DASH,
                 mean_std(r, M.OVERFIT_GAP), r["overfit"], mean_std(r, M.TRAIN_TIME, 1),
                 mean_std(r, M.IMAGES_PER_S, 0), str(r["n"]),
             ])  # fmt: skip
         heads = ("augmentation | architecture | val acc | test acc | Δ test vs none | "
                  "overfit gap | overfit | train time (s) | images/s | seeds")  # fmt: skip
         parts.append(
-            f"{title}, ranked by validation accuracy:\n\n" + table(heads, rows, right=range(2, 10))
+            f"{title}, ranked by validation accuracy:\n\n"
+            + table(heads, rows, right=(2, 3, 4, 5, 7, 8, 9))
         )
     return "\n\n".join(parts)
 
@@ -597,7 +591,9 @@ def findings(board: pd.DataFrame, effects: list[Effect]) -> str:
     out.append(_augmentation_sentence(effects))
     over = board[board["overfit"].map(lambda v: v == "yes" or (" yes" in v and v[0] != "0"))]
     if len(over):
-        names = ", ".join(f"`{x}`" for x in over["label"])
+        names = ", ".join(f"`{x}`" for x in over["label"][:MAX_NAMED])
+        if len(over) > MAX_NAMED:
+            names += f" and {len(over) - MAX_NAMED} more (see the leaderboard)"
         out.append(
             f"**Overfitting.** {len(over)} of {n_cfg} configuration(s) overfit on at "
             f"least one seed: {names}."
@@ -606,8 +602,10 @@ def findings(board: pd.DataFrame, effects: list[Effect]) -> str:
         out.append(
             f"**Overfitting.** None of the {n_cfg} configuration(s) overfit by the rule above."
         )
-    out.append(_relation("parameter count", board[M.PARAM_COUNT], board))
-    out.append(_relation("training time", board[M.TRAIN_TIME], board))
+    out.append(_relation("parameter count", "more parameters", "fewer parameters",
+                         board[M.PARAM_COUNT], board))  # fmt: skip
+    out.append(_relation("training time", "longer training", "shorter training",
+                         board[M.TRAIN_TIME], board))  # fmt: skip
     return "\n\n".join(out)
 
 
@@ -629,46 +627,48 @@ def _augmentation_sentence(effects: list[Effect]) -> str:
         times = [e.time[0] for e in es if _ok(e.time[0])]
         text = (
             f"`{policy}` raised test accuracy on {up} of {len(es)} architecture(s) "
-            f"(mean Δ {num(np.mean([e.test[0] for e in es]), 4, True)})"
+            f"(mean Δ {num(np.mean([e.test[0] for e in es]), 4, True)}"
         )
         if any(_ok(e.test[1]) for e in es):
-            text += (
-                f"; the {CI_LEVEL:.0%} interval excludes zero upward for {sure} and "
-                f"downward for {down}"
-            )
+            text += f"; {CI_LEVEL:.0%} CI above zero for {sure}, below zero for {down}"
+        text += ")"
         if gaps:
             text += (
                 f"; the overfit gap shrank on {sum(g < 0 for g in gaps)} of {len(gaps)} "
                 f"(mean Δ {num(np.mean(gaps), 4, True)})"
             )
         if times:
-            text += f"; training took {num(np.mean(times), 1, True)} s on average"
+            text += f"; mean Δ training time {num(np.mean(times), 1, True)} s"
         parts.append(text + ".")
+    deltas = [e.test[0] for e in effects if _ok(e.test[0])]
     verdict = (
-        "helped"
-        if all(e.test[0] > 0 for e in effects if _ok(e.test[0]))
-        else "did not consistently help"
-    )
+        "helped" if all(d > 0 for d in deltas)
+        else "did not help" if all(d <= 0 for d in deltas)
+        else "helped some architectures, not others"
+    )  # fmt: skip
     return f"**Augmentation {verdict}.** " + " ".join(parts)
 
 
-def _relation(what: str, xs: pd.Series, board: pd.DataFrame) -> str:
-    rho = spearman(xs, board[M.VAL_ACCURACY])
+def _relation(what: str, more: str, less: str, xs: pd.Series, board: pd.DataFrame) -> str:
+    """Spearman's ρ of validation accuracy against xs, and the Pareto front in words."""
     head = f"**Accuracy vs {what}.**"
+    rho = spearman(xs, board[M.VAL_ACCURACY])
     if not _ok(rho):
-        return f"{head} Too few distinct configurations to tell (need 3)."
-    if rho >= 0.3:
-        trend = f"configurations with more {what.split()[0]} tended to score higher"
-    elif rho <= -0.3:
-        trend = f"configurations with less {what.split()[0]} tended to score higher"
-    else:
-        trend = f"validation accuracy shows no clear relation to {what}"
-    text = f"{head} Over {xs.notna().sum()} configurations {trend} (Spearman ρ = {rho:+.2f})."
+        return f"{head} Too few distinct configurations to tell (3 needed)."
+    trend = (
+        f"those with {more} tended to score higher" if rho >= 0.3
+        else f"those with {less} tended to score higher" if rho <= -0.3
+        else f"validation accuracy shows no clear relation to {what}"
+    )  # fmt: skip
     ok = xs.notna() & board[M.VAL_ACCURACY].notna()
-    front = pareto_front(list(xs[ok]), list(board.loc[ok, M.VAL_ACCURACY]))
     labels = list(board.loc[ok, "label"])
-    names = ", ".join(f"`{labels[i]}`" for i in front)
-    return f"{text} Nothing beats these with less {what.split()[0]} (Pareto front): {names}."
+    front = pareto_front(list(xs[ok]), list(board.loc[ok, M.VAL_ACCURACY]))
+    return (
+        f"{head} Over {ok.sum()} configurations {trend} (Spearman ρ = {num(rho, 2, True)}). "
+        f"No configuration with {less} scores higher than these (the Pareto front): "
+        + ", ".join(f"`{labels[i]}`" for i in front)
+        + "."
+    )
 
 
 # --- figures ----------------------------------------------------------------------------
@@ -740,6 +740,20 @@ def copy_previews(runs: DatasetRuns, fig_dir: Path) -> list[Path]:
     return files
 
 
+@contextlib.contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """MLflow draws a progress bar per artifact read on stderr; the report prints paths only."""
+    old = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[PROGRESS_ENV]
+        else:
+            os.environ[PROGRESS_ENV] = old
+
+
 # --- the index --------------------------------------------------------------------------
 
 
@@ -763,7 +777,7 @@ def index(reports: list[Report]) -> str:
         "Generated by `python -m benchmark report` from the MLflow runs; each dataset's page "
         "has the leaderboard, augmentation effect, figures and run ids. Best = highest "
         "validation accuracy at the last epoch.",
-        table(heads, rows, right=range(2, 7)),
+        table(heads, rows, right=(2, 3, 4, 6)),
         "## Does the ranking carry over between datasets?",
         rank_correlations(reports),
     ]
@@ -813,7 +827,7 @@ def write_reports(
     written: each report, its figures, then the index.
     """
     out = Path(out)
-    with _tracking(tracking_uri) as uri:
+    with _tracking(tracking_uri) as uri, _no_progress_bar():
         by_dataset = split_by_dataset(load_runs())
         if dataset != "all" and dataset not in by_dataset:
             raise UserError(

@@ -213,7 +213,7 @@ def run_search(
         # Tags hold the resolved values: under `mlflow run` the same names are already params
         # holding what was typed ("none" = default), and MLflow params cannot change.
         mlflow.set_tags(
-            {"cnn_benchmark_role": role, "worker": WORKER, **resolved,
+            {M.TAG_ROLE: role, "worker": WORKER, **resolved,
              "mlflow.runName": f"{role}-{dataset}-{space.strategy}"}
         )  # fmt: skip
         given = parent.data.params if parent.data else {}
@@ -238,7 +238,7 @@ def run_search(
                         nested=True,
                         run_name=cfg.run_name + (f"-s{cfg.seed + rep}" if seeds > 1 else ""),
                         tags={"optuna_trial": str(trial.number), "study_name": study_name,
-                              "worker": WORKER, "cnn_benchmark_role": "trial"},
+                              "worker": WORKER, M.TAG_ROLE: "trial"},
                         verbose=0,
                     )  # fmt: skip
                     scores.append(result.history[M.OBJECTIVE][-1])  # last epoch's model
@@ -439,7 +439,10 @@ def _log_summary(study, summary: SearchSummary, parent_id: str) -> None:
     summary.best_params, summary.best_value = best.params, best.value
     summary.best_run_id = best.user_attrs.get("run_id_0")
     mlflow.set_tags(
-        {"best_run": summary.best_run_id or "", "best_config": best.user_attrs.get("run_name", "")}
+        {
+            M.TAG_BEST_RUN: summary.best_run_id or "",
+            M.TAG_BEST_CONFIG: best.user_attrs.get("run_name", ""),
+        }
     )
     mlflow.log_metric(f"best_{M.OBJECTIVE}", best.value)
     if summary.best_run_id:
@@ -524,7 +527,7 @@ def dry_run(
 ARCHITECTURE_FIELDS = (
     "model", "depth", "kernel_size", "dense_units", "filters_base", "filters_max", "padding",
     "batch_norm", "dropout", "optimizer", "learning_rate", "batch_size", "image_size",
-    "epochs", "label_mode", "split", "val_fraction", "max_train_samples",
+    "epochs", "label_mode", "split", "val_fraction", "max_train_samples", "steps_per_execution",
 )  # fmt: skip
 
 
@@ -533,7 +536,7 @@ def best_of_latest_search(dataset: str) -> tuple[str, dict[str, Any]]:
     settings, read back from MLflow so the ablation needs no state of its own."""
     parents = mlflow.search_runs(
         search_all_experiments=True,
-        filter_string=f"tags.cnn_benchmark_role = 'search' and tags.dataset = '{dataset}'",
+        filter_string=f"tags.{M.TAG_ROLE} = 'search' and tags.{M.TAG_DATASET} = '{dataset}'",
         order_by=["attributes.start_time DESC"],
         output_format="list",
     )

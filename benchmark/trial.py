@@ -109,7 +109,10 @@ def run_trial(
     with mlflow.start_run(
         run_name=run_name or cfg.run_name, nested=nested, log_system_metrics=True
     ) as run:
-        mlflow.log_params(cfg.to_params() | {"filters": "-".join(map(str, layer_plan.filters))})
+        sizes = dict(zip(M.SPLIT_SIZE_PARAMS, data.sizes().values(), strict=True))
+        mlflow.log_params(
+            cfg.to_params() | {"filters": "-".join(map(str, layer_plan.filters))} | sizes
+        )
         mlflow.set_tags(
             version_tags()
             | {M.TAG_DIGEST: data.digest, "mlflow.runName": run_name or cfg.run_name}

@@ -31,7 +31,8 @@ def session_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolate(monkeypatch, tmp_path, session_cache):
-    """Never touch the user's ~/.keras, ~/.cache or ./mlflow.db from a test."""
+    """Never touch the user's ~/.keras, ~/.cache, ./mlflow.db or ./mlruns from a test."""
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact folder is ./mlruns
     monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(session_cache))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -1,0 +1,285 @@
+"""Reports on a real MLflow store filled by a tiny real search (plus a failure and an
+ablation): the tables hold MLflow's numbers, failures and missing metrics do not break
+the report, the same runs give the same bytes, and an empty store gets a clear message."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from PIL import Image
+from scipy import stats
+
+import benchmark.trial
+from benchmark import metrics as M
+from benchmark.errors import UserError
+from benchmark.report import cmd_report, delta_ci, pareto_front, slug, write_reports
+from benchmark.search import ablation_space, best_of_latest_search, run_search
+from benchmark.space import load_space
+
+SPACE = """\
+strategy: grid
+seeds: 2
+fixed: {image_size: 16, epochs: 2, batch_size: 8, kernel_size: 3, dense_units: 8,
+        filters_base: 4, filters_max: 8, padding: same, steps_per_execution: 4}
+space:
+  depth: {values: [1, 2]}
+  augmentation: {values: [none, seed]}
+"""
+BOOM = "simulated failure: out of memory"
+
+
+def _folder_dataset(root: Path) -> Path:
+    """3 classes x 12 random-pattern 16x16 PNGs, each class with its own mean colour."""
+    rng = np.random.default_rng(0)
+    for c, colour in enumerate(((200, 40, 40), (40, 200, 40), (40, 40, 200))):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(12):
+            img = np.clip(rng.normal(colour, 40, (16, 16, 3)), 0, 255).astype("uint8")
+            Image.fromarray(img).save(root / f"class{c}" / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, session_cache):
+    """Search (4 configurations x 2 seeds, one run failing), an ablation, one partial run."""
+    tmp = tmp_path_factory.mktemp("report_store")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    dataset = f"folder:{_folder_dataset(tmp / 'shapes')}"
+    real_build = benchmark.trial.build_model
+
+    def build_model(cfg, *args):
+        if cfg.depth == 2 and cfg.augmentation == "seed" and cfg.seed == 1:
+            raise RuntimeError(BOOM)
+        return real_build(cfg, *args)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENCHMARK_CACHE_DIR", str(session_cache))
+        mp.setenv("KERAS_HOME", str(tmp / "keras_home"))
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setattr(benchmark.trial, "build_model", build_model)
+        mlflow.set_tracking_uri(uri)
+        artifacts = (tmp / "artifacts").as_uri()  # not ./mlruns: the default beside sqlite
+        mp.setenv("MLFLOW_EXPERIMENT_ID", MlflowClient(uri).create_experiment("t", artifacts))
+        (tmp / "tiny.yaml").write_text(SPACE)
+        quiet = {"storage": f"sqlite:///{tmp / 'optuna.db'}", "printer": lambda *a: None}
+        run_search(load_space(tmp / "tiny.yaml"), dataset=dataset, **quiet)
+        _, fixed = best_of_latest_search(dataset)
+        ablation = ablation_space(fixed, seeds=1, policies=["none", "seed"])
+        run_search(ablation, dataset=dataset, role="ablation", **quiet)
+        _log_partial_run(MlflowClient(uri), dataset)
+    return uri, dataset
+
+
+def _log_partial_run(client: MlflowClient, dataset: str) -> None:
+    """A copy of a real trial run with batch_size 4 and no test_accuracy: a missing metric."""
+    src = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        "attributes.run_name = 'd1-k3-w8-none-s0'",
+    )[0]
+    run = client.create_run(src.info.experiment_id, run_name="d1-k3-w8-none-bs4")
+    params = src.data.params | {"batch_size": "4"}
+    tags = {k: v for k, v in src.data.tags.items() if not k.startswith("mlflow.")}
+    metrics = {k: v for k, v in src.data.metrics.items() if k != M.TEST_ACCURACY}
+    client.log_batch(
+        run.info.run_id,
+        metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()],
+        params=[Param(k, v) for k, v in params.items()],
+        tags=[RunTag(k, v) for k, v in tags.items()],
+    )
+    client.set_terminated(run.info.run_id)
+
+
+@pytest.fixture(scope="module")
+def report(store, tmp_path_factory):
+    uri, dataset = store
+    out = tmp_path_factory.mktemp("reports")
+    paths = write_reports("all", out, uri)
+    return out, paths, (out / f"{slug(dataset)}.md").read_text()
+
+
+def _section(md: str, title: str) -> str:
+    return md.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
+def _rows(text: str, first: int = 0) -> list[dict[str, str]]:
+    """The `first`-th markdown table of `text` as dicts keyed by its header."""
+    tables, lines = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("| "):
+            lines.append([c.strip() for c in line.strip("|").split(" | ")])
+        elif lines:
+            tables.append(lines)
+            lines = []
+    head, _, *body = tables[first]
+    return [dict(zip(head, row, strict=True)) for row in body]
+
+
+def _expected(uri: str) -> dict[str, list]:
+    """Completed search trials straight from MLflow: run name without seed -> runs."""
+    client = MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parents = {r.info.run_id: r.data.tags.get("cnn_benchmark_role") for r in runs}
+    out: dict[str, list] = {}
+    for r in runs:
+        t = r.data.tags
+        if t.get(M.TAG_TRIAL_STATE) == "complete" or t.get("mlflow.runName", "").endswith("bs4"):
+            if parents.get(t.get("mlflow.parentRunId")) != "ablation":
+                name = t["mlflow.runName"].removesuffix(f"-s{r.data.params['seed']}")
+                out.setdefault(name, []).append(r)
+    return out
+
+
+def _fmt(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    text = f"{mean:.4f}" if len(values) == 1 else f"{mean:.4f} ± {statistics.stdev(values):.4f}"
+    return text.replace("-", "−")  # the report writes a true minus sign
+
+
+def test_leaderboard_holds_mlflow_numbers_ranked_by_validation(store, report):
+    uri, _ = store
+    rows = _rows(_section(report[2], "Leaderboard"))
+    expected = _expected(uri)
+    assert sorted(r["configuration"] for r in rows) == sorted(expected)
+    for row in rows:
+        runs = expected[row["configuration"]]
+        assert row["seeds"] == str(len(runs))
+        for column, metric in (("val acc (last epoch)", M.VAL_ACCURACY),
+                               ("overfit gap", M.OVERFIT_GAP)):  # fmt: skip
+            assert row[column] == _fmt([r.data.metrics[metric] for r in runs])
+        assert row["params"] == f"{int(runs[0].data.metrics[M.PARAM_COUNT]):,}"
+        tags = {r.data.tags[M.TAG_OVERFIT] for r in runs}
+        assert row["overfit"] == (tags.pop() if len(tags) == 1 else "1/2 yes")
+    vals = [statistics.fmean(r.data.metrics[M.VAL_ACCURACY] for r in expected[row["configuration"]])
+            for row in rows]  # fmt: skip
+    assert vals == sorted(vals, reverse=True)  # ranked by validation, never by test
+    assert next(r for r in rows if r["configuration"] == "d2-k3-w8-seed")["seeds"] == "1"
+
+
+def test_missing_metric_shows_a_dash(report):
+    rows = _rows(_section(report[2], "Leaderboard"))
+    partial = next(r for r in rows if r["configuration"] == "d1-k3-w8-none-bs4")
+    assert partial["test acc"] == "—"
+    assert partial["val acc (last epoch)"] != "—"
+
+
+def test_failed_run_listed_with_its_reason(store, report):
+    uri, _ = store
+    rows = _rows(_section(report[2], "Pruned and failed trials"))
+    assert [(r["state"], r["configuration"], r["seed"]) for r in rows] == [
+        ("failed", "d2-k3-w8-seed", "1")
+    ]
+    assert BOOM in rows[0]["reason"]
+    mlflow.set_tracking_uri(uri)
+    failed = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                filter_string="attributes.status = 'FAILED'")  # fmt: skip
+    assert rows[0]["run"] == f"`{failed[0].info.run_id}`"
+
+
+def test_augmentation_effect_and_ablation(store, report):
+    uri, _ = store
+    expected = _expected(uri)
+    rows = {r["architecture"]: r for r in _rows(_section(report[2], "Augmentation effect"))}
+    assert sorted(rows) == ["d1-k3-w8", "d2-k3-w8"]
+
+    def test_acc(name):
+        return [r.data.metrics[M.TEST_ACCURACY] for r in expected[name]]
+
+    a, b = test_acc("d1-k3-w8-none"), test_acc("d1-k3-w8-seed")
+    ci = stats.ttest_ind(b, a, equal_var=False).confidence_interval()
+    d = f"{np.mean(b) - np.mean(a):+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]".replace("-", "−")
+    assert rows["d1-k3-w8"]["Δ test acc"] == d  # Welch's 95% CI, 2 seeds a side
+    assert "[" not in rows["d2-k3-w8"]["Δ test acc"]  # one seed with augmentation: no CI
+
+    ablation = _rows(_section(report[2], "Ablation"))
+    assert sorted(r["augmentation"] for r in ablation) == ["none", "seed"]
+    assert all(r["seeds"] == "1" for r in ablation)
+
+
+def test_header_findings_and_index(store, report):
+    uri, dataset = store
+    out, paths, md = report
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="pandas")
+    first = runs["start_time"].min().strftime("%Y-%m-%d %H:%M UTC")
+    header = md.split("## Findings")[0]
+    for fact in (dataset, "16 px", "Keras 3.", "TensorFlow 2.", first, "grid", "ablation"):
+        assert fact in header
+    best = _rows(_section(md, "Leaderboard"))[0]["configuration"]
+    assert f"`{best}` has the highest validation accuracy" in md
+    for question in ("**Augmentation", "**Overfitting.**", "**Accuracy vs parameter count.**",
+                     "**Accuracy vs training time.**"):  # fmt: skip
+        assert question in md
+    index = (out / "README.md").read_text()
+    assert f"({slug(dataset)}.md)" in index and f"`{best}`" in index
+    assert paths[-1] == out / "README.md"
+
+
+def test_same_runs_same_bytes_and_png_figures(store, report, tmp_path):
+    uri, dataset = store
+    out, paths, md = report
+    again = write_reports(dataset, tmp_path / "again", uri)
+    assert (tmp_path / "again" / f"{slug(dataset)}.md").read_text() == md
+    figures = [p for p in paths if p.suffix == ".png"]
+    names = {p.name for p in figures}
+    assert {"learning_curves.png", "accuracy_vs_params.png", "accuracy_vs_time.png",
+            "augmentation_effect.png", "augmentation_seed.png"} <= names  # fmt: skip
+    for p in figures:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({p.parent.name}/{p.name})" in md  # embedded in the markdown
+    twin = {p.name: p.read_bytes() for p in again}
+    assert all(twin[p.name] == p.read_bytes() for p in figures)
+
+
+def test_empty_store_and_unknown_dataset_get_a_clear_message(store, tmp_path):
+    uri, _ = store
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    with pytest.raises(UserError, match=r"no runs in .*empty\.db; run `mlflow run \."):
+        write_reports("all", tmp_path / "out", empty)
+    msg = f"no runs for dataset 'cifar10' in {uri}; run `mlflow run . -P dataset=cifar10` first"
+    with pytest.raises(UserError) as err:
+        write_reports("cifar10", tmp_path / "out", uri)
+    assert str(err.value) == msg
+    assert not (tmp_path / "out").exists()
+
+
+def test_cmd_report_prints_the_paths(store, tmp_path, capsys):
+    uri, dataset = store
+    args = argparse.Namespace(dataset=dataset, out=str(tmp_path / "r"), tracking_uri=uri)
+    assert cmd_report(args) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed[0] == str(tmp_path / "r" / f"{slug(dataset)}.md")
+    assert printed[-1] == str(tmp_path / "r" / "README.md")
+
+
+def test_statistics_helpers():
+    assert pareto_front([1, 2, 3, 4], [0.5, 0.4, 0.7, 0.7]) == [0, 2]
+    a = {"x": 1.0, "x:std": 0.1, "x:n": 3}
+    b = {"x": 1.5, "x:std": 0.2, "x:n": 4}
+    d, lo, hi = delta_ci(a, b, "x")
+    assert d == pytest.approx(0.5) and lo < 0.5 < hi
+    assert np.isnan(delta_ci(a | {"x:n": 1}, b, "x")[1])
+
+
+def test_dataset_with_only_a_failed_run(tmp_path):
+    """Nothing completed yet: the report still renders, with the failure and its reason."""
+    uri = f"sqlite:///{tmp_path / 'one.db'}"
+    client = MlflowClient(uri)
+    run = client.create_run("0", run_name="d3-k3-w64-none")
+    client.log_batch(
+        run.info.run_id,
+        params=[Param("dataset", "cifar10"), Param("seed", "0")],
+        tags=[RunTag(M.TAG_TRIAL_STATE, "failed"), RunTag(M.TAG_STATUS_REASON, "nan loss")],
+    )
+    client.set_terminated(run.info.run_id, "FAILED")
+    paths = write_reports("cifar10", tmp_path / "out", uri)
+    md = paths[0].read_text()
+    assert "No completed trials." in _section(md, "Leaderboard")
+    assert _rows(_section(md, "Pruned and failed trials"))[0]["reason"] == "nan loss"
+    assert [p.name for p in paths] == ["cifar10.md", "README.md"]
