@@ -413,7 +413,8 @@ def searches(parents: pd.DataFrame) -> str:
     rows = []
     for r in parents.to_dict("records"):
         counts = "/".join(num(r.get(X(f"n_{k}")), 0) for k in ("complete", "pruned", "failed"))
-        budget = f"{cell(r.get(P('n_trials')))} trials × {cell(r.get(P('seeds')))} seed(s)"
+        # tags: the resolved values (params may hold what was typed to `mlflow run`, "none")
+        budget = f"{cell(r.get(T('n_trials')))} trials × {cell(r.get(T('seeds')))} seed(s)"
         epochs = r.get(P("fixed.epochs"))
         if _ok(epochs):
             budget += f" × {epochs} epochs"
@@ -423,7 +424,7 @@ def searches(parents: pd.DataFrame) -> str:
         note = _space_budget(r)
         budget += f" ({note})" if note else ""
         rows.append([r.get(T(TAG_ROLE)), f"`{r['run_id']}`", utc(r["start_time"]),
-                     r.get(P("strategy")), r.get(P("space_file")), budget, counts,
+                     r.get(T("strategy")), r.get(T("space_file")), budget, counts,
                      r.get(T(TAG_BEST_CONFIG))])  # fmt: skip
     return table("role | run | started | strategy | space | budget | complete/pruned/failed | "
                  "best", rows)  # fmt: skip
@@ -431,7 +432,7 @@ def searches(parents: pd.DataFrame) -> str:
 
 def _space_budget(parent: dict) -> str:
     """The space file's own `budget:` note, read from the parent's logged copy if any."""
-    space = parent.get(P("space_file"))
+    space = parent.get(T("space_file"))
     if not _ok(space):
         return ""
     try:

@@ -17,6 +17,7 @@ import time
 import traceback
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -205,7 +206,7 @@ def run_search(
     with mlflow.start_run(run_name=f"{role}-{dataset}-{space.strategy}", nested=False) as parent:
         _mark_orphans(study_name, store)
         resolved = {
-            "strategy": space.strategy, "dataset": dataset, "space_file": space.path,
+            "strategy": space.strategy, "dataset": dataset, "space_file": _shown(space.path),
             "study_name": study_name, "storage": redact(storage), "seeds": seeds,
             "n_trials": total, "sampler": space.sampler if space.strategy == "optuna" else "grid",
             "pruner": space.pruner.get("type", "median") if space.strategy == "optuna" else "none",
@@ -263,6 +264,13 @@ def run_search(
         summary.study_name, summary.storage = study_name, redact(storage)
         _log_summary(study, summary, parent.info.run_id)
     return summary
+
+
+def _shown(path: str) -> str:
+    """A shipped space as `search_spaces/x.yaml` (same on every machine), others as given."""
+    p = Path(path).resolve()
+    root = Path(__file__).resolve().parent.parent
+    return str(p.relative_to(root)) if p.is_relative_to(root) else path
 
 
 def _release_memory() -> None:
