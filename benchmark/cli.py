@@ -92,7 +92,7 @@ def _overrides(args: argparse.Namespace) -> dict:
 def cmd_search(args: argparse.Namespace) -> int:
     from benchmark.datasets import DATASETS
     from benchmark.runtime import prepare_tracking
-    from benchmark.search import dry_run, run_search
+    from benchmark.search import dry_run
     from benchmark.space import load_space, space_path
 
     if not args.dataset.startswith("folder:"):
@@ -105,35 +105,27 @@ def cmd_search(args: argparse.Namespace) -> int:
                 seeds=args.seeds, n_trials=args.n_trials)  # fmt: skip
         return 0
     prepare_tracking(args.experiment)
-    summary = run_search(
-        space,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        storage=args.storage,
-        study_name=args.study_name,
-        n_trials=args.n_trials,
-        timeout=args.timeout,
-        seeds=args.seeds,
-        overrides=_overrides(args),
-        max_failures=args.max_failures,
-        printer=functools.partial(print, flush=True),
-    )
-    _print_summary(summary)
-    return 0
+    return _run_search(space, args, n_trials=args.n_trials, timeout=args.timeout)
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from benchmark.augment import policy_names
     from benchmark.datasets import DATASETS
     from benchmark.runtime import prepare_tracking
-    from benchmark.search import ablation_space, best_of_latest_search, run_search
+    from benchmark.search import ablation_space, best_of_latest_search
 
     if not args.dataset.startswith("folder:"):
         DATASETS.get(args.dataset)
     prepare_tracking(args.experiment)
     run_id, fixed = best_of_latest_search(args.dataset)
     print(f"ablating the best run {run_id} of the latest {args.dataset} search: {fixed}")
-    space = ablation_space(fixed, args.seeds or 1, policy_names())
+    return _run_search(ablation_space(fixed, args.seeds or 1, policy_names()), args,
+                       role="ablation")  # fmt: skip
+
+
+def _run_search(space, args: argparse.Namespace, **extra) -> int:
+    from benchmark.search import run_search
+
     summary = run_search(
         space,
         dataset=args.dataset,
@@ -143,14 +135,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         overrides=_overrides(args),
         max_failures=args.max_failures,
-        role="ablation",
         printer=functools.partial(print, flush=True),
+        **extra,
     )
-    _print_summary(summary)
-    return 0
-
-
-def _print_summary(summary) -> None:
     c = summary.counts
     print(
         f"study {summary.study_name} ({summary.storage}): {summary.stopped_reason}; "
@@ -159,6 +146,7 @@ def _print_summary(summary) -> None:
     if summary.best_params is not None:
         print(f"best {summary.best_params} val_accuracy {summary.best_value:.4f} "
               f"run {summary.best_run_id}")  # fmt: skip
+    return 0
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:

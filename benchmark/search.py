@@ -29,17 +29,16 @@ from optuna.trial import TrialState
 
 from benchmark import metrics as M
 from benchmark.config import TrialConfig
-from benchmark.datasets import Dataset, load_dataset
+from benchmark.datasets import Dataset
 from benchmark.errors import UserError
 from benchmark.space import Dimension, SearchSpace
-from benchmark.trial import run_trial
+from benchmark.trial import DATA_FIELDS, load_for, run_trial
 
 log = logging.getLogger("benchmark.search")
 
 HEARTBEAT_S = 10  # a live trial touches the storage this often...
 GRACE_S = 40  # ...so one silent for this long belongs to a dead worker: failed and retried
 POLL_S = 5  # how often a worker with nothing left to claim checks on others' trials
-DATA_FIELDS = ("dataset", "image_size", "label_mode", "split", "val_fraction", "max_train_samples")
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 # An interrupted or dead worker's trial is enqueued again with the same parameters, at most
 # 3 times (a configuration that kills its worker every time is not retried forever).
@@ -189,15 +188,7 @@ def run_search(
     def data_for(cfg: TrialConfig) -> Dataset:
         key = tuple(getattr(cfg, f) for f in DATA_FIELDS)
         if key not in datasets:
-            datasets[key] = load_dataset(
-                cfg.dataset,
-                data_dir=data_dir,
-                image_size=cfg.image_size,
-                label_mode=cfg.label_mode,
-                split=cfg.split,
-                val_fraction=cfg.val_fraction,
-                max_train_samples=cfg.max_train_samples,
-            )
+            datasets[key] = load_for(cfg, data_dir)
         return datasets[key]
 
     base = {"dataset": dataset, **overrides}
@@ -487,10 +478,7 @@ def dry_run(
     points = space.grid_points() if space.strategy == "grid" else []
     if not points:  # Optuna ranges: show the corners the sampler can reach
         points = [{d.name: (d.values or (d.low,))[0] for d in space.dimensions}]
-    data = load_dataset(
-        dataset, data_dir=data_dir, **{k: v for k, v in space.config({}, **base).__dict__.items()
-                                      if k in DATA_FIELDS[1:]}
-    )  # fmt: skip
+    data = load_for(space.config({}, **base), data_dir)
     rows = []
     for p in points:
         cfg = space.config(p, **base).replace(image_size=data.image_shape[0])

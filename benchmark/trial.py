@@ -75,6 +75,22 @@ class EpochLogger(keras.callbacks.Callback):
         mlflow.log_metrics(row, step=epoch + 1)
 
 
+DATA_FIELDS = ("dataset", "image_size", "label_mode", "split", "val_fraction", "max_train_samples")
+
+
+def load_for(cfg: TrialConfig, data_dir: str | None = None) -> Dataset:
+    """The data a config asks for (the config fields in DATA_FIELDS decide it)."""
+    return load_dataset(
+        cfg.dataset,
+        data_dir=data_dir,
+        image_size=cfg.image_size,
+        label_mode=cfg.label_mode,
+        split=cfg.split,
+        val_fraction=cfg.val_fraction,
+        max_train_samples=cfg.max_train_samples,
+    )
+
+
 def run_trial(
     cfg: TrialConfig,
     data: Dataset | None = None,
@@ -93,16 +109,7 @@ def run_trial(
     any failure during training marks the MLflow run FAILED (pruned: KILLED) and re-raises.
     """
     keras.utils.set_random_seed(cfg.seed)  # python, numpy and TF: same seed, same run (CPU)
-    if data is None:
-        data = load_dataset(
-            cfg.dataset,
-            data_dir=data_dir,
-            image_size=cfg.image_size,
-            label_mode=cfg.label_mode,
-            split=cfg.split,
-            val_fraction=cfg.val_fraction,
-            max_train_samples=cfg.max_train_samples,
-        )
+    data = data or load_for(cfg, data_dir)
     cfg = cfg.replace(image_size=data.image_shape[0])  # log the size actually used
     layer_plan = plan(cfg, data.image_shape, data.n_classes)  # impossible spec: no run at all
 
