@@ -199,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.set_defaults(func=cmd_ablate)
     _lazy("benchmark.report", "add_report_parser")(sub)
 
+    eff = sub.add_parser("efficiency", help="Optuna+pruning vs the full grid: accuracy, epochs")
+    _add_common(eff)
+    eff.add_argument("--dataset", default="flowers17")
+    eff.add_argument("--space", type=_optional(str), default=None)
+    eff.add_argument("--storage", type=_optional(str), default=None)
+    eff.add_argument("--n-trials", type=_optional(int), default=None)
+    eff.set_defaults(func=lambda args: _lazy("benchmark.efficiency", "cmd_efficiency")(args))
+
     import importlib.util  # TEMPORARY until benchmark/bench.py lands
 
     if importlib.util.find_spec("benchmark.bench"):
