@@ -273,3 +273,16 @@ def test_ablation_trains_the_best_architecture_with_every_policy(tmp_path, share
     assert sorted(k.data.params["augmentation"] for k in kids) == sorted(policy_names())
     best = mlflow.get_run(best_id)
     assert {k.data.params["depth"] for k in kids} == {best.data.params["depth"]}
+
+
+def test_efficiency_counts_epochs_of_both_searches(tmp_path, shared_data, capsys):
+    from benchmark.efficiency import compare
+
+    pruned = "optuna: {n_trials: 2, pruner: {type: threshold, lower: 0.99}}\n"
+    space = write_space(tmp_path, textwrap.dedent(GRID).replace("epochs: 1", "epochs: 2") + pruned)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    r = compare("cifar10", str(space), str(shared_data), storage, n_trials=2)
+    assert r["grid_trials"] == 4 and r["grid_epochs"] == 8  # 4 points x 2 epochs, all run
+    assert r["optuna_trials"] == 2 and r["optuna_epochs"] == 2  # both pruned after epoch 1
+    assert r["epoch_ratio"] == pytest.approx(0.25)
+    assert r["gap_pp"] == pytest.approx(100 * (r["grid_best"] - r["optuna_best"]))
