@@ -31,6 +31,7 @@ from benchmark import metrics as M
 from benchmark.config import TrialConfig
 from benchmark.datasets import Dataset
 from benchmark.errors import UserError
+from benchmark.isolate import TrialJob, isolated_default, run_isolated
 from benchmark.space import Dimension, SearchSpace
 from benchmark.trial import DATA_FIELDS, load_for, run_trial
 
@@ -161,9 +162,16 @@ def run_search(
     overrides: dict[str, Any] | None = None,
     max_failures: int | None = None,
     role: str = "search",
+    isolate: bool | None = None,
     printer=print,
 ) -> SearchSummary:
-    """Run (or resume) the study inside the active MLflow parent run, or a new one."""
+    """Run (or resume) the study inside the active MLflow parent run, or a new one.
+
+    `isolate` (default: yes, unless BENCHMARK_IN_PROCESS=1) trains each trial in its own
+    process; in-process trials share the decoded arrays but leak TF memory from trial to
+    trial.
+    """
+    isolate = isolated_default() if isolate is None else isolate
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     seeds = seeds or space.seeds
     storage = storage or default_storage()
@@ -223,16 +231,29 @@ def run_search(
                 cfg = space.config(params, **base)
                 trial.set_user_attr("run_name", cfg.run_name)
                 for rep in range(seeds):
-                    result = run_trial(
-                        cfg.replace(seed=cfg.seed + rep),
-                        data_for(cfg),
-                        callbacks=[PruningCallback(trial)] if rep == 0 else [],
-                        nested=True,
-                        run_name=cfg.run_name + (f"-s{cfg.seed + rep}" if seeds > 1 else ""),
-                        tags={"optuna_trial": str(trial.number), "study_name": study_name,
-                              "worker": WORKER, M.TAG_ROLE: "trial"},
-                        verbose=0,
-                    )  # fmt: skip
+                    rep_cfg = cfg.replace(seed=cfg.seed + rep)
+                    name = cfg.run_name + (f"-s{rep_cfg.seed}" if seeds > 1 else "")
+                    tags = {"optuna_trial": str(trial.number), "study_name": study_name,
+                            "worker": WORKER, M.TAG_ROLE: "trial"}  # fmt: skip
+                    if isolate:  # a fresh process per trial: memory stays flat
+                        result = run_isolated(TrialJob(
+                            cfg=rep_cfg, data_dir=data_dir, run_name=name, tags=tags,
+                            tracking_uri=mlflow.get_tracking_uri(),
+                            parent_run_id=parent.info.run_id,
+                            storage_url=storage if rep == 0 else None, study_name=study_name,
+                            trial_id=trial._trial_id if rep == 0 else None,
+                            pruner=study.pruner,
+                        ))  # fmt: skip
+                    else:
+                        result = run_trial(
+                            rep_cfg,
+                            data_for(cfg),
+                            callbacks=[PruningCallback(trial)] if rep == 0 else [],
+                            nested=True,
+                            run_name=name,
+                            tags=tags,
+                            verbose=0,
+                        )
                     scores.append(result.history[M.OBJECTIVE][-1])  # last epoch's model
                     trial.set_user_attr(f"run_id_{rep}", result.run_id)
                     _release_memory()

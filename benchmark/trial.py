@@ -98,6 +98,7 @@ def run_trial(
     data_dir: str | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     nested: bool = False,
+    parent_run_id: str | None = None,
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
     verbose: int = 2,
@@ -105,6 +106,8 @@ def run_trial(
     """Train and evaluate one configuration and log everything about it to MLflow.
 
     Pass `data` to reuse decoded arrays across trials (a search loads them once).
+    `nested` puts the run under this process's active run; `parent_run_id` under a run
+    of another process (a search parent, when the trial runs in its own process).
     Raises UserError before any run is created when the spec cannot fit the images;
     any failure during training marks the MLflow run FAILED (pruned: KILLED) and re-raises.
     """
@@ -113,8 +116,13 @@ def run_trial(
     cfg = cfg.replace(image_size=data.image_shape[0])  # log the size actually used
     layer_plan = plan(cfg, data.image_shape, data.n_classes)  # impossible spec: no run at all
 
+    experiment_id = mlflow.get_run(parent_run_id).info.experiment_id if parent_run_id else None
     with mlflow.start_run(
-        run_name=run_name or cfg.run_name, nested=nested, log_system_metrics=True
+        run_name=run_name or cfg.run_name,
+        nested=nested,
+        parent_run_id=parent_run_id,
+        experiment_id=experiment_id,
+        log_system_metrics=True,
     ) as run:
         sizes = dict(zip(M.SPLIT_SIZE_PARAMS, data.sizes().values(), strict=True))
         mlflow.log_params(

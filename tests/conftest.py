@@ -41,3 +41,6 @@ def _isolate(monkeypatch, tmp_path, session_cache):
     while mlflow.active_run():  # a test that failed inside a run must not nest the next one
         mlflow.end_run()
     monkeypatch.delenv("BENCHMARK_DATA_DIR", raising=False)
+    # Trials in the test process: fast, and monkeypatches reach them. Tests of the default
+    # (a process per trial) remove this or pass isolate=True.
+    monkeypatch.setenv("BENCHMARK_IN_PROCESS", "1")

@@ -66,6 +66,7 @@ def _worker(space: Path, dbs: tuple[str, int], cwd: Path, data: Path) -> subproc
            str(space), "--data-dir", str(data), "--max-train-samples", "200",
            "--storage", f"{pg}/optuna{n}"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": f"{pg}/mlflow{n}"}
+    # BENCHMARK_IN_PROCESS=1 (from conftest) stays: sharing the study is what is tested here
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
 

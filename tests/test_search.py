@@ -175,17 +175,33 @@ def _search_cmd(space: Path, data: Path) -> list[str]:
 def test_resume_after_kill_9_reruns_only_the_interrupted_trial(tmp_path, shared_data):
     space = write_space(tmp_path, GRID.replace("epochs: 1", "epochs: 3"))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("BENCHMARK_IN_PROCESS")  # the default: each trial in a child process
     proc = subprocess.Popen(_search_cmd(space, shared_data), cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)  # fmt: skip
     done_lines = []
-    for line in proc.stdout:  # wait for the first finished trial, then kill the second one
+    for line in proc.stdout:  # the first trial finished...
         if line.startswith("[1/4]"):
             done_lines.append(line)
-            time.sleep(2.5)
             break
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # ...and the second one is training: kill it there
+        running = mlflow.search_runs(
+            search_all_experiments=True, output_format="list",
+            filter_string="tags.cnn_benchmark_role = 'trial' and attributes.status = 'RUNNING'",
+        )  # fmt: skip
+        if running:
+            time.sleep(1)
+            break
+        time.sleep(0.5)
+    import psutil
+
+    trial_procs = psutil.Process(proc.pid).children(recursive=True)
+    assert trial_procs, "the trial should run in a child process"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    gone, alive = psutil.wait_procs(trial_procs, timeout=10)
+    assert not alive  # the killed search's trial process died with it
     assert done_lines, "the first trial never finished"
 
     out = subprocess.run(_search_cmd(space, shared_data), cwd=tmp_path, env=env,
@@ -209,6 +225,25 @@ def test_resume_after_kill_9_reruns_only_the_interrupted_trial(tmp_path, shared_
                                                           output_format="list")]  # fmt: skip
     assert "RUNNING" not in statuses
     assert statuses.count("KILLED") == 2  # the killed trial's run and its parent: orphans
+
+
+def test_trials_in_their_own_processes_keep_memory_flat(tmp_path, shared_data):
+    """The default: each trial in a fresh process; the search's own RSS stays flat."""
+    space = load_space(write_space(tmp_path, GRID))
+    summary = search_mod.run_search(
+        space, dataset="cifar10", data_dir=str(shared_data), overrides=TINY, isolate=True,
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}", printer=lambda s: None,
+    )  # fmt: skip
+    assert summary.counts["complete"] == 4
+    parent = mlflow.search_runs(search_all_experiments=True,
+                                filter_string="tags.cnn_benchmark_role = 'search'",
+                                output_format="list")[0]  # fmt: skip
+    rss = [m.value for m in mlflow.MlflowClient().get_metric_history(parent.info.run_id,
+                                                                     "rss_mb")]  # fmt: skip
+    assert len(rss) == 4 and rss[-1] <= rss[1] * 1.05
+    kids = children_of(parent.info.run_id)
+    assert len(kids) == 4 and all(k.info.status == "FINISHED" for k in kids)
+    assert all("test_accuracy" in k.data.metrics for k in kids)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,389 @@
+"""`python -m benchmark bench`: the seed notebook's training loop against the suite's.
+
+Both train the seed net on the same images for the same number of steps in one process,
+interleaved A, B, A, B... so that a load change on the machine hits both alike:
+
+  (a) notebook: float32 numpy arrays into `model.fit(x, y, batch_size=32)`, augmentation
+      layers inside the model before the net, `compile(optimizer="rmsprop")`, Keras defaults
+      otherwise, except jit_compile=False (Keras' "auto" may turn XLA on, 3x slower on CPU).
+  (b) suite: benchmark.pipeline.train_dataset (uint8 arrays, augmentation mapped over whole
+      batches outside the model, prefetch) compiled as trial.py does (steps_per_execution,
+      XLA only where runtime.jit_compile says it pays).
+
+A warm-up fit traces each first and is not timed; each timed repeat is one epoch of
+`--steps` steps; the table gives the median (and range) of the repeats. Two more modes:
+`--accuracy` trains both for `--epochs` on CIFAR-10 and prints their test accuracies, and
+`--tracking` times the suite's fit with and without the MLflow logging a trial does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import mlflow
+import numpy as np
+
+from benchmark.augment import build_augmentation, policy_names
+from benchmark.config import TrialConfig
+from benchmark.datasets import DATA_ENV, load_dataset
+from benchmark.errors import UserError
+from benchmark.models import build_model
+from benchmark.pipeline import eval_dataset, train_dataset
+from benchmark.runtime import device_name, jit_compile
+
+# --- settings ---------------------------------------------------------------------------
+
+SYNTHETIC = "synthetic"  # random uint8 images: throughput does not depend on the pixels
+SYNTHETIC_SHAPE = (32, 32, 3)  # CIFAR's shape
+SYNTHETIC_CLASSES = 10
+STEPS = 200  # steps per timed repeat: ~6 s of the notebook's loop on 2 cores
+REPEATS = 3  # timed repeats per pipeline; the table shows their median
+ACCURACY_EPOCHS = 20  # the seed lab's epochs
+TRACKING_EPOCHS = 3  # epochs per tracked/untracked fit in --tracking
+EVAL_BATCH = 256  # evaluation batch: larger is faster and does not change the result
+NOTEBOOK = "(a) notebook: numpy fit, aug in model"
+SUITE = "(b) suite: tf.data uint8, aug in map"
+
+
+@dataclass(frozen=True)
+class Timing:
+    name: str
+    seconds: list[float]  # wall time of each timed repeat
+    cpu_seconds: list[float]  # this process's CPU time (all threads) in each repeat
+    images: int  # images per repeat
+
+    @property
+    def rates(self) -> list[float]:
+        return [self.images / s for s in self.seconds]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates)
+
+    @property
+    def cpu_ms_per_image(self) -> float:
+        """Work per image whatever the neighbours take: wall rates on a shared machine move
+        with their load, this does not (it does not show overlap across cores either)."""
+        return 1000 * statistics.median(self.cpu_seconds) / self.images
+
+
+# --- data -------------------------------------------------------------------------------
+
+
+def synthetic_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n, *SYNTHETIC_SHAPE), dtype=np.uint8)
+    y = rng.integers(0, SYNTHETIC_CLASSES, n).astype(np.int32)
+    return x, y
+
+
+def bench_data(args: argparse.Namespace, n: int) -> tuple[np.ndarray, np.ndarray, int, str]:
+    """n training images (cycled when the split has fewer), their class count and a label."""
+    if args.dataset == SYNTHETIC:
+        x, y = synthetic_data(n, args.seed)
+        return x, y, SYNTHETIC_CLASSES, f"synthetic {'x'.join(map(str, SYNTHETIC_SHAPE))}"
+    data = load_dataset(args.dataset, data_dir=args.data_dir)
+    idx = np.arange(n) % len(data.x_train)
+    shape = "x".join(map(str, data.image_shape))
+    return data.x_train[idx], data.y_train[idx], data.n_classes, f"{data.name} {shape}"
+
+
+def seed_config(args: argparse.Namespace) -> TrialConfig:
+    return TrialConfig.from_options(
+        model="seed",
+        augmentation=args.augmentation,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        steps_per_execution=args.steps_per_execution,
+    )
+
+
+# --- the two pipelines --------------------------------------------------------------------
+
+
+def notebook_model(cfg: TrialConfig, image_shape, n_classes: int) -> keras.Model:
+    """The seed lab's model: its augmentation layers first, then the net, compiled with
+    Keras' defaults (RMSprop, lr 0.001, one step per call); XLA off as on any CPU here."""
+    keras.utils.set_random_seed(cfg.seed)
+    augment = build_augmentation(cfg.augmentation, seed=cfg.seed)
+    net = build_model(cfg, image_shape, n_classes)
+    front = [augment] if augment is not None else []
+    model = keras.Sequential([keras.Input(shape=image_shape), *front, net], name="notebook")
+    model.compile(
+        optimizer="rmsprop",
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=False,  # Keras' "auto" may enable XLA on TF: 3x slower on this CPU
+    )
+    return model
+
+
+def notebook_fit(cfg: TrialConfig, x: np.ndarray, y: np.ndarray, n_classes: int):
+    """(a): float32 arrays into fit with batch_size, shuffled by Keras each epoch."""
+    model = notebook_model(cfg, x.shape[1:], n_classes)
+    xf = x.astype(np.float32)  # the notebook holds float arrays; fit batches them itself
+
+    def fit(epochs: int = 1, callbacks=()) -> keras.Model:
+        model.fit(
+            xf, y, batch_size=cfg.batch_size, epochs=epochs, verbose=0, callbacks=list(callbacks)
+        )
+        return model
+
+    return fit
+
+
+def suite_model(cfg: TrialConfig, image_shape, n_classes: int) -> keras.Model:
+    """Compiled as trial._train_and_log compiles it."""
+    keras.utils.set_random_seed(cfg.seed)
+    model = build_model(cfg, image_shape, n_classes)
+    model.compile(
+        optimizer=keras.optimizers.get(
+            {"class_name": cfg.optimizer, "config": {"learning_rate": cfg.learning_rate}}
+        ),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=cfg.steps_per_execution,
+        jit_compile=jit_compile(),
+    )
+    return model
+
+
+def suite_fit(cfg: TrialConfig, x: np.ndarray, y: np.ndarray, n_classes: int):
+    """(b): the suite's tf.data path, as run_trial builds it."""
+    model = suite_model(cfg, x.shape[1:], n_classes)
+    augment = build_augmentation(cfg.augmentation, seed=cfg.seed)
+    train = train_dataset(x, y, cfg.batch_size, cfg.seed, augment)
+
+    def fit(epochs: int = 1, callbacks=()) -> keras.Model:
+        model.fit(train, epochs=epochs, verbose=0, shuffle=False, callbacks=list(callbacks))
+        return model
+
+    return fit
+
+
+# --- timing -------------------------------------------------------------------------------
+
+
+def interleaved(
+    runners: dict[str, Callable[[], object]], repeats: int, images: int
+) -> list[Timing]:
+    """Warm each up once (tracing, first iterator), then time them in turn, `repeats` rounds."""
+    for run in runners.values():
+        run()
+    wall: dict[str, list[float]] = {name: [] for name in runners}
+    cpu: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            run()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return [Timing(name, wall[name], cpu[name], images) for name in runners]
+
+
+def table(timings: list[Timing]) -> str:
+    width = max(len(t.name) for t in timings)
+    lines = [
+        f"{'pipeline':<{width}}  {'images/s':>9}  {'min':>7}  {'max':>7}  {'cpu ms/img':>10}"
+        "  repeats"
+    ]
+    for t in timings:
+        lines.append(
+            f"{t.name:<{width}}  {t.median:9.0f}  {min(t.rates):7.0f}  {max(t.rates):7.0f}"
+            f"  {t.cpu_ms_per_image:10.2f}  {len(t.rates)}"
+        )
+    return "\n".join(lines)
+
+
+def header(cfg: TrialConfig, label: str, n: int, args: argparse.Namespace) -> str:
+    return (
+        f"bench: seed net on {label} ({n} images), batch {cfg.batch_size}, "
+        f"augmentation {cfg.augmentation}, {args.steps} steps x {args.repeats} repeats "
+        "after a warm-up fit, interleaved\n"
+        f"device: {device_name()}; TF {_tf_version()}, Keras {keras.__version__}; "
+        f"(a) jit_compile=False (the notebook's default 'auto' may pick XLA, 3x slower on CPU); "
+        f"(b) jit_compile={jit_compile()!r}, steps_per_execution={cfg.steps_per_execution}"
+    )
+
+
+def _tf_version() -> str:
+    import tensorflow as tf
+
+    return tf.__version__
+
+
+# --- modes --------------------------------------------------------------------------------
+
+
+def run_throughput(args: argparse.Namespace) -> float:
+    cfg = seed_config(args)
+    n = args.steps * cfg.batch_size
+    x, y, n_classes, label = bench_data(args, n)
+    print(header(cfg, label, n, args), flush=True)
+    runners = {
+        NOTEBOOK: notebook_fit(cfg, x, y, n_classes),
+        SUITE: suite_fit(cfg, x, y, n_classes),
+    }
+    timings = interleaved(runners, args.repeats, n)
+    print(table(timings))
+    speedup = timings[1].median / timings[0].median
+    print(f"speedup: {speedup:.2f}")
+    return speedup
+
+
+def run_accuracy(args: argparse.Namespace) -> None:
+    """Both pipelines, same epochs, same seeds, on CIFAR-10's train split; test accuracy."""
+    dataset = "cifar10" if args.dataset == SYNTHETIC else args.dataset
+    data = load_dataset(dataset, data_dir=args.data_dir)
+    cfg0 = seed_config(argparse.Namespace(**{**vars(args), "dataset": dataset}))
+    print(
+        f"accuracy: seed net on {data.name} (train {len(data.x_train)}, test "
+        f"{len(data.x_test)}), batch {cfg0.batch_size}, augmentation {cfg0.augmentation}, "
+        f"{args.epochs} epochs, seeds {list(args.seeds)}\ndevice: {device_name()}",
+        flush=True,
+    )
+    results: dict[str, list[float]] = {NOTEBOOK: [], SUITE: []}
+    for seed in args.seeds:
+        cfg = cfg0.replace(seed=seed)
+        for name, make in ((NOTEBOOK, notebook_fit), (SUITE, suite_fit)):
+            start = time.perf_counter()
+            model = make(cfg, data.x_train, data.y_train, data.n_classes)(epochs=args.epochs)
+            test = eval_dataset(data.x_test, data.y_test, EVAL_BATCH)
+            _, acc = model.evaluate(test, verbose=0)
+            results[name].append(float(acc))
+            print(
+                f"  seed {seed}  {name}: test accuracy {acc:.4f} "
+                f"({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
+    width = max(map(len, results))
+    print(f"{'pipeline':<{width}}  test accuracy, mean ± std (n seeds)")
+    for name, accs in results.items():
+        sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        print(f"{name:<{width}}  {np.mean(accs):.4f} ± {sd:.4f} ({len(accs)})")
+    gap = 100 * (np.mean(results[SUITE]) - np.mean(results[NOTEBOOK]))
+    print(f"difference (b - a): {gap:+.2f} pp")
+
+
+def run_tracking(args: argparse.Namespace) -> float:
+    """The suite's fit alone vs inside a tracked run that logs as run_trial does (params,
+    tags, per-epoch metrics through EpochLogger, system metrics), interleaved."""
+    from benchmark.runtime import version_tags
+    from benchmark.trial import EpochLogger
+
+    cfg = seed_config(args)
+    n = args.steps * cfg.batch_size
+    x, y, n_classes, label = bench_data(args, n)
+    fit = suite_fit(cfg, x, y, n_classes)
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(f"sqlite:///{os.path.join(tmp, 'mlflow.db')}")
+        try:
+            mlflow.set_experiment("bench-tracking")
+
+            def tracked() -> None:
+                with mlflow.start_run(log_system_metrics=True):
+                    mlflow.log_params(cfg.to_params())
+                    mlflow.set_tags(version_tags())
+                    fit(epochs=args.epochs, callbacks=[EpochLogger()])
+
+            print(
+                f"tracking: seed net on {label} ({n} images a epoch), {args.epochs} epochs a "
+                f"fit, {args.repeats} repeats after a warm-up, interleaved; MLflow sqlite\n"
+                f"device: {device_name()}",
+                flush=True,
+            )
+            timings = interleaved(
+                {"untracked fit": lambda: fit(epochs=args.epochs), "tracked run": tracked},
+                args.repeats,
+                n * args.epochs,
+            )
+        finally:
+            mlflow.set_tracking_uri(saved)
+    print(table(timings))
+    untracked, tracked_t = (statistics.median(t.seconds) for t in timings)
+    overhead = 100 * (tracked_t / untracked - 1)
+    print(f"tracking overhead: {overhead:+.1f}%")
+    return overhead
+
+
+# --- CLI ------------------------------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"should be a positive integer; got {text!r}")
+    return value
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2; got {text!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2; got {text!r}")
+    return seeds
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--augmentation", default="seed", help=f"policy: {', '.join(policy_names())}"
+    )
+    parser.add_argument("--batch-size", type=_positive, default=32, help="images per step")
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        help=f"{SYNTHETIC} (random uint8 {SYNTHETIC_SHAPE}) or a registered dataset; "
+        f"default: {SYNTHETIC}, or cifar10 when a data dir is given (--accuracy: cifar10)",
+    )
+    parser.add_argument("--data-dir", default=None, help=f"archives folder (or ${DATA_ENV})")
+    parser.add_argument("--steps", type=_positive, default=STEPS, help="steps per timed repeat")
+    parser.add_argument("--repeats", type=_positive, default=REPEATS, help="timed repeats each")
+    parser.add_argument("--seed", type=int, default=0, help="weights, shuffle, augmentation")
+    parser.add_argument(
+        "--steps-per-execution",
+        type=_positive,
+        default=None,
+        help=f"suite only; default {TrialConfig.steps_per_execution} (TrialConfig's)",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--accuracy", action="store_true", help="test accuracy of both after --epochs"
+    )
+    mode.add_argument(
+        "--tracking", action="store_true", help="time the suite's fit with/without MLflow"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=_positive,
+        default=None,
+        help=f"--accuracy: default {ACCURACY_EPOCHS}; --tracking: default {TRACKING_EPOCHS}",
+    )
+    parser.add_argument("--seeds", type=_seeds, default=(0,), help="--accuracy: e.g. 0,1,2")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    build_augmentation(args.augmentation)  # unknown policy: UserError before any work
+    if args.dataset is None:
+        has_dir = args.data_dir or os.environ.get(DATA_ENV)
+        args.dataset = "cifar10" if has_dir or args.accuracy else SYNTHETIC
+    if args.accuracy and args.dataset == SYNTHETIC:
+        raise UserError("--accuracy needs real images: --dataset cifar10 and --data-dir")
+    if args.accuracy:
+        args.epochs = args.epochs or ACCURACY_EPOCHS
+        run_accuracy(args)
+    elif args.tracking:
+        args.epochs = args.epochs or TRACKING_EPOCHS
+        run_tracking(args)
+    else:
+        run_throughput(args)
+    return 0

@@ -1,0 +1,29 @@
+"""Training throughput of the seed notebook's loop (a) and the suite's (b), seed net, batch 32.
+
+Run with `python -m pytest tests/bench/bench_training.py --benchmark-only`. Each round is one
+epoch of STEPS steps on the same synthetic 32x32x3 images; a warm-up round (tracing) is not
+timed. `python -m benchmark bench` gives the same comparison interleaved in one process,
+which is the fairer reading on a loaded machine; extra_info holds images/s.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmark.bench import notebook_fit, suite_fit, synthetic_data
+from benchmark.config import TrialConfig
+
+STEPS = 100  # steps per round
+BATCH = 32  # the notebook's default batch size
+PIPELINES = {"a_notebook": notebook_fit, "b_suite": suite_fit}
+
+
+@pytest.mark.parametrize("augmentation", ["seed", "none"])
+@pytest.mark.parametrize("pipeline", list(PIPELINES))
+def test_train_steps(benchmark, pipeline, augmentation):
+    x, y = synthetic_data(STEPS * BATCH)
+    cfg = TrialConfig.from_options(model="seed", augmentation=augmentation, batch_size=BATCH)
+    fit = PIPELINES[pipeline](cfg, x, y, 10)
+    benchmark.pedantic(fit, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["images_per_s"] = len(x) / benchmark.stats.stats.median
+    benchmark.extra_info["steps"] = STEPS

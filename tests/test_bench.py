@@ -1,0 +1,29 @@
+"""`python -m benchmark bench` end to end on a few synthetic steps (no timing asserted)."""
+
+from __future__ import annotations
+
+import re
+
+from benchmark.bench import NOTEBOOK, SUITE
+from benchmark.cli import main
+
+
+def test_bench_prints_both_pipelines_and_a_speedup(capsys):
+    argv = ["bench", "--steps", "3", "--repeats", "3", "--batch-size", "8"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("  ")[0]: line for line in out.splitlines()}
+    for name in (NOTEBOOK, SUITE):
+        assert re.fullmatch(rf"{re.escape(name)}\s+\d+\s+\d+\s+\d+\s+\d+\.\d\d\s+3", rows[name]), out
+    assert "synthetic 32x32x3 (24 images), batch 8, augmentation seed" in out
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(r"speedup: \d+\.\d\d", last), last
+    assert float(last.split()[1]) > 0
+
+
+def test_bench_rejects_bad_input_in_one_line(capsys):
+    assert main(["bench", "--augmentation", "sepia"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown augmentation 'sepia'; known: none, seed")
+    assert main(["bench", "--accuracy", "--dataset", "synthetic"]) == 2
+    assert "--accuracy needs real images" in capsys.readouterr().err
