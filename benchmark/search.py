@@ -465,11 +465,13 @@ def _log_summary(study, summary: SearchSummary, parent_id: str) -> None:
         }
     )
     mlflow.log_metric(f"best_{M.OBJECTIVE}", best.value)
-    if summary.best_run_id:
-        run = mlflow.get_run(summary.best_run_id)
-        for key in (M.TEST_ACCURACY, M.OVERFIT_GAP, M.TRAIN_TIME, M.PARAM_COUNT):
-            if key in run.data.metrics:
-                mlflow.log_metric(f"best_{key}", run.data.metrics[key])
+    try:
+        run = mlflow.get_run(summary.best_run_id) if summary.best_run_id else None
+    except mlflow.exceptions.MlflowException:  # logged to another tracking store: no copy
+        run = None
+    for key in (M.TEST_ACCURACY, M.OVERFIT_GAP, M.TRAIN_TIME, M.PARAM_COUNT):
+        if run and key in run.data.metrics:
+            mlflow.log_metric(f"best_{key}", run.data.metrics[key])
 
 
 # --- dry run and ablation ---------------------------------------------------------------
