@@ -9,6 +9,7 @@ search's parent run. The parent only waits for one small message.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -71,7 +72,9 @@ def _child(job: TrialJob, send) -> None:
     _die_with_parent(job.parent_pid)
     import logging
 
-    import mlflow
+    with _quiet_stderr():  # TF's C++ start-up lines, once per trial, would bury the progress
+        import mlflow
+        import tensorflow  # noqa: F401
 
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # as the CLI does
     from benchmark.trial import load_for, run_trial
@@ -103,6 +106,19 @@ def _child(job: TrialJob, send) -> None:
         send.send(("interrupted", ""))
     except BaseException as exc:  # every failure goes back to the search, with its reason
         send.send(("failed", (str(exc) or type(exc).__name__) + _where(exc)))
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """fd 2 to /dev/null: the C++ logs bypass Python's sys.stderr and TF_CPP_MIN_LOG_LEVEL."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _where(exc: BaseException) -> str:
