@@ -226,6 +226,12 @@ def run_search(
         def objective(trial: optuna.Trial) -> float:
             params = {d.name: d.suggest(trial) for d in space.dimensions}
             trial.set_user_attr("worker", WORKER)
+            if (earlier := _same_params_done(trial.study, trial.number, params)) is not None:
+                # TPE re-proposes categorical points; a seeded trial would only repeat itself
+                trial.set_user_attr("duplicate_of", earlier.number)
+                if earlier.state == TrialState.PRUNED:
+                    raise optuna.TrialPruned(f"same as pruned trial {earlier.number}")
+                return earlier.value
             scores = []
             try:
                 cfg = space.config(params, **base)
@@ -283,6 +289,14 @@ def _shown(path: str) -> str:
     p = Path(path).resolve()
     root = Path(__file__).resolve().parent.parent
     return str(p.relative_to(root)) if p.is_relative_to(root) else path
+
+
+def _same_params_done(study, number: int, params: dict[str, Any]):
+    """An earlier finished trial with these exact parameters, if any."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if t.number != number and t.params == params:
+            return t
+    return None
 
 
 def _release_memory() -> None:

@@ -321,3 +321,25 @@ def test_efficiency_counts_epochs_of_both_searches(tmp_path, shared_data, capsys
     assert r["optuna_trials"] == 2 and r["optuna_epochs"] == 2  # both pruned after epoch 1
     assert r["epoch_ratio"] == pytest.approx(0.25)
     assert r["gap_pp"] == pytest.approx(100 * (r["grid_best"] - r["optuna_best"]))
+
+
+def test_optuna_does_not_retrain_a_configuration_it_proposes_again(tmp_path, shared_data):
+    space = load_space(write_space(tmp_path, """
+        strategy: optuna
+        fixed: {epochs: 1, model: seed, steps_per_execution: 4}
+        space:
+          augmentation: {values: [none]}
+        optuna: {n_trials: 3, sampler: random}
+    """))  # fmt: skip
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    summary = search_mod.run_search(space, dataset="cifar10", data_dir=str(shared_data),
+                                    overrides=TINY, storage=storage,
+                                    printer=lambda s: None)  # fmt: skip
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert [t.user_attrs.get("duplicate_of") for t in study.trials] == [None, 0, 0]
+    assert len({t.value for t in study.trials}) == 1
+    trial_runs = mlflow.search_runs(search_all_experiments=True,
+                                    filter_string="tags.cnn_benchmark_role = 'trial'",
+                                    output_format="list")  # fmt: skip
+    assert len(trial_runs) == 1  # trained once
