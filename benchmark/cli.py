@@ -207,12 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     eff.add_argument("--n-trials", type=_optional(int), default=None)
     eff.set_defaults(func=lambda args: _lazy("benchmark.efficiency", "cmd_efficiency")(args))
 
-    import importlib.util  # TEMPORARY until benchmark/bench.py lands
-
-    if importlib.util.find_spec("benchmark.bench"):
-        bench = sub.add_parser("bench", help="training throughput: seed notebook vs the suite")
-        _lazy("benchmark.bench", "add_bench_arguments")(bench)
-        bench.set_defaults(func=lambda args: _lazy("benchmark.bench", "cmd_bench")(args))
+    bench = sub.add_parser("bench", help="training throughput: seed notebook vs the suite")
+    _lazy("benchmark.bench", "add_bench_arguments")(bench)
+    bench.set_defaults(func=lambda args: _lazy("benchmark.bench", "cmd_bench")(args))
     return parser
 
 

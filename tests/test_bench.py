@@ -14,7 +14,9 @@ def test_bench_prints_both_pipelines_and_a_speedup(capsys):
     out = capsys.readouterr().out
     rows = {line.split("  ")[0]: line for line in out.splitlines()}
     for name in (NOTEBOOK, SUITE):
-        assert re.fullmatch(rf"{re.escape(name)}\s+\d+\s+\d+\s+\d+\s+\d+\.\d\d\s+3", rows[name]), out
+        assert re.fullmatch(rf"{re.escape(name)}\s+\d+\s+\d+\s+\d+\s+\d+\.\d\d\s+3", rows[name]), (
+            out
+        )
     assert "synthetic 32x32x3 (24 images), batch 8, augmentation seed" in out
     last = out.strip().splitlines()[-1]
     assert re.fullmatch(r"speedup: \d+\.\d\d", last), last
