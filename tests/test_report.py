@@ -68,7 +68,11 @@ def store(tmp_path_factory, session_cache):
         artifacts = (tmp / "artifacts").as_uri()  # not ./mlruns: the default beside sqlite
         mp.setenv("MLFLOW_EXPERIMENT_ID", MlflowClient(uri).create_experiment("t", artifacts))
         (tmp / "tiny.yaml").write_text(SPACE)
-        quiet = {"storage": f"sqlite:///{tmp / 'optuna.db'}", "printer": lambda *a: None}
+        quiet = {
+            "storage": f"sqlite:///{tmp / 'optuna.db'}",
+            "printer": lambda *a: None,
+            "isolate": False,
+        }  # in-process: the build_model patch must reach trials
         run_search(load_space(tmp / "tiny.yaml"), dataset=dataset, **quiet)
         _, fixed = best_of_latest_search(dataset)
         ablation = ablation_space(fixed, seeds=1, policies=["none", "seed"])

@@ -255,7 +255,10 @@ def test_trials_in_their_own_processes_keep_memory_flat(tmp_path, shared_data):
         ("space: {depth: {values: []}}\n", "space.depth.values should be a non-empty list"),
         ("space: {depth: {values: [2]}}\nfixed: {epochs: 0}\n", "Received: epochs=0"),
         ("space: {depth: {values: [2]}}\nfixed: {epoch: 3}\n", "unknown key fixed.epoch"),
-        ("space: {augmentation: {values: [none, sheer]}}\n", "not a policy; known: none, seed"),
+        (
+            "space: {augmentation: {values: [none, sheer]}}\n",
+            "unknown augmentation .sheer.; known: none, seed",
+        ),
         ("space: {depth: {low: 1, high: 3}}\n", "space.depth has no `values`"),
         ("space: {depth: {values: [2, 9]}}\nfixed: {padding: valid}\n", "cannot fit 32px"),
         ("space: {depth: {values: [2]}}\nseeds: 0\n", "`seeds` should be a positive integer"),
