@@ -36,7 +36,7 @@ from benchmark.datasets import DATA_ENV, load_dataset
 from benchmark.errors import UserError
 from benchmark.models import build_model
 from benchmark.pipeline import eval_dataset, train_dataset
-from benchmark.runtime import device_name, jit_compile
+from benchmark.runtime import jit_compile, version_tags
 
 # --- settings ---------------------------------------------------------------------------
 
@@ -207,16 +207,18 @@ def header(cfg: TrialConfig, label: str, n: int, args: argparse.Namespace) -> st
         f"bench: seed net on {label} ({n} images), batch {cfg.batch_size}, "
         f"augmentation {cfg.augmentation}, {args.steps} steps x {args.repeats} repeats "
         "after a warm-up fit, interleaved\n"
-        f"device: {device_name()}; TF {_tf_version()}, Keras {keras.__version__}; "
+        f"{_machine()}\n"
         f"(a) jit_compile=False (the notebook's default 'auto' may pick XLA, 3x slower on CPU); "
         f"(b) jit_compile={jit_compile()!r}, steps_per_execution={cfg.steps_per_execution}"
     )
 
 
-def _tf_version() -> str:
-    import tensorflow as tf
-
-    return tf.__version__
+def _machine() -> str:
+    v = version_tags()
+    return (
+        f"device: {v['device']}; TF {v['tensorflow_version']}, Keras {v['keras_version']}, "
+        f"commit {v['git_commit']}"
+    )
 
 
 # --- modes --------------------------------------------------------------------------------
@@ -242,11 +244,11 @@ def run_accuracy(args: argparse.Namespace) -> None:
     """Both pipelines, same epochs, same seeds, on CIFAR-10's train split; test accuracy."""
     dataset = "cifar10" if args.dataset == SYNTHETIC else args.dataset
     data = load_dataset(dataset, data_dir=args.data_dir)
-    cfg0 = seed_config(argparse.Namespace(**{**vars(args), "dataset": dataset}))
+    cfg0 = seed_config(args)
     print(
         f"accuracy: seed net on {data.name} (train {len(data.x_train)}, test "
         f"{len(data.x_test)}), batch {cfg0.batch_size}, augmentation {cfg0.augmentation}, "
-        f"{args.epochs} epochs, seeds {list(args.seeds)}\ndevice: {device_name()}",
+        f"{args.epochs} epochs, seeds {list(args.seeds)}\n{_machine()}",
         flush=True,
     )
     results: dict[str, list[float]] = {NOTEBOOK: [], SUITE: []}
@@ -275,7 +277,6 @@ def run_accuracy(args: argparse.Namespace) -> None:
 def run_tracking(args: argparse.Namespace) -> float:
     """The suite's fit alone vs inside a tracked run that logs as run_trial does (params,
     tags, per-epoch metrics through EpochLogger, system metrics), interleaved."""
-    from benchmark.runtime import version_tags
     from benchmark.trial import EpochLogger
 
     cfg = seed_config(args)
@@ -297,7 +298,7 @@ def run_tracking(args: argparse.Namespace) -> float:
             print(
                 f"tracking: seed net on {label} ({n} images a epoch), {args.epochs} epochs a "
                 f"fit, {args.repeats} repeats after a warm-up, interleaved; MLflow sqlite\n"
-                f"device: {device_name()}",
+                f"{_machine()}",
                 flush=True,
             )
             timings = interleaved(
