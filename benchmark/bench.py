@@ -37,6 +37,7 @@ from benchmark.errors import UserError
 from benchmark.models import build_model
 from benchmark.pipeline import eval_dataset, train_dataset
 from benchmark.runtime import jit_compile, version_tags
+from benchmark.trial import compiled_model
 
 # --- settings ---------------------------------------------------------------------------
 
@@ -142,17 +143,7 @@ def notebook_fit(cfg: TrialConfig, x: np.ndarray, y: np.ndarray, n_classes: int)
 def suite_model(cfg: TrialConfig, image_shape, n_classes: int) -> keras.Model:
     """Compiled as trial._train_and_log compiles it."""
     keras.utils.set_random_seed(cfg.seed)
-    model = build_model(cfg, image_shape, n_classes)
-    model.compile(
-        optimizer=keras.optimizers.get(
-            {"class_name": cfg.optimizer, "config": {"learning_rate": cfg.learning_rate}}
-        ),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        steps_per_execution=cfg.steps_per_execution,
-        jit_compile=jit_compile(),
-    )
-    return model
+    return compiled_model(cfg, image_shape, n_classes)
 
 
 def suite_fit(cfg: TrialConfig, x: np.ndarray, y: np.ndarray, n_classes: int):

@@ -147,8 +147,9 @@ def run_trial(
     return result
 
 
-def _train_and_log(cfg, data, flops, callbacks, verbose, run_info) -> TrialResult:
-    model = build_model(cfg, data.image_shape, data.n_classes)
+def compiled_model(cfg: TrialConfig, image_shape, n_classes: int) -> keras.Model:
+    """The model as every trial trains it (the bench times this same path)."""
+    model = build_model(cfg, image_shape, n_classes)
     model.compile(
         optimizer=keras.optimizers.get(
             {"class_name": cfg.optimizer, "config": {"learning_rate": cfg.learning_rate}}
@@ -158,6 +159,11 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info) -> TrialResul
         steps_per_execution=cfg.steps_per_execution,
         jit_compile=jit_compile(),
     )
+    return model
+
+
+def _train_and_log(cfg, data, flops, callbacks, verbose, run_info) -> TrialResult:
+    model = compiled_model(cfg, data.image_shape, data.n_classes)
     augment = build_augmentation(cfg.augmentation, seed=cfg.seed)
     train = train_dataset(data.x_train, data.y_train, cfg.batch_size, cfg.seed, augment)
     val = eval_dataset(data.x_val, data.y_val, EVAL_BATCH)
