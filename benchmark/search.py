@@ -74,18 +74,25 @@ def default_storage() -> str:
 
 def make_storage(url: str) -> optuna.storages.RDBStorage:
     """Heartbeats let any worker fail a dead worker's trial and enqueue it again."""
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                heartbeat_interval=HEARTBEAT_S,
-                grace_period=GRACE_S,
-                heartbeat_stale_trial_callback=RETRY,
-            )
-    except Exception as exc:  # bad URL, server down, missing driver: all "cannot store"
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"Optuna storage {redact(url)!r} unusable: {first[:200]}") from None
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=HEARTBEAT_S,
+                    grace_period=GRACE_S,
+                    heartbeat_stale_trial_callback=RETRY,
+                )
+        except Exception as exc:  # bad URL, server down, missing driver: all "cannot store"
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            # Workers started together on a new database race to create Optuna's tables:
+            # the loser's CREATE fails, and a moment later the tables are there.
+            if attempt < 2 and ("already exists" in first or "duplicate key" in first):
+                time.sleep(1 + attempt)
+                continue
+            raise UserError(f"Optuna storage {redact(url)!r} unusable: {first[:200]}") from None
+    raise AssertionError("unreachable")
 
 
 def make_sampler(space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
