@@ -141,7 +141,7 @@ def notebook_fit(cfg: TrialConfig, x: np.ndarray, y: np.ndarray, n_classes: int)
 
 
 def suite_model(cfg: TrialConfig, image_shape, n_classes: int) -> keras.Model:
-    """Compiled as trial._train_and_log compiles it."""
+    """Compiled by trial.compiled_model, as every trial is."""
     keras.utils.set_random_seed(cfg.seed)
     return compiled_model(cfg, image_shape, n_classes)
 
