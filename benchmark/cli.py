@@ -105,7 +105,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                 seeds=args.seeds, n_trials=args.n_trials)  # fmt: skip
         return 0
     prepare_tracking(args.experiment)
-    return _run_search(space, args, n_trials=args.n_trials, timeout=args.timeout)
+    return _run_search(
+        space, args, n_trials=args.n_trials, timeout=args.timeout, max_epochs=args.max_epochs
+    )
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
@@ -167,6 +169,12 @@ def _add_search_options(p: argparse.ArgumentParser, space: bool = True) -> None:
         p.add_argument("--space", type=_optional(str), default=None, help="a space YAML file")
         p.add_argument("--n-trials", type=_optional(int), default=None)
         p.add_argument("--timeout", type=_optional(float), default=None, help="seconds")
+        p.add_argument(
+            "--max-epochs",
+            type=_optional(int),
+            default=None,
+            help="optuna: epoch budget; no trial starts that could overrun it",
+        )
         p.add_argument("--dry-run", type=parse_bool, nargs="?", const=True, default=False)
     p.add_argument("--epochs", type=_optional(int), default=None)
     p.add_argument("--max-train-samples", type=_optional(int), default=None)
@@ -204,7 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     eff.add_argument("--dataset", default="flowers17")
     eff.add_argument("--space", type=_optional(str), default=None)
     eff.add_argument("--storage", type=_optional(str), default=None)
-    eff.add_argument("--n-trials", type=_optional(int), default=None)
+    eff.add_argument("--n-trials", type=_optional(int), default=None,
+                     help="optuna trials at most (default: 4 x the grid's points)")  # fmt: skip
+    eff.add_argument("--budget", type=float, default=0.4,
+                     help="optuna's epoch budget as a fraction of the grid's epochs")  # fmt: skip
     eff.set_defaults(func=lambda args: _lazy("benchmark.efficiency", "cmd_efficiency")(args))
 
     bench = sub.add_parser("bench", help="training throughput: seed notebook vs the suite")

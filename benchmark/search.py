@@ -98,8 +98,9 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
 def make_sampler(space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
     if space.strategy == "grid":
         return optuna.samplers.GridSampler(space.grid(), seed=seed)
+    startup = {} if space.startup_trials is None else {"n_startup_trials": space.startup_trials}
     return {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, **startup),
         "random": lambda: optuna.samplers.RandomSampler(seed=seed),
         "grid": lambda: optuna.samplers.GridSampler(space.grid(), seed=seed),
     }[space.sampler]()
@@ -165,6 +166,7 @@ def run_search(
     study_name: str | None = None,
     n_trials: int | None = None,
     timeout: float | None = None,
+    max_epochs: int | None = None,
     seeds: int | None = None,
     overrides: dict[str, Any] | None = None,
     max_failures: int | None = None,
@@ -197,6 +199,11 @@ def run_search(
     if total is None:
         raise UserError("strategy optuna needs n_trials (option or optuna.n_trials in the space)")
     timeout = timeout if timeout is not None else space.timeout
+    max_epochs = max_epochs if max_epochs is not None else space.max_epochs
+    if max_epochs is not None and space.strategy == "grid":
+        raise UserError(
+            "max_epochs (an epoch budget) is for strategy optuna; a grid runs every point"
+        )
 
     datasets: dict[tuple, Dataset] = {}  # decoded once per distinct data setting, not per trial
 
@@ -217,6 +224,8 @@ def run_search(
             "n_trials": total, "sampler": space.sampler if space.strategy == "optuna" else "grid",
             "pruner": space.pruner.get("type", "median") if space.strategy == "optuna" else "none",
         }  # fmt: skip
+        if max_epochs is not None:
+            resolved["max_epochs"] = max_epochs
         # Tags hold the resolved values: under `mlflow run` the same names are already params
         # holding what was typed ("none" = default), and MLflow params cannot change.
         mlflow.set_tags(
@@ -285,9 +294,13 @@ def run_search(
                 raise
             return statistics.fmean(scores)
 
-        summary = _drive(study, store, objective, space, total, timeout, max_failures, printer)
+        epochs = space.config({}, **base).epochs
+        budget = None if max_epochs is None else (max_epochs, epochs, seeds)
+        summary = _drive(study, store, objective, space, total, timeout, budget, max_failures,
+                         printer)  # fmt: skip
         summary.study_name, summary.storage = study_name, redact(storage)
         _log_summary(study, summary, parent.info.run_id)
+        mlflow.log_metric("epochs_trained", epochs_trained(study, seeds))
     return summary
 
 
@@ -312,8 +325,22 @@ def _release_memory() -> None:
     gc.collect()
 
 
-def _drive(study, store, objective, space, total, timeout, max_failures, printer) -> SearchSummary:
+def epochs_trained(study: optuna.Study, seeds: int = 1) -> int:
+    """Epochs actually run. Every trial reports once per epoch of its first seed; pruning
+    stops it there, while a completed one also trained its other seeds in full."""
+    return sum(
+        len(t.intermediate_values) * (seeds if t.state == TrialState.COMPLETE else 1)
+        for t in study.get_trials(deepcopy=False)
+    )
+
+
+def _drive(
+    study, store, objective, space, total, timeout, budget, max_failures, printer
+) -> SearchSummary:
     """Claim and run one trial at a time until the grid is covered or the budget spent.
+
+    `budget` is (max_epochs, epochs per run, seeds per trial): no trial starts that could
+    take the study past max_epochs (duplicates and pruned trials cost less, so more fit).
 
     One trial per `optimize` call lets this loop requeue interrupted trials, wait for other
     workers' last trials (and take them over if their worker died), and stop on a run of
@@ -338,6 +365,12 @@ def _drive(study, store, objective, space, total, timeout, max_failures, printer
         elif counts["finished"] >= total:
             summary.stopped_reason = f"{total} trials done"
             break
+        if budget is not None:
+            limit, epochs, n_seeds = budget
+            used = epochs_trained(study, n_seeds)
+            if used + epochs * n_seeds > limit:
+                summary.stopped_reason = f"epoch budget: {used} of {limit} epochs used"
+                break
         if timeout is not None and time.monotonic() - started > timeout:
             summary.stopped_reason = f"timeout {timeout:.0f} s"
             break

@@ -26,7 +26,7 @@ SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "threshold", "none")
 TOP_KEYS = ("description", "dataset", "strategy", "fixed", "space", "seeds", "optuna", "budget")
 DIM_KEYS = ("values", "low", "high", "log", "step")
-OPTUNA_KEYS = ("n_trials", "timeout", "sampler", "pruner")
+OPTUNA_KEYS = ("n_trials", "timeout", "max_epochs", "sampler", "startup_trials", "pruner")
 PRUNER_KEYS = (
     "type", "n_startup_trials", "n_warmup_steps", "min_resource", "reduction_factor", "lower",
 )  # fmt: skip
@@ -64,7 +64,9 @@ class SearchSpace:
     seeds: int = 1
     n_trials: int | None = None
     timeout: float | None = None
+    max_epochs: int | None = None  # epoch budget: no trial starts that could overrun it
     sampler: str = "tpe"
+    startup_trials: int | None = None  # TPE's random trials before it models (Optuna: 10)
     pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
     budget: str = ""  # free text for reports: what the defaults were sized for
 
@@ -184,9 +186,13 @@ def load_space(path: str | Path, strategy: str | None = None) -> SearchSpace:
     seeds = raw.get("seeds", 1)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise bad(f"`seeds` should be a positive integer; got {seeds!r}")
-    n_trials = opt.get("n_trials")
-    if n_trials is not None and (not isinstance(n_trials, int) or n_trials < 1):
-        raise bad(f"optuna.n_trials should be a positive integer; got {n_trials!r}")
+    for key, least in (("n_trials", 1), ("max_epochs", 1), ("startup_trials", 0)):
+        v = opt.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < least):
+            kind = "a positive" if least else "a non-negative"
+            raise bad(f"optuna.{key} should be {kind} integer; got {v!r}")
+    if opt.get("startup_trials") is not None and sampler != "tpe":
+        raise bad(f"optuna.startup_trials is a TPE setting; sampler is {sampler!r}")
 
     result = SearchSpace(
         path=str(path),
@@ -196,9 +202,11 @@ def load_space(path: str | Path, strategy: str | None = None) -> SearchSpace:
         fixed=dict(fixed),
         dimensions=tuple(dims),
         seeds=seeds,
-        n_trials=n_trials,
+        n_trials=opt.get("n_trials"),
         timeout=opt.get("timeout"),
+        max_epochs=opt.get("max_epochs"),
         sampler=sampler,
+        startup_trials=opt.get("startup_trials"),
         pruner=dict(pruner),
         budget=str(raw.get("budget", "")),
     )

@@ -264,6 +264,11 @@ def test_trials_in_their_own_processes_keep_memory_flat(tmp_path, shared_data):
         ("space: {depth: {values: [2]}}\nseeds: 0\n", "`seeds` should be a positive integer"),
         ("space: !!python/object/apply:os.system [echo hi]\n", "not valid YAML"),
         ("space: {depth: {values: [2]}}\noptuna: {pruner: {type: medain}}\n", "pruner.type"),
+        ("space: {depth: {values: [2]}}\noptuna: {max_epochs: 0}\n", "optuna.max_epochs should"),
+        (
+            "space: {depth: {values: [2]}}\noptuna: {sampler: random, startup_trials: 3}\n",
+            "startup_trials is a TPE setting",
+        ),
     ],
 )
 def test_space_validation_names_the_bad_key(tmp_path, body, message):
@@ -313,17 +318,26 @@ def test_ablation_trains_the_best_architecture_with_every_policy(tmp_path, share
     assert {k.data.params["depth"] for k in kids} == {best.data.params["depth"]}
 
 
-def test_efficiency_counts_epochs_of_both_searches(tmp_path, shared_data, capsys):
+def test_efficiency_gives_optuna_a_fraction_of_the_grids_epochs(tmp_path, shared_data):
     from benchmark.efficiency import compare
 
-    pruned = "optuna: {n_trials: 2, pruner: {type: threshold, lower: 0.99}}\n"
+    pruned = "optuna: {pruner: {type: threshold, lower: 0.99}}\n"
     space = write_space(tmp_path, textwrap.dedent(GRID).replace("epochs: 1", "epochs: 2") + pruned)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    r = compare("cifar10", str(space), str(shared_data), storage, n_trials=2)
+    r = compare("cifar10", str(space), str(shared_data), storage, budget=0.4)
     assert r["grid_trials"] == 4 and r["grid_epochs"] == 8  # 4 points x 2 epochs, all run
-    assert r["optuna_trials"] == 2 and r["optuna_epochs"] == 2  # both pruned after epoch 1
+    # budget floor(0.4 x 8) = 3 epochs: two trials pruned after epoch 1 leave 1, too few
+    # for a third 2-epoch trial, so the study stops there
+    assert r["max_epochs"] == 3
+    assert r["optuna_trials"] == 2 and r["optuna_epochs"] == 2
     assert r["epoch_ratio"] == pytest.approx(0.25)
     assert r["gap_pp"] == pytest.approx(100 * (r["grid_best"] - r["optuna_best"]))
+
+
+def test_an_epoch_budget_is_an_optuna_setting(tmp_path):
+    space = load_space(write_space(tmp_path, GRID))
+    with pytest.raises(UserError, match="max_epochs .* is for strategy optuna"):
+        search_mod.run_search(space, dataset="cifar10", max_epochs=10, printer=lambda s: None)
 
 
 def test_optuna_does_not_retrain_a_configuration_it_proposes_again(tmp_path, shared_data):
