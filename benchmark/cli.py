@@ -29,6 +29,13 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _nonneg(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"should be 0 or more; got {text!r}")
+    return value
+
+
 def _optional(parse: Callable[[str], object]) -> Callable[[str], object]:
     """MLproject parameters cannot be null: "none" or "" mean "not given"."""
 
@@ -216,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="optuna trials at most (default: 4 x the grid's points)")  # fmt: skip
     eff.add_argument("--budget", type=float, default=0.4,
                      help="optuna's epoch budget as a fraction of the grid's epochs")  # fmt: skip
+    eff.add_argument("--replay", type=_nonneg, default=0, metavar="N",
+                     help="also replay optuna on the grid's curves, N sampler seeds")  # fmt: skip
     eff.set_defaults(func=lambda args: _lazy("benchmark.efficiency", "cmd_efficiency")(args))
 
     bench = sub.add_parser("bench", help="training throughput: seed notebook vs the suite")

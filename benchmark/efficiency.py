@@ -11,19 +11,70 @@ import argparse
 import dataclasses
 import functools
 import math
+import statistics
+import warnings
 
 import optuna
+from optuna.trial import TrialState
 
 from benchmark.errors import UserError
-from benchmark.search import default_storage, epochs_trained, run_search, study_name_for
-from benchmark.space import load_space, space_path
+from benchmark.search import (
+    default_storage,
+    epochs_trained,
+    finished_with_params,
+    make_pruner,
+    make_sampler,
+    run_search,
+    study_name_for,
+)
+from benchmark.space import SearchSpace, load_space, space_path
 
+TARGET_GAP_PP = 1.0  # "within 1 percentage point of the grid's best"
 TRIALS_PER_POINT = 4  # default cap on Optuna trials: re-proposed points cost no epochs
 
 
 def best_value(study: optuna.Study) -> float:
     done = [t.value for t in study.get_trials(deepcopy=False) if t.value is not None]
     return max(done, default=float("nan"))
+
+
+def replay(
+    grid: optuna.Study, space: SearchSpace, max_epochs: int, n_trials: int, seed: int
+) -> tuple[float, int]:
+    """Optuna's own sampler and pruner driven by the finished grid's recorded curves, no
+    training: (best value, epochs it would have trained). Training here is repeatable
+    (same seed, same curve), so this predicts a real run; over many sampler seeds it shows
+    how much of a result is the sampler's luck."""
+    curves = {
+        tuple(sorted(t.params.items())): t for t in grid.trials if t.state == TrialState.COMPLETE
+    }
+    study = optuna.create_study(  # in memory: nothing is stored
+        direction="maximize", sampler=make_sampler(space, seed), pruner=make_pruner(space)
+    )
+    full = max(len(t.intermediate_values) for t in curves.values())
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {d.name: d.suggest(trial) for d in space.dimensions}
+        if (earlier := finished_with_params(trial.study, trial.number, params)) is not None:
+            if earlier.state == TrialState.PRUNED:  # as run_search does: never twice
+                raise optuna.TrialPruned()
+            return earlier.value
+        recorded = curves.get(tuple(sorted(params.items())))
+        if recorded is None:
+            raise UserError(f"the grid has no finished trial for {params}: replay needs one")
+        for step, value in sorted(recorded.intermediate_values.items()):
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return recorded.value
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        while len(study.trials) < n_trials:
+            if epochs_trained(study, space.seeds) + full * space.seeds > max_epochs:
+                break
+            study.optimize(objective, n_trials=1)
+    return best_value(study), epochs_trained(study, space.seeds)
 
 
 def compare(
@@ -33,8 +84,10 @@ def compare(
     storage: str | None,
     n_trials: int | None = None,
     budget: float = 0.4,
+    replays: int = 0,
 ) -> dict[str, float]:
-    """Run (or reuse) the grid, then Optuna within `budget` x the grid's epochs."""
+    """Run (or reuse) the grid, then Optuna within `budget` x the grid's epochs; with
+    `replays`, also replay Optuna over that many sampler seeds on the grid's curves."""
     if not 0 < budget <= 1:
         raise UserError(f"--budget should be a fraction in (0, 1]; got {budget}")
     printer = functools.partial(print, flush=True)
@@ -52,6 +105,7 @@ def compare(
     summary = run_search(grid_space, dataset=dataset, data_dir=data_dir, storage=storage,
                          printer=printer)  # fmt: skip
     record("grid", summary.study_name)
+    grid_name = summary.study_name
     max_epochs = math.floor(budget * results["grid_epochs"])
     # Its own study per budget: rerunning resumes it, another budget starts afresh.
     name = study_name_for(opt_space, dataset, {"seeds": opt_space.seeds, "maxepochs": max_epochs})
@@ -61,6 +115,13 @@ def compare(
                          printer=printer)  # fmt: skip
     record("optuna", summary.study_name)
     results["max_epochs"] = max_epochs
+    if replays:
+        grid = optuna.load_study(study_name=grid_name, storage=storage)
+        runs = [replay(grid, opt_space, max_epochs, n_trials, s) for s in range(replays)]
+        gaps = [100 * (results["grid_best"] - best) for best, _ in runs]
+        results["replay_hits"] = sum(g <= TARGET_GAP_PP for g in gaps)
+        results["replay_median_gap_pp"] = statistics.median(gaps)
+        results["replay_median_epochs"] = statistics.median(e for _, e in runs)
     results["epoch_ratio"] = results["optuna_epochs"] / results["grid_epochs"]
     results["gap_pp"] = 100 * (results["grid_best"] - results["optuna_best"])
     return results
@@ -70,7 +131,8 @@ def cmd_efficiency(args: argparse.Namespace) -> int:
     from benchmark.runtime import prepare_tracking
 
     prepare_tracking(args.experiment)
-    r = compare(args.dataset, args.space, args.data_dir, args.storage, args.n_trials, args.budget)
+    r = compare(args.dataset, args.space, args.data_dir, args.storage, args.n_trials, args.budget,
+                args.replay)  # fmt: skip
     print(
         f"grid:   best val_accuracy {r['grid_best']:.4f}, {r['grid_trials']} trials, "
         f"{r['grid_epochs']} epochs\n"
@@ -79,4 +141,11 @@ def cmd_efficiency(args: argparse.Namespace) -> int:
         f"gap: {r['gap_pp']:+.2f} pp (target <= 1)\n"
         f"epoch ratio: {r['epoch_ratio']:.2f} (target <= 0.40)"
     )
+    if args.replay:
+        print(
+            f"replay of optuna on the grid's curves, sampler seeds 0..{args.replay - 1} "
+            f"(no training): within {TARGET_GAP_PP:g} pp in {r['replay_hits']} of "
+            f"{args.replay}; median gap {r['replay_median_gap_pp']:+.2f} pp, median "
+            f"{r['replay_median_epochs']:.0f} epochs"
+        )
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import resource
 import socket
 import statistics
 import time
@@ -215,6 +216,8 @@ def run_search(
 
     base = {"dataset": dataset, **overrides}
     data_for(space.config({}, **base))  # bad data fails before any trial or run exists
+    if isolate:
+        datasets.clear()  # each trial process reads the npz cache this check just wrote
 
     with mlflow.start_run(run_name=f"{role}-{dataset}-{space.strategy}", nested=False) as parent:
         _mark_orphans(study_name, store)
@@ -242,9 +245,10 @@ def run_search(
         def objective(trial: optuna.Trial) -> float:
             params = {d.name: d.suggest(trial) for d in space.dimensions}
             trial.set_user_attr("worker", WORKER)
-            if (earlier := _same_params_done(trial.study, trial.number, params)) is not None:
+            if (earlier := finished_with_params(trial.study, trial.number, params)) is not None:
                 # TPE re-proposes categorical points; a seeded trial would only repeat itself
                 trial.set_user_attr("duplicate_of", earlier.number)
+                trial.set_user_attr("run_name", earlier.user_attrs.get("run_name", ""))
                 if earlier.state == TrialState.PRUNED:
                     raise optuna.TrialPruned(f"same as pruned trial {earlier.number}")
                 return earlier.value
@@ -311,7 +315,7 @@ def _shown(path: str) -> str:
     return str(p.relative_to(root)) if p.is_relative_to(root) else path
 
 
-def _same_params_done(study, number: int, params: dict[str, Any]):
+def finished_with_params(study, number: int, params: dict[str, Any]):
     """An earlier finished trial with these exact parameters, if any."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         if t.number != number and t.params == params:
@@ -348,6 +352,7 @@ def _drive(
     """
     summary = SearchSummary(study_name="", storage="", counts={})
     started, failures_in_row, rss = time.monotonic(), 0, psutil.Process()
+    epochs_at_start = None if budget is None else epochs_trained(study, budget[2])
     while True:
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -382,10 +387,14 @@ def _drive(
         if trial is None:
             continue
         summary.durations.append(took)
-        mlflow.log_metric("rss_mb", rss.memory_info().rss / 2**20, step=len(summary.durations))
+        mlflow.log_metrics(_memory_mb(rss), step=len(summary.durations))
         counts = _counts(study)
         failures_in_row = failures_in_row + 1 if trial.state == TrialState.FAIL else 0
-        printer(_progress_line(trial, counts, total, took, summary.durations))
+        spent = None
+        if budget is not None:  # (epochs used, the limit, epochs this command trained)
+            used = epochs_trained(study, budget[2])
+            spent = (used, budget[0], used - epochs_at_start)
+        printer(_progress_line(trial, counts, total, took, summary.durations, spent))
         if max_failures and failures_in_row >= max_failures:
             summary.stopped_reason = f"stopped after {failures_in_row} failures in a row"
             printer(f"search {summary.stopped_reason}: last reason: "
@@ -393,6 +402,17 @@ def _drive(
             break
     summary.counts = _counts(study)
     return summary
+
+
+def _memory_mb(proc: psutil.Process) -> dict[str, float]:
+    """The search process's RSS now and at its peak, and the largest trial process's peak
+    (children are reaped by the time we look, so their high-water mark is what is left)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
+    return {
+        "rss_mb": proc.memory_info().rss / 2**20,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_trial_rss_mb": children,
+    }
 
 
 def _latest_own_trial(study) -> optuna.trial.FrozenTrial | None:
@@ -482,10 +502,16 @@ def _mark_orphans(study_name: str, store) -> None:
             client.set_terminated(run.info.run_id, status="KILLED")
 
 
-def _progress_line(trial, counts, total, took, durations) -> str:
+def _progress_line(trial, counts, total, took, durations, spent=None) -> str:
     done = counts["finished"]
     left = max(total - done, 0)
     eta = statistics.median(durations) * left
+    budget = ""
+    if spent is not None:  # an epoch budget ends the study first when it runs out first
+        used, limit, trained_here = spent
+        budget = f"  epochs {used}/{limit}"
+        if trained_here:
+            eta = min(eta, sum(durations) / trained_here * max(limit - used, 0))
     state = trial.state.name.lower()
     value = f"val_accuracy {trial.value:.4f}" if trial.value is not None else state
     if trial.state == TrialState.FAIL:
@@ -493,7 +519,9 @@ def _progress_line(trial, counts, total, took, durations) -> str:
     elif trial.state == TrialState.PRUNED:
         value = f"pruned at epoch {max(trial.intermediate_values, default=0)}"
     name = trial.user_attrs.get("run_name", str(trial.params))
-    return f"[{done}/{total}] {name}  {value}  in {took:.1f} s  ETA {_hms(eta)}"
+    if "duplicate_of" in trial.user_attrs:
+        value += f" (as trial {trial.user_attrs['duplicate_of']}: not trained again)"
+    return f"[{done}/{total}] {name}  {value}  in {took:.1f} s{budget}  ETA {_hms(eta)}"
 
 
 def _hms(seconds: float) -> str:

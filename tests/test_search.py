@@ -241,6 +241,8 @@ def test_trials_in_their_own_processes_keep_memory_flat(tmp_path, shared_data):
     rss = [m.value for m in mlflow.MlflowClient().get_metric_history(parent.info.run_id,
                                                                      "rss_mb")]  # fmt: skip
     assert len(rss) == 4 and rss[-1] <= rss[1] * 1.05
+    assert parent.data.metrics["peak_rss_mb"] >= rss[-1] > 0
+    assert parent.data.metrics["peak_trial_rss_mb"] > 100  # a TF trial process, not a stub
     kids = children_of(parent.info.run_id)
     assert len(kids) == 4 and all(k.info.status == "FINISHED" for k in kids)
     assert all("test_accuracy" in k.data.metrics for k in kids)
@@ -318,19 +320,23 @@ def test_ablation_trains_the_best_architecture_with_every_policy(tmp_path, share
     assert {k.data.params["depth"] for k in kids} == {best.data.params["depth"]}
 
 
-def test_efficiency_gives_optuna_a_fraction_of_the_grids_epochs(tmp_path, shared_data):
+def test_efficiency_gives_optuna_a_fraction_of_the_grids_epochs(tmp_path, shared_data, capsys):
     from benchmark.efficiency import compare
 
     pruned = "optuna: {pruner: {type: threshold, lower: 0.99}}\n"
     space = write_space(tmp_path, textwrap.dedent(GRID).replace("epochs: 1", "epochs: 2") + pruned)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    r = compare("cifar10", str(space), str(shared_data), storage, budget=0.4)
+    r = compare("cifar10", str(space), str(shared_data), storage, budget=0.4, replays=3)
     assert r["grid_trials"] == 4 and r["grid_epochs"] == 8  # 4 points x 2 epochs, all run
     # budget floor(0.4 x 8) = 3 epochs: two trials pruned after epoch 1 leave 1, too few
     # for a third 2-epoch trial, so the study stops there
     assert r["max_epochs"] == 3
     assert r["optuna_trials"] == 2 and r["optuna_epochs"] == 2
     assert r["epoch_ratio"] == pytest.approx(0.25)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[")]
+    assert "epochs 1/3" in lines[-2] and "epochs 2/3" in lines[-1]  # optuna's progress
+    # replaying Optuna on the grid's recorded curves predicts the run: same epochs, no hit
+    assert r["replay_median_epochs"] == r["optuna_epochs"] and r["replay_hits"] == 0
     assert r["gap_pp"] == pytest.approx(100 * (r["grid_best"] - r["optuna_best"]))
 
 
@@ -349,11 +355,14 @@ def test_optuna_does_not_retrain_a_configuration_it_proposes_again(tmp_path, sha
         optuna: {n_trials: 3, sampler: random}
     """))  # fmt: skip
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    lines: list[str] = []
     summary = search_mod.run_search(space, dataset="cifar10", data_dir=str(shared_data),
                                     overrides=TINY, storage=storage,
-                                    printer=lambda s: None)  # fmt: skip
+                                    printer=lines.append)  # fmt: skip
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert lines[1].startswith("[2/3] seed-d3-k3-w64-none  val_accuracy")
+    assert "(as trial 0: not trained again)" in lines[1]
     assert [t.user_attrs.get("duplicate_of") for t in study.trials] == [None, 0, 0]
     assert len({t.value for t in study.trials}) == 1
     trial_runs = mlflow.search_runs(search_all_experiments=True,
