@@ -34,8 +34,9 @@ TRIALS_PER_POINT = 4  # default cap on Optuna trials: re-proposed points cost no
 
 
 def best_value(study: optuna.Study) -> float:
-    done = [t.value for t in study.get_trials(deepcopy=False) if t.value is not None]
-    return max(done, default=float("nan"))
+    """Optuna's best_value: completed trials only (a pruned one keeps a part-trained score)."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return max((t.value for t in done), default=float("nan"))
 
 
 def replay(

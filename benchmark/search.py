@@ -407,12 +407,12 @@ def _drive(
 def _memory_mb(proc: psutil.Process) -> dict[str, float]:
     """The search process's RSS now and at its peak, and the largest trial process's peak
     (children are reaped by the time we look, so their high-water mark is what is left)."""
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
-    return {
-        "rss_mb": proc.memory_info().rss / 2**20,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "peak_trial_rss_mb": children,
-    }
+    rss = proc.memory_info().rss / 2**20
+    # ru_maxrss (KiB on Linux) follows the kernel's lazily updated high-water mark, which
+    # can lag the RSS just read by a fraction of a MB
+    peak = max(rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"rss_mb": rss, "peak_rss_mb": peak, "peak_trial_rss_mb": children}
 
 
 def _latest_own_trial(study) -> optuna.trial.FrozenTrial | None:

@@ -6,6 +6,7 @@ MLflow SQLite store (tests/conftest.py points MLFLOW_TRACKING_URI at a temp file
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -324,7 +325,8 @@ def test_efficiency_gives_optuna_a_fraction_of_the_grids_epochs(tmp_path, shared
     from benchmark.efficiency import compare
 
     pruned = "optuna: {pruner: {type: threshold, lower: 0.99}}\n"
-    space = write_space(tmp_path, textwrap.dedent(GRID).replace("epochs: 1", "epochs: 2") + pruned)
+    fixed = "epochs: 2, max_train_samples: 200"  # 20 images a class
+    space = write_space(tmp_path, textwrap.dedent(GRID).replace("epochs: 1", fixed) + pruned)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     r = compare("cifar10", str(space), str(shared_data), storage, budget=0.4, replays=3)
     assert r["grid_trials"] == 4 and r["grid_epochs"] == 8  # 4 points x 2 epochs, all run
@@ -337,7 +339,7 @@ def test_efficiency_gives_optuna_a_fraction_of_the_grids_epochs(tmp_path, shared
     assert "epochs 1/3" in lines[-2] and "epochs 2/3" in lines[-1]  # optuna's progress
     # replaying Optuna on the grid's recorded curves predicts the run: same epochs, no hit
     assert r["replay_median_epochs"] == r["optuna_epochs"] and r["replay_hits"] == 0
-    assert r["gap_pp"] == pytest.approx(100 * (r["grid_best"] - r["optuna_best"]))
+    assert math.isnan(r["optuna_best"]) and math.isnan(r["gap_pp"])  # none completed
 
 
 def test_an_epoch_budget_is_an_optuna_setting(tmp_path):
