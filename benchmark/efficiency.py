@@ -22,6 +22,7 @@ from benchmark.search import (
     default_storage,
     epochs_trained,
     finished_with_params,
+    fits_budget,
     make_pruner,
     make_sampler,
     run_search,
@@ -72,7 +73,7 @@ def replay(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         while len(study.trials) < n_trials:
-            if epochs_trained(study, space.seeds) + full * space.seeds > max_epochs:
+            if not fits_budget(study, max_epochs, full, space.seeds):
                 break
             study.optimize(objective, n_trials=1)
     return best_value(study), epochs_trained(study, space.seeds)

@@ -338,6 +338,11 @@ def epochs_trained(study: optuna.Study, seeds: int = 1) -> int:
     )
 
 
+def fits_budget(study: optuna.Study, max_epochs: int, epochs: int, seeds: int = 1) -> bool:
+    """Whether one more full trial (every seed, no pruning) stays within max_epochs."""
+    return epochs_trained(study, seeds) + epochs * seeds <= max_epochs
+
+
 def _drive(
     study, store, objective, space, total, timeout, budget, max_failures, printer
 ) -> SearchSummary:
@@ -370,12 +375,10 @@ def _drive(
         elif counts["finished"] >= total:
             summary.stopped_reason = f"{total} trials done"
             break
-        if budget is not None:
-            limit, epochs, n_seeds = budget
-            used = epochs_trained(study, n_seeds)
-            if used + epochs * n_seeds > limit:
-                summary.stopped_reason = f"epoch budget: {used} of {limit} epochs used"
-                break
+        if budget is not None and not fits_budget(study, *budget):
+            used = epochs_trained(study, budget[2])
+            summary.stopped_reason = f"epoch budget: {used} of {budget[0]} epochs used"
+            break
         if timeout is not None and time.monotonic() - started > timeout:
             summary.stopped_reason = f"timeout {timeout:.0f} s"
             break
