@@ -156,7 +156,10 @@ def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
     t["state"] = col(t, T(M.TAG_TRIAL_STATE)).fillna(fallback)
     t["seed"] = pd.to_numeric(col(t, P("seed")), errors="coerce").fillna(-1).astype(int)
     t["aug"] = col(t, P("augmentation")).fillna("none").astype(str)
-    pcols = sorted(c for c in t.columns if c.startswith("params.") and c != P("seed"))
+    # Split sizes follow from the data settings (and runs before they were logged lack
+    # them), so they never tell two configurations apart.
+    derived = {P("seed"), *(P(k) for k in M.SPLIT_SIZE_PARAMS)}
+    pcols = sorted(c for c in t.columns if c.startswith("params.") and c not in derived)
     keys = t[pcols].astype(object).where(t[pcols].notna(), "").astype(str)
     arch_cols = [c for c in pcols if c != P("augmentation")]
     t["config"] = keys[pcols[0]].str.cat(keys[pcols[1:]], sep="\x1f")

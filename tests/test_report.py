@@ -287,3 +287,17 @@ def test_dataset_with_only_a_failed_run(tmp_path):
     assert "No completed trials." in _section(md, "Leaderboard")
     assert _rows(_section(md, "Pruned and failed trials"))[0]["reason"] == "nan loss"
     assert [p.name for p in paths] == ["cifar10.md", "README.md"]
+
+
+def test_runs_logged_before_split_sizes_merge_with_later_reruns():
+    """A rerun that also logs train/val/test_size is the same configuration, not a second."""
+    import pandas as pd
+
+    from benchmark.report import _annotate
+
+    base = {"params.depth": "2", "params.augmentation": "seed", "params.seed": "0",
+            "tags.mlflow.runName": "d2-k3-w64-seed", "status": "FINISHED"}  # fmt: skip
+    sizes = {f"params.{k}": "100" for k in M.SPLIT_SIZE_PARAMS}
+    trials = pd.DataFrame([{**base, "run_id": "old"}, {**base, **sizes, "run_id": "new"}])
+    t = _annotate(trials, ablation_ids=set())
+    assert t["config"].nunique() == 1 and set(t["label"]) == {"d2-k3-w64-seed"}
