@@ -4,7 +4,9 @@ A policy acts on float32 NHWC batches with values in [0, 255] and returns the sa
 shape and range; the pipeline maps it over batches after `.batch()` (before the
 model's Rescaling(1/255)) as `aug(x, training=True)`. At inference every layer is
 the identity. Policies 1 and 2 are the seed lab's; shift and grayscale are the lab's
-task 2.
+task 2; crop, mixup, cutmix, randaugment and strong are the modern recipes' policies.
+Policies with MixUp or CutMix also mix the labels: the pipeline then hands them
+`{"images": x, "labels": one_hot}` and the loss takes soft targets (see `mixes_labels`).
 """
 
 from __future__ import annotations
@@ -91,11 +93,82 @@ def all_policies(seed: int | None = None) -> list[keras.layers.Layer]:
     return _compose(seed, seed_lab, saturation, shift, grayscale)
 
 
+@POLICIES.register
+def crop(seed: int | None = None) -> list[keras.layers.Layer]:
+    """Random resized crop, Keras-style: flip, zoom in up to 30% and shift up to 10%
+    (reflect-filled), so each epoch sees another crop of each image at full size."""
+    flip, zoom, move = _layer_seeds(seed, 3)
+    return [
+        keras.layers.RandomFlip("horizontal", seed=flip),
+        keras.layers.RandomZoom((-0.3, 0.0), fill_mode="reflect", seed=zoom),  # < 0: zoom in
+        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=move),
+    ]
+
+
+@POLICIES.register
+def mixup(seed: int | None = None) -> list[keras.layers.Layer]:
+    """Horizontal flip, then MixUp (alpha 0.2): pairs of images and their labels blended."""
+    flip, mix = _layer_seeds(seed, 2)
+    return [
+        keras.layers.RandomFlip("horizontal", seed=flip),
+        keras.layers.MixUp(alpha=0.2, seed=mix),
+    ]
+
+
+@POLICIES.register
+def cutmix(seed: int | None = None) -> list[keras.layers.Layer]:
+    """Horizontal flip, then CutMix: a box of another image pasted in, labels by area."""
+    flip, mix = _layer_seeds(seed, 2)
+    return [
+        keras.layers.RandomFlip("horizontal", seed=flip),
+        keras.layers.CutMix(factor=1.0, seed=mix),
+    ]
+
+
+@POLICIES.register
+def randaugment(seed: int | None = None) -> list[keras.layers.Layer]:
+    """Horizontal flip, then Keras' RandAugment: 2 random ops a batch at magnitude 0.5."""
+    flip, ops = _layer_seeds(seed, 2)
+    return [
+        keras.layers.RandomFlip("horizontal", seed=flip),
+        keras.layers.RandAugment(value_range=VALUE_RANGE, num_ops=2, factor=0.5, seed=ops),
+    ]
+
+
+def _jitter(seed: int | None = None) -> list[keras.layers.Layer]:
+    """Colour jitter: brightness and contrast ±20%, saturation x [0.6, 1.4]."""
+    colour, sat = _layer_seeds(seed, 2)
+    return [
+        keras.layers.RandomColorJitter(
+            value_range=VALUE_RANGE, brightness_factor=0.2, contrast_factor=0.2, seed=colour
+        ),
+        RandomSaturationFactor((0.6, 1.4), value_range=VALUE_RANGE, seed=sat),
+    ]
+
+
+@POLICIES.register
+def strong(seed: int | None = None) -> list[keras.layers.Layer]:
+    """crop (flip, zoom, shift), then colour jitter."""
+    return _compose(seed, crop, _jitter)
+
+
 # --- public API --------------------------------------------------------------------
 
 
 def policy_names() -> list[str]:
     return POLICIES.names()
+
+
+LABEL_MIXERS = (keras.layers.MixUp, keras.layers.CutMix)
+
+
+def mixes_labels(augment: keras.Sequential | None) -> bool:
+    """True when the policy blends images across a batch, so labels must be soft too."""
+    return augment is not None and any(isinstance(x, LABEL_MIXERS) for x in augment.layers)
+
+
+def policy_mixes_labels(name: str) -> bool:
+    return mixes_labels(build_augmentation(name, seed=0))
 
 
 def build_augmentation(name: str, seed: int | None = None) -> keras.Sequential | None:
@@ -133,7 +206,13 @@ def save_augmentation_preview(
     if aug is None:
         augmented = originals
     else:
-        out = keras.ops.convert_to_numpy(aug(originals.astype("float32"), training=True))
+        batch = originals.astype("float32")
+        if mixes_labels(aug):  # label mixers want the labels too; the preview only shows images
+            labels = np.eye(len(batch), dtype="float32")
+            batch = aug({"images": batch, "labels": labels}, training=True)["images"]
+        else:
+            batch = aug(batch, training=True)
+        out = keras.ops.convert_to_numpy(batch)
         augmented = np.clip(np.rint(out), 0, 255).astype("uint8")
 
     fig = Figure(figsize=(2 * n, 4.4))

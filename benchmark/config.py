@@ -11,9 +11,12 @@ from typing import Any
 
 from benchmark.errors import UserError
 
-OPTIMIZERS = ("rmsprop", "adam", "sgd", "adamw")
+OPTIMIZERS = ("rmsprop", "adam", "sgd", "adamw")  # sgd: Nesterov momentum 0.9
 PADDINGS = ("valid", "same")
 LABEL_MODES = ("fine", "coarse")
+HEADS = ("flatten", "gap")  # gap: global average pooling before the classifier
+LR_SCHEDULES = ("constant", "cosine", "onecycle")
+TTAS = ("none", "flip")
 
 
 @dataclass(frozen=True)
@@ -35,12 +38,21 @@ class TrialConfig:
     padding: str = "same"  # valid shrinks each conv by kernel_size - 1
     batch_norm: bool = False  # BatchNormalization after each conv
     dropout: float = 0.0  # before the classifier, 0 = off
+    head: str = "flatten"  # flatten | gap (global average pooling: far fewer dense weights)
+    convs_per_block: int = 1  # 2 = VGG-style: two convs before each pool
+    block_dropout: float = 0.0  # after each conv block (after its pool), 0 = off
     # training
     augmentation: str = "none"  # registered policy, see benchmark/augment.py
     epochs: int = 20
     batch_size: int = 32  # images per step
     optimizer: str = "rmsprop"  # Keras' default, as in the seed lab
-    learning_rate: float = 0.001  # Keras' default for rmsprop and adam
+    learning_rate: float = 0.001  # Keras' default for rmsprop and adam; the peak of a schedule
+    weight_decay: float | None = None  # decoupled, per step x lr; None = the optimizer's default
+    lr_schedule: str = "constant"  # constant | cosine (to 0) | onecycle (up, then down to 0)
+    warmup_epochs: int = 0  # linear ramp to learning_rate; onecycle: 0 = 30% of the epochs
+    label_smoothing: float = 0.0  # share of each target spread over all classes
+    early_stopping_patience: int = 0  # epochs without a better val_accuracy; 0 = off
+    tta: str = "none"  # none | flip: the test split also scored as mean(image, mirror)
     seed: int = 0  # weights, shuffling and augmentation; the data split is fixed (seed 0)
     steps_per_execution: int = 16  # train steps per graph call: less Python per step
 
@@ -94,6 +106,31 @@ class TrialConfig:
         need(self.padding in PADDINGS, "padding", f"one of {', '.join(PADDINGS)}")
         need(self.label_mode in LABEL_MODES, "label_mode", f"one of {', '.join(LABEL_MODES)}")
         need(isinstance(self.batch_norm, bool), "batch_norm", "true or false")
+        need(self.head in HEADS, "head", f"one of {', '.join(HEADS)}")
+        need(
+            _is_int(self.convs_per_block) and self.convs_per_block > 0,
+            "convs_per_block",
+            positive,
+        )
+        need(0.0 <= self.block_dropout < 1.0, "block_dropout", "in [0, 1)")
+        need(
+            self.weight_decay is None or self.weight_decay >= 0,
+            "weight_decay",
+            "0 or more (or None: the optimizer's default)",
+        )
+        need(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {', '.join(LR_SCHEDULES)}")
+        need(
+            _is_int(self.warmup_epochs) and 0 <= self.warmup_epochs < self.epochs,
+            "warmup_epochs",
+            "an integer >= 0 and below epochs",
+        )
+        need(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "in [0, 1)")
+        need(
+            _is_int(self.early_stopping_patience) and self.early_stopping_patience >= 0,
+            "early_stopping_patience",
+            "an integer >= 0 (0 = off)",
+        )
+        need(self.tta in TTAS, "tta", f"one of {', '.join(TTAS)}")
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -137,7 +174,10 @@ class TrialConfig:
     def run_name(self) -> str:
         """Says the configuration, so the MLflow runs table reads without opening runs."""
         prefix = "" if self.model == "cnn" else f"{self.model}-"
-        return f"{prefix}d{self.depth}-k{self.kernel_size}-w{self.dense_units}-{self.augmentation}"
+        arch = f"d{self.depth}-k{self.kernel_size}-w{self.dense_units}"
+        arch += f"-c{self.convs_per_block}" if self.convs_per_block > 1 else ""
+        arch += "-gap" if self.head == "gap" else ""
+        return f"{prefix}{arch}-{self.augmentation}"
 
 
 def _kinds(hint: Any) -> tuple[type, ...]:

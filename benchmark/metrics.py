@@ -23,7 +23,12 @@ TRAIN_EVAL_ACCURACY = "train_eval_accuracy"  # clean (un-augmented) train subset
 OVERFIT_GAP = "overfit_gap"  # train_eval_accuracy - final val_accuracy
 BEST_EPOCH = "best_epoch"  # epoch (1-based) of the best val_accuracy
 BEST_VAL_ACCURACY = "best_val_accuracy"
-VAL_LOSS_RISE = "val_loss_rise"  # final val_loss / min val_loss - 1
+VAL_LOSS_RISE = "val_loss_rise"  # val_loss of the tested weights / min val_loss - 1
+SELECTED_VAL_ACCURACY = "selected_val_accuracy"  # val_accuracy of the weights that were tested:
+# the best epoch's under early stopping (restored), else the last epoch's
+STOPPED_EPOCH = "stopped_epoch"  # epochs actually trained (below epochs: early stopping)
+TEST_ACCURACY_TTA = "test_accuracy_tta"  # tta=flip: mean of the image's and its mirror's scores
+LEARNING_RATE = "lr"  # per epoch: the optimizer's rate when the epoch ends
 
 # What model selection optimises: validation, never test.
 OBJECTIVE = VAL_ACCURACY  # reported each epoch to the pruner; its last value ranks trials
@@ -45,6 +50,16 @@ TAG_ROLE = "cnn_benchmark_role"  # search | ablation (parent runs) | trial (thei
 TAG_DATASET = "dataset"  # on parent runs; trial runs carry it as a param
 TAG_BEST_RUN = "best_run"  # parent -> its best child run id
 TAG_BEST_CONFIG = "best_config"  # parent -> the best child's run name
+# What a run is, for the report and for filters in the UI (`tags.\`benchmark.role\``):
+# trial | search | ablation (parents) | report | wrapper (an `mlflow run` run that holds no
+# search and no trial: it failed first, or its search lives in another experiment).
+TAG_BENCHMARK_ROLE = "benchmark.role"
+ROLE_TAGS = (TAG_BENCHMARK_ROLE, TAG_ROLE)  # set together; old runs carry TAG_ROLE only
+TAG_NOTE = "mlflow.note.content"  # a run's or experiment's description in the MLflow UI
+TAG_FIRST_PARENT = "first_parent"  # parent -> the first parent run of its study
+TAG_PREVIOUS_PARENT = "previous_parent"  # parent -> the study's parent before this one
+TAG_STUDY_PARENTS = "study_parents"  # parent -> how many parent runs its study has
+TAG_SEARCH_RUN = "search_run"  # wrapper -> the parent run that holds its search
 
 # Params a trial logs besides its config: the split sizes it actually trained on.
 SPLIT_SIZE_PARAMS = ("train_size", "val_size", "test_size")

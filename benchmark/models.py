@@ -37,6 +37,9 @@ def seed() -> dict[str, Any]:
         padding="valid",
         batch_norm=False,
         dropout=0.0,
+        head="flatten",
+        convs_per_block=1,
+        block_dropout=0.0,
     )
 
 
@@ -51,6 +54,7 @@ class LayerPlan:
     filters: tuple[int, ...]  # per conv block
     feature_sizes: tuple[int, ...]  # spatial size after each conv block (after its pool)
     flops: int  # forward FLOPs per image: 2 x multiply-adds of convs and dense layers
+    params: int  # trainable + BN parameters, as keras counts them after the build
 
 
 def plan(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: int) -> LayerPlan:
@@ -62,16 +66,17 @@ def plan(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: int) ->
     filters = tuple(min(cfg.filters_base * 2**i, cfg.filters_max) for i in range(cfg.depth))
     flops, sizes, c_in = 0, [], channels
     for i, f in enumerate(filters):
-        if cfg.padding == "valid":
-            h, w = h - cfg.kernel_size + 1, w - cfg.kernel_size + 1
-        if h < 1 or w < 1:
-            raise UserError(
-                f"model d{cfg.depth}-k{cfg.kernel_size} does not fit {image_shape[0]}px images: "
-                f"conv block {i + 1} would shrink the feature map below 1x1; use fewer blocks, "
-                "a smaller kernel_size, padding=same or a larger image_size"
-            )
-        flops += 2 * cfg.kernel_size * cfg.kernel_size * c_in * f * h * w
-        c_in = f
+        for _ in range(cfg.convs_per_block):
+            if cfg.padding == "valid":
+                h, w = h - cfg.kernel_size + 1, w - cfg.kernel_size + 1
+            if h < 1 or w < 1:
+                raise UserError(
+                    f"model d{cfg.depth}-k{cfg.kernel_size} does not fit {image_shape[0]}px "
+                    f"images: conv block {i + 1} would shrink the feature map below 1x1; use "
+                    "fewer blocks, a smaller kernel_size, padding=same or a larger image_size"
+                )
+            flops += 2 * cfg.kernel_size * cfg.kernel_size * c_in * f * h * w
+            c_in = f
         if i < cfg.depth - 1:  # every block but the last ends in a 2x2 max-pool
             h, w = h // 2, w // 2
             if h < 1 or w < 1:
@@ -81,11 +86,31 @@ def plan(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: int) ->
                     "below 1x1; use fewer blocks or a larger image_size"
                 )
         sizes.append(h)
-    width = h * w * c_in
+    width = c_in if cfg.head == "gap" else h * w * c_in  # GAP: one value per channel
     for units in ((cfg.dense_units,) if cfg.dense_units else ()) + (n_classes,):
         flops += 2 * width * units
         width = units
-    return LayerPlan(filters=filters, feature_sizes=tuple(sizes), flops=flops)
+    return LayerPlan(
+        filters=filters,
+        feature_sizes=tuple(sizes),
+        flops=flops,
+        params=_param_count(cfg, filters, channels, h * w, n_classes),
+    )
+
+
+def _param_count(cfg: TrialConfig, filters, channels: int, last_hw: int, n_classes: int) -> int:
+    """What keras' count_params() will say, known before building (planner and dry run)."""
+    total, c_in = 0, channels
+    for f in filters:
+        for _ in range(cfg.convs_per_block):
+            k = cfg.kernel_size * cfg.kernel_size * c_in * f
+            total += k + (4 * f if cfg.batch_norm else f)  # BN: gamma, beta, mean, variance
+            c_in = f
+    width = c_in if cfg.head == "gap" else last_hw * c_in
+    for units in ((cfg.dense_units,) if cfg.dense_units else ()) + (n_classes,):
+        total += width * units + units
+        width = units
+    return total
 
 
 def build_model(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: int) -> keras.Model:
@@ -93,17 +118,22 @@ def build_model(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: 
     p = plan(cfg, image_shape, n_classes)
     net = [keras.Input(shape=image_shape), layers.Rescaling(1.0 / 255)]
     for i, f in enumerate(p.filters):
-        if cfg.batch_norm:  # conv -> BN -> relu, the usual order
-            net += [
-                layers.Conv2D(f, cfg.kernel_size, padding=cfg.padding, use_bias=False),
-                layers.BatchNormalization(),
-                layers.Activation("relu"),
-            ]
-        else:
-            net.append(layers.Conv2D(f, cfg.kernel_size, padding=cfg.padding, activation="relu"))
+        for _ in range(cfg.convs_per_block):
+            if cfg.batch_norm:  # conv -> BN -> relu, the usual order
+                net += [
+                    layers.Conv2D(f, cfg.kernel_size, padding=cfg.padding, use_bias=False),
+                    layers.BatchNormalization(),
+                    layers.Activation("relu"),
+                ]
+            else:
+                net.append(
+                    layers.Conv2D(f, cfg.kernel_size, padding=cfg.padding, activation="relu")
+                )
         if i < cfg.depth - 1:
             net.append(layers.MaxPooling2D(2))
-    net.append(layers.Flatten())
+        if cfg.block_dropout:
+            net.append(layers.Dropout(cfg.block_dropout))
+    net.append(layers.GlobalAveragePooling2D() if cfg.head == "gap" else layers.Flatten())
     if cfg.dense_units:
         net.append(layers.Dense(cfg.dense_units, activation="relu"))
     if cfg.dropout:

@@ -31,8 +31,18 @@ def train_dataset(
     batch_size: int,
     seed: int,
     augment: keras.Layer | None = None,
+    n_classes: int | None = None,
 ) -> tf.data.Dataset:
-    """Shuffled (reseeded each epoch), batched, cast and augmented; one pass = one epoch."""
+    """Shuffled (reseeded each epoch), batched, cast and augmented; one pass = one epoch.
+
+    `n_classes` given: labels become one-hot float32 (soft targets for label smoothing,
+    MixUp and CutMix, which then mix them along with the images).
+    """
+    from benchmark.augment import mixes_labels
+
+    mix = mixes_labels(augment)
+    if mix and n_classes is None:
+        raise ValueError("a policy that mixes labels needs n_classes (one-hot labels)")
     images = tf.constant(x)  # one uint8 copy, gathered per batch: no per-image Python
     labels = tf.constant(y)
     ds = tf.data.Dataset.range(len(x)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
@@ -40,17 +50,31 @@ def train_dataset(
 
     def load(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         batch = tf.cast(tf.gather(images, idx), tf.float32)
-        if augment is not None:
+        target = tf.gather(labels, idx)
+        if n_classes is not None:
+            target = tf.one_hot(target, n_classes)
+        if mix:
+            out = augment({"images": batch, "labels": target}, training=True)
+            batch, target = out["images"], out["labels"]
+        elif augment is not None:
             batch = augment(batch, training=True)
-        return batch, tf.gather(labels, idx)
+        return batch, target
 
     # Sequential map keeps the augmentation's seed stream in order: the same seed gives the
     # same run. Parallelism comes from prefetch overlapping the map with training.
     return _fixed(ds.map(load, num_parallel_calls=None).prefetch(PREFETCH))
 
 
-def eval_dataset(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    """In order, un-augmented: for validation, test and the clean train subset."""
+def eval_dataset(
+    x: np.ndarray, y: np.ndarray, batch_size: int, n_classes: int | None = None
+) -> tf.data.Dataset:
+    """In order, un-augmented: for validation, test and the clean train subset.
+
+    `n_classes` given: one-hot labels, as train_dataset gives them for the same model."""
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
-    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=AUTOTUNE)
+
+    def cast(a: tf.Tensor, b: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.cast(a, tf.float32), (b if n_classes is None else tf.one_hot(b, n_classes))
+
+    ds = ds.map(cast, num_parallel_calls=AUTOTUNE)
     return _fixed(ds.prefetch(PREFETCH))

@@ -20,13 +20,14 @@ import numpy as np
 import optuna
 
 from benchmark import metrics as M
-from benchmark.augment import build_augmentation, save_augmentation_preview
+from benchmark.augment import build_augmentation, mixes_labels, save_augmentation_preview
 from benchmark.config import TrialConfig
 from benchmark.datasets import Dataset, load_dataset
 from benchmark.models import build_model, model_summary, plan
 from benchmark.pipeline import eval_dataset, train_dataset
 from benchmark.plots import plot_learning_curves
 from benchmark.runtime import jit_compile, version_tags
+from benchmark.schedules import learning_rate
 
 EVAL_BATCH = 256  # evaluation batch: larger is faster and does not change the result
 
@@ -44,6 +45,11 @@ class TrialResult:
     @property
     def overfit(self) -> bool:
         return M.is_overfit(self.metrics[M.OVERFIT_GAP], self.metrics[M.VAL_LOSS_RISE])
+
+    @property
+    def objective(self) -> float:
+        """What the search ranks on: validation accuracy of the weights that were tested."""
+        return self.metrics.get(M.SELECTED_VAL_ACCURACY, self.history[M.OBJECTIVE][-1])
 
 
 class EpochLogger(keras.callbacks.Callback):
@@ -72,6 +78,9 @@ class EpochLogger(keras.callbacks.Callback):
         row = {k: float(logs[k]) for k in M.EPOCH_METRICS if k in logs}
         for k, v in row.items():
             self.history[k].append(v)
+        lr = getattr(self.model.optimizer, "learning_rate", None)
+        if lr is not None:  # the rate as the epoch ends (schedules move it step by step)
+            row[M.LEARNING_RATE] = float(keras.ops.convert_to_numpy(lr))
         mlflow.log_metrics(row, step=epoch + 1)
 
 
@@ -147,14 +156,46 @@ def run_trial(
     return result
 
 
-def compiled_model(cfg: TrialConfig, image_shape, n_classes: int) -> keras.Model:
-    """The model as every trial trains it (the bench times this same path)."""
+def make_optimizer(cfg: TrialConfig, steps_per_epoch: int | None = None):
+    """The config's optimizer; sgd means Nesterov momentum 0.9 (the CNN recipe's SGD).
+
+    Weight decay is Keras' decoupled form (w -= lr * wd * w each step), kept off batch-norm
+    scales and shifts and off biases, where it only fights the normalisation.
+    """
+    lr = learning_rate(
+        cfg.lr_schedule, cfg.learning_rate, cfg.epochs, steps_per_epoch, cfg.warmup_epochs
+    )
+    extra = {} if cfg.weight_decay is None else {"weight_decay": cfg.weight_decay}
+    if cfg.optimizer == "sgd":
+        opt = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **extra)
+    else:
+        opt = keras.optimizers.get(
+            {"class_name": cfg.optimizer, "config": {"learning_rate": lr, **extra}}
+        )
+    if opt.weight_decay:
+        opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return opt
+
+
+def compiled_model(
+    cfg: TrialConfig,
+    image_shape,
+    n_classes: int,
+    *,
+    steps_per_epoch: int | None = None,
+    soft_labels: bool = False,
+) -> keras.Model:
+    """The model as every trial trains it (the bench times this same path).
+
+    `soft_labels`: the data gives one-hot (or mixed) targets; label smoothing needs them.
+    """
     model = build_model(cfg, image_shape, n_classes)
+    soft = soft_labels or cfg.label_smoothing > 0
     model.compile(
-        optimizer=keras.optimizers.get(
-            {"class_name": cfg.optimizer, "config": {"learning_rate": cfg.learning_rate}}
-        ),
-        loss="sparse_categorical_crossentropy",
+        optimizer=make_optimizer(cfg, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+        if soft
+        else "sparse_categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=cfg.steps_per_execution,
         jit_compile=jit_compile(),
@@ -162,33 +203,55 @@ def compiled_model(cfg: TrialConfig, image_shape, n_classes: int) -> keras.Model
     return model
 
 
+def flip_tta_accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of the mean of the predicted probabilities for each image and its mirror."""
+    plain = model.predict(eval_dataset(x, y, EVAL_BATCH), verbose=0)
+    mirror = model.predict(eval_dataset(x[:, :, ::-1], y, EVAL_BATCH), verbose=0)
+    return float(np.mean(np.argmax(plain + mirror, axis=1) == y))
+
+
 def _train_and_log(cfg, data, flops, callbacks, verbose, run_info) -> TrialResult:
-    model = compiled_model(cfg, data.image_shape, data.n_classes)
     augment = build_augmentation(cfg.augmentation, seed=cfg.seed)
-    train = train_dataset(data.x_train, data.y_train, cfg.batch_size, cfg.seed, augment)
-    val = eval_dataset(data.x_val, data.y_val, EVAL_BATCH)
+    soft = cfg.label_smoothing > 0 or mixes_labels(augment)
+    n_soft = data.n_classes if soft else None  # one-hot labels in every split
+    steps_per_epoch = math.ceil(len(data.x_train) / cfg.batch_size)
+    model = compiled_model(
+        cfg, data.image_shape, data.n_classes, steps_per_epoch=steps_per_epoch, soft_labels=soft
+    )
+    train = train_dataset(data.x_train, data.y_train, cfg.batch_size, cfg.seed, augment, n_soft)
+    val = eval_dataset(data.x_val, data.y_val, EVAL_BATCH, n_soft)
     logger = EpochLogger()
+    stopper = None
+    if cfg.early_stopping_patience:  # restores the best-validation weights when fit ends
+        stopper = keras.callbacks.EarlyStopping(
+            monitor=M.VAL_ACCURACY,
+            mode="max",
+            patience=cfg.early_stopping_patience,
+            restore_best_weights=True,
+        )
 
     start = time.perf_counter()
     model.fit(
         train, validation_data=val, epochs=cfg.epochs, verbose=verbose, shuffle=False,
-        callbacks=[logger, *callbacks],
+        callbacks=[logger, *([stopper] if stopper else []), *callbacks],
     )  # fmt: skip
     train_time = time.perf_counter() - start
 
     # Test untouched until now, evaluated once; the clean train subset measures memorisation.
     test_loss, test_acc = model.evaluate(
-        eval_dataset(data.x_test, data.y_test, EVAL_BATCH), verbose=0
+        eval_dataset(data.x_test, data.y_test, EVAL_BATCH, n_soft), verbose=0
     )
     rng = np.random.default_rng(cfg.seed)
     n_eval = min(len(data.x_train), max(len(data.x_val), 1000))
     idx = np.sort(rng.choice(len(data.x_train), n_eval, replace=False))
     _, train_eval_acc = model.evaluate(
-        eval_dataset(data.x_train[idx], data.y_train[idx], EVAL_BATCH), verbose=0
+        eval_dataset(data.x_train[idx], data.y_train[idx], EVAL_BATCH, n_soft), verbose=0
     )
 
     h = logger.history
     steady = logger.train_times[1:] or logger.train_times  # first epoch carries tracing
+    best = int(np.argmax(h[M.VAL_ACCURACY]))
+    tested = best if stopper is not None else len(h[M.VAL_ACCURACY]) - 1  # weights evaluated
     final = {
         M.PARAM_COUNT: model.count_params(),
         M.FLOPS: flops,
@@ -197,11 +260,15 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info) -> TrialResul
         M.TEST_ACCURACY: float(test_acc),
         M.TEST_LOSS: float(test_loss),
         M.TRAIN_EVAL_ACCURACY: float(train_eval_acc),
-        M.OVERFIT_GAP: float(train_eval_acc) - h[M.VAL_ACCURACY][-1],
-        M.BEST_EPOCH: int(np.argmax(h[M.VAL_ACCURACY])) + 1,
+        M.OVERFIT_GAP: float(train_eval_acc) - h[M.VAL_ACCURACY][tested],
+        M.BEST_EPOCH: best + 1,
         M.BEST_VAL_ACCURACY: max(h[M.VAL_ACCURACY]),
-        M.VAL_LOSS_RISE: h[M.VAL_LOSS][-1] / min(h[M.VAL_LOSS]) - 1,
+        M.SELECTED_VAL_ACCURACY: h[M.VAL_ACCURACY][tested],
+        M.STOPPED_EPOCH: len(h[M.VAL_ACCURACY]),
+        M.VAL_LOSS_RISE: h[M.VAL_LOSS][tested] / min(h[M.VAL_LOSS]) - 1,
     }
+    if cfg.tta == "flip":
+        final[M.TEST_ACCURACY_TTA] = flip_tta_accuracy(model, data.x_test, data.y_test)
     mlflow.log_metrics(final)
     overfit = M.is_overfit(final[M.OVERFIT_GAP], final[M.VAL_LOSS_RISE])
     mlflow.set_tag(M.TAG_OVERFIT, "yes" if overfit else "no")

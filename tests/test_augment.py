@@ -43,6 +43,11 @@ def test_policy_names():
         "grayscale",
         "shift_grayscale",
         "all",
+        "crop",
+        "mixup",
+        "cutmix",
+        "randaugment",
+        "strong",
     ]
 
 
