@@ -135,6 +135,13 @@ def randaugment(seed: int | None = None) -> list[keras.layers.Layer]:
     ]
 
 
+@POLICIES.register
+def crop_cutmix(seed: int | None = None) -> list[keras.layers.Layer]:
+    """crop (flip, zoom, shift), then CutMix: the geometric policy plus label mixing."""
+    (mix,) = _layer_seeds(None if seed is None else seed + 7, 1)
+    return [*crop(seed), keras.layers.CutMix(factor=1.0, seed=mix)]
+
+
 def _jitter(seed: int | None = None) -> list[keras.layers.Layer]:
     """Colour jitter: brightness and contrast ±20%, saturation x [0.6, 1.4]."""
     colour, sat = _layer_seeds(seed, 2)

@@ -47,6 +47,7 @@ def test_policy_names():
         "mixup",
         "cutmix",
         "randaugment",
+        "crop_cutmix",
         "strong",
     ]
 

@@ -161,7 +161,7 @@ def test_a_trial_trains_at_the_scheduled_rate_and_logs_it(cifar_small):
 # --- labels: smoothing and mixing --------------------------------------------------------
 
 
-@pytest.mark.parametrize("policy", ["mixup", "cutmix"])
+@pytest.mark.parametrize("policy", ["mixup", "cutmix", "crop_cutmix"])
 def test_label_mixing_policies_give_soft_labels_the_loss_accepts(policy):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, (64, 16, 16, 3), dtype=np.uint8)
@@ -183,7 +183,7 @@ def test_every_policy_keeps_shape_and_range_and_has_a_preview(tmp_path):
     from benchmark.augment import save_augmentation_preview
 
     x = np.random.default_rng(0).integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)
-    for name in ("crop", "mixup", "cutmix", "randaugment", "strong"):
+    for name in ("crop", "mixup", "cutmix", "randaugment", "crop_cutmix", "strong"):
         assert name in policy_names()
         path = save_augmentation_preview(x, name, tmp_path / f"{name}.png", seed=0)
         assert path.stat().st_size > 1000
