@@ -30,7 +30,15 @@ import keras
 import mlflow
 import numpy as np
 
-from benchmark.augment import build_augmentation, policy_names
+from benchmark.augment import build_augmentation
+from benchmark.bench_options import (  # the options' defaults: `bench --help` needs no TF
+    ACCURACY_EPOCHS,
+    SYNTHETIC,
+    SYNTHETIC_CLASSES,
+    SYNTHETIC_SHAPE,
+    TRACKING_EPOCHS,
+    add_bench_arguments,  # noqa: F401  (the CLI's entry point, still importable from here)
+)
 from benchmark.config import TrialConfig
 from benchmark.datasets import DATA_ENV, load_dataset
 from benchmark.errors import UserError
@@ -41,13 +49,6 @@ from benchmark.trial import compiled_model
 
 # --- settings ---------------------------------------------------------------------------
 
-SYNTHETIC = "synthetic"  # random uint8 images: throughput does not depend on the pixels
-SYNTHETIC_SHAPE = (32, 32, 3)  # CIFAR's shape
-SYNTHETIC_CLASSES = 10
-STEPS = 200  # steps per timed repeat: ~6 s of the notebook's loop on 2 cores
-REPEATS = 5  # timed repeats per pipeline (bimodal timings here: 3 is too few); median shown
-ACCURACY_EPOCHS = 20  # the seed lab's epochs
-TRACKING_EPOCHS = 3  # epochs per tracked/untracked fit in --tracking
 EVAL_BATCH = 256  # evaluation batch: larger is faster and does not change the result
 NOTEBOOK = "(a) notebook: numpy fit, aug in model"
 SUITE = "(b) suite: tf.data uint8, aug in map"
@@ -307,60 +308,6 @@ def run_tracking(args: argparse.Namespace) -> float:
 
 
 # --- CLI ------------------------------------------------------------------------------------
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"should be a positive integer; got {text!r}")
-    return value
-
-
-def _seeds(text: str) -> tuple[int, ...]:
-    try:
-        seeds = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2; got {text!r}") from None
-    if not seeds or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2; got {text!r}")
-    return seeds
-
-
-def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--augmentation", default="seed", help=f"policy: {', '.join(policy_names())}"
-    )
-    parser.add_argument("--batch-size", type=_positive, default=32, help="images per step")
-    parser.add_argument(
-        "--dataset",
-        default=None,
-        help=f"{SYNTHETIC} (random uint8 {SYNTHETIC_SHAPE}) or a registered dataset; "
-        f"default: {SYNTHETIC}, or cifar10 when a data dir is given (--accuracy: cifar10)",
-    )
-    parser.add_argument("--data-dir", default=None, help=f"archives folder (or ${DATA_ENV})")
-    parser.add_argument("--steps", type=_positive, default=STEPS, help="steps per timed repeat")
-    parser.add_argument("--repeats", type=_positive, default=REPEATS, help="timed repeats each")
-    parser.add_argument("--seed", type=int, default=0, help="weights, shuffle, augmentation")
-    parser.add_argument(
-        "--steps-per-execution",
-        type=_positive,
-        default=None,
-        help=f"suite only; default {TrialConfig.steps_per_execution} (TrialConfig's)",
-    )
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--accuracy", action="store_true", help="test accuracy of both after --epochs"
-    )
-    mode.add_argument(
-        "--tracking", action="store_true", help="time the suite's fit with/without MLflow"
-    )
-    parser.add_argument(
-        "--epochs",
-        type=_positive,
-        default=None,
-        help=f"--accuracy: default {ACCURACY_EPOCHS}; --tracking: default {TRACKING_EPOCHS}",
-    )
-    parser.add_argument("--seeds", type=_seeds, default=(0,), help="--accuracy: e.g. 0,1,2")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -9,14 +9,16 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from benchmark.choices import CHOICES
 from benchmark.errors import UserError
 
-OPTIMIZERS = ("rmsprop", "adam", "sgd", "adamw")  # sgd: Nesterov momentum 0.9
-PADDINGS = ("valid", "same")
-LABEL_MODES = ("fine", "coarse")
-HEADS = ("flatten", "gap")  # gap: global average pooling before the classifier
-LR_SCHEDULES = ("constant", "cosine", "onecycle")
-TTAS = ("none", "flip")
+# Allowed values are declared once, in benchmark/choices.py (the CLI's help reads them too).
+OPTIMIZERS = CHOICES["optimizer"]  # sgd: Nesterov momentum 0.9
+PADDINGS = CHOICES["padding"]
+LABEL_MODES = CHOICES["label_mode"]
+HEADS = CHOICES["head"]  # gap: global average pooling before the classifier
+LR_SCHEDULES = CHOICES["lr_schedule"]
+TTAS = CHOICES["tta"]
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,8 @@ SPLIT_SEED = 0  # the one seed for val/test carving and subsets: same split for 
 _CACHE_VERSION = 1  # bump when the cached array format or decoding changes
 _DEFAULT_SIZE = {"cifar10": 32, "cifar100": 32, "flowers17": 64}
 _FOLDER_PREFIX = "folder:"
-_FOLDER_SIZE = 64
+_FOLDER_SIZE = 64  # folder images of differing sizes are resized to this by default
+_FOLDER_MAX_NATIVE = 256  # a shared size above this is not kept (memory: N x size^2 x 3 bytes)
 
 FLOWERS17_CLASSES = (
     "Daffodil", "Snowdrop", "LilyValley", "Bluebell", "Crocus", "Iris", "TigerLily",
@@ -127,7 +128,11 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
 
 
 def default_image_size(name: str) -> int:
-    """Side length used when `image_size` is None: native 32 for CIFAR, 64 for photos."""
+    """Side length used when `image_size` is None: native 32 for CIFAR, 64 for photos.
+
+    For folder:PATH this is the fallback only: loading uses the images' own size when they
+    all share one (see `_load_folder`), which is not known before the folder is read.
+    """
     if name.startswith(_FOLDER_PREFIX):
         return _FOLDER_SIZE
     DATASETS.get(name)  # unknown name -> UserError listing the known ones
@@ -714,11 +719,103 @@ def flowers17(req: _Request) -> _Loaded:
 
 # ------------------------------------------------------------------------ folder:PATH
 
+
+def _size_note(size: int, seen: np.ndarray) -> str:
+    """The log line that says which default image size a folder got, and why."""
+    shown = ", ".join(f"{w}x{h}" for w, h in seen.tolist())
+    if len(seen) == 0:
+        return f"image size {size} px: no image size could be read"
+    if len(seen) == 1 and size == min(seen[0]):
+        return f"image size {size} px: the images' own (all {shown})"
+    if len(seen) == 1:
+        return (
+            f"image size {size} px: the images are all {shown}, more than "
+            f"{_FOLDER_MAX_NATIVE} px; pass image_size to choose another"
+        )
+    return (
+        f"image size {size} px: the images differ in size (e.g. {shown}); "
+        "pass image_size to choose another"
+    )
+
+
 _FOLDER_SPLIT = (0.15, 0.15)  # val, test; the remaining 70% is train
 
 
 def _class_dirs(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+@dataclass
+class _Skipped:
+    """Files of a folder dataset left out before decoding, by reason (relative paths)."""
+
+    dangling: list[str]  # symlinks to nothing
+    outside: list[str]  # reached through a link that leaves the dataset folder
+
+    def __len__(self) -> int:
+        return len(self.dangling) + len(self.outside)
+
+    def describe(self) -> str:
+        reasons = (
+            ("dangling symlinks", self.dangling),
+            ("files reached through links that leave the dataset folder", self.outside),
+        )
+        return "; ".join(f"{len(v)} {what} (e.g. {v[0]})" for what, v in reasons if v)
+
+
+def _class_files(class_dir: Path, root: Path, skipped: _Skipped) -> list[Path]:
+    """The images of one class folder, recursively, in a stable order.
+
+    A link is followed only where it stays inside the dataset folder: a dangling one, or
+    one whose target lies outside `root` (resolved), is left out and counted in `skipped`
+    rather than read or allowed to end the load in a traceback. Linked sub-folders are not
+    walked (os.walk's default), so a link loop cannot either.
+    """
+    real_root = os.path.realpath(root)
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(class_dir):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(f for f in filenames if not f.startswith(".")):
+            path = Path(dirpath) / name
+            real = os.path.realpath(path)
+            shown = path.relative_to(root).as_posix()
+            if not os.path.exists(real):
+                skipped.dangling.append(shown)
+            elif os.path.commonpath([real, real_root]) != real_root:
+                skipped.outside.append(shown)
+            else:
+                files.append(path)
+    return files
+
+
+def _only_subfolders(class_dir: Path) -> list[str]:
+    """Names of the sub-folders of a class folder that holds no file of its own, else []:
+    a tree one level deeper than expected (train/animals/cat/...) would otherwise become
+    one class per top folder without a word."""
+    entries = [e for e in os.scandir(class_dir) if not e.name.startswith(".")]
+    if any(not e.is_dir() for e in entries):
+        return []
+    return sorted(e.name for e in entries)
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the file's header, without decoding; None if unreadable."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
+def _native_size(files: Sequence[Path]) -> tuple[int | None, list[tuple[int, int]]]:
+    """The side of the images' centre square when they all share one size (None if they
+    differ or it exceeds _FOLDER_MAX_NATIVE), and up to 3 of the distinct sizes found."""
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        sizes = [s for s in pool.map(_image_size, files) if s is not None]
+    distinct = sorted(set(sizes))
+    if len(distinct) == 1 and min(distinct[0]) <= _FOLDER_MAX_NATIVE:
+        return min(distinct[0]), distinct
+    return None, distinct[:3]
 
 
 def _load_folder(spec: str, req: _Request) -> _Loaded:
@@ -728,14 +825,16 @@ def _load_folder(spec: str, req: _Request) -> _Loaded:
     present; else val is carved from train with `val_fraction`); otherwise a seeded
     stratified 70/15/15 train/val/test split. Any image format Pillow reads is
     converted to RGB and center-cropped/resized like flowers17; unreadable or
-    non-image files are skipped and counted in one warning.
+    non-image files, dangling symlinks and links leaving PATH are skipped and counted
+    in one warning. Without `image_size`, images that all share one size keep it (no
+    upscaling of small images: same information, several times the compute); others
+    are resized to 64 px, and a log line says which applied.
     """
     if not spec:
         raise UserError("the folder dataset needs a path: folder:PATH")
     root = Path(spec).expanduser().absolute()
     if not root.is_dir():
         raise UserError(f"dataset folder {root} does not exist")
-    size = req.image_size or _FOLDER_SIZE
 
     if (root / "train").is_dir() and (root / "test").is_dir():
         parts = [p for p in ("train", "val", "test") if (root / p).is_dir()]
@@ -752,21 +851,38 @@ def _load_folder(spec: str, req: _Request) -> _Loaded:
     files: list[Path] = []
     labels: list[int] = []
     part_ids: list[int] = []
+    skipped_links = _Skipped([], [])
     for part_id, part in enumerate(parts):
         part_dir = root / part
         extra = sorted(set(p.name for p in _class_dirs(part_dir)) - set(class_names))
         if extra:
             raise UserError(f"{part_dir} has class folders not in {base}: {', '.join(extra)}")
         for label, cname in enumerate(class_names):
-            class_files = _list_files(part_dir / cname) if (part_dir / cname).is_dir() else []
+            class_dir = part_dir / cname
+            if class_dir.is_dir() and (subs := _only_subfolders(class_dir)):
+                shown = ", ".join(subs[:3]) + (", ..." if len(subs) > 3 else "")
+                raise UserError(
+                    f"class folder {class_dir} holds only sub-folders ({shown}), no images: "
+                    "each class should be one folder of images; is the tree one level too "
+                    "deep?"
+                )
+            before = len(skipped_links)
+            class_files = _class_files(class_dir, root, skipped_links) if class_dir.is_dir() else []
             if not class_files:
-                raise UserError(f"class folder {part_dir / cname} is empty or missing")
+                lost = len(skipped_links) - before
+                why = f" ({lost} unusable links skipped)" if lost else ""
+                raise UserError(f"class folder {class_dir} is empty or missing{why}")
             files += class_files
             labels += [label] * len(class_files)
             part_ids += [part_id] * len(class_files)
+    if len(skipped_links):
+        log.warning(
+            "skipped %d files under %s: %s", len(skipped_links), root, skipped_links.describe()
+        )
 
     def build() -> dict[str, np.ndarray]:
-        x, ok = _decode_images(files, size)
+        native, seen = (None, []) if req.image_size else _native_size(files)
+        x, ok = _decode_images(files, req.image_size or native or _FOLDER_SIZE)
         skipped = [
             f.relative_to(root).as_posix() for f, good in zip(files, ok, strict=True) if not good
         ]
@@ -775,11 +891,15 @@ def _load_folder(spec: str, req: _Request) -> _Loaded:
             "y": np.asarray(labels, dtype=np.int32)[ok],
             "part": np.asarray(part_ids, dtype=np.int8)[ok],
             "skipped": np.array(skipped, dtype=str),
+            "sizes_seen": np.array(seen, dtype=np.int64).reshape(-1, 2),  # (width, height)
         }
 
-    key = (str(root), _listing_hash(files, root), size, tuple(class_names), tuple(parts))
+    size_key = req.image_size or "native"  # native: the images' own size, or 64
+    key = (str(root), _listing_hash(files, root), size_key, tuple(class_names), tuple(parts))
     arrays = _cached(_cache_file(req.cache, "folder", *key), build)
     x, y, part_of, skipped = arrays["x"], arrays["y"], arrays["part"], arrays["skipped"]
+    if req.image_size is None:
+        log.info("%s", _size_note(x.shape[1], arrays["sizes_seen"]))
     if len(skipped):
         log.warning(
             "skipped %d unreadable or non-image files under %s (e.g. %s)",

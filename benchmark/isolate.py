@@ -5,21 +5,30 @@ them): in one process RSS grew ~50 MB per trial. A spawned child starts clean an
 everything back when it exits; it reads the decoded arrays from the on-disk cache, reports
 each epoch to the same Optuna trial through the storage, and logs its MLflow run under the
 search's parent run. The parent only waits for one small message.
+
+Every child imports this module first (it holds the child's entry point), so it must not
+import TensorFlow at the top: the child imports TF itself, through benchmark/quiet.py, or TF's
+start-up lines would print once per trial.
 """
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import signal
+import sys
+import time
 import traceback
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import optuna
 
 from benchmark.config import TrialConfig
-from benchmark.trial import TrialFailed, TrialResult
+from benchmark.quiet import import_tensorflow
+
+if TYPE_CHECKING:
+    from benchmark.trial import TrialResult
 
 
 @dataclass(frozen=True)
@@ -37,10 +46,33 @@ class TrialJob:
     trial_id: int | None = None
     pruner: optuna.pruners.BasePruner | None = None
     parent_pid: int = field(default_factory=os.getpid)  # the search process
+    created_at: float = field(default_factory=time.time)  # wall clock: startup_s starts here
+
+
+class ChildTraceback(Exception):
+    """The child's full traceback as text, chained as the cause of the TrialFailed raised here.
+
+    traceback.format_exc() of that TrialFailed (what the search logs under its parent run's
+    `failures/`) then shows the frames where the trial really failed, not only this module's;
+    concurrent.futures' process pool hands tracebacks back the same way.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'in the trial process:\n"""\n{self.text.rstrip()}\n"""'
 
 
 def run_isolated(job: TrialJob) -> TrialResult:
-    """The trial's result, or the exception the trial raised in the child, re-raised here."""
+    """The trial's result, or the exception the trial raised in the child, re-raised here.
+
+    A failure comes back as TrialFailed (the child's one-line reason) caused by a
+    ChildTraceback that holds the child's whole traceback.
+    """
+    from benchmark.trial import TrialFailed, TrialResult, record_wall_time
+
     ctx = multiprocessing.get_context("spawn")  # fork after TF started its threads is unsafe
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_child, args=(job, send), name=f"trial-{job.run_name}")
@@ -60,25 +92,41 @@ def run_isolated(job: TrialJob) -> TrialResult:
     child.join()
     kind, payload = message
     if kind == "ok":
-        return TrialResult(**payload)
+        return record_wall_time(TrialResult(**payload), time.time() - job.created_at)
     if kind == "pruned":
         raise optuna.TrialPruned(payload)
     if kind == "interrupted":
         raise KeyboardInterrupt
-    raise TrialFailed(payload)
+    reason, child_traceback = payload
+    raise TrialFailed(reason) from ChildTraceback(child_traceback)
 
 
 def _child(job: TrialJob, send) -> None:
+    """The trial process: every failure, even one while starting, goes back as a message."""
     _die_with_parent(job.parent_pid)
+    try:
+        result = _train(job)
+        send.send(("ok", {"run_id": result.run_id, "metrics": result.metrics,
+                          "history": result.history}))  # fmt: skip
+    except optuna.TrialPruned as exc:
+        send.send(("pruned", str(exc)))
+    except KeyboardInterrupt:
+        send.send(("interrupted", ""))
+    except BaseException as exc:  # every failure goes back to the search, with its reason
+        send.send(("failed", (_reason(exc), traceback.format_exc())))
+
+
+def _train(job: TrialJob) -> TrialResult:
     import logging
 
-    with _quiet_stderr():  # TF's C++ start-up lines, once per trial, would bury the progress
-        import mlflow
-        import tensorflow  # noqa: F401
+    import_tensorflow()  # TF's C++ start-up lines, once per trial, would bury the progress
+    import mlflow
 
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # as the CLI does
+    from benchmark import metrics as M
     from benchmark.trial import load_for, run_trial
 
+    timings = {M.STARTUP_TIME: time.time() - job.created_at}  # spawn, imports, TF start-up
     mlflow.set_tracking_uri(job.tracking_uri)
     callbacks = []
     if job.trial_id is not None:
@@ -88,44 +136,29 @@ def _child(job: TrialJob, send) -> None:
             study_name=job.study_name, storage=job.storage_url, pruner=job.pruner
         )
         callbacks.append(PruningCallback(optuna.Trial(study, job.trial_id)))
-    try:
-        result = run_trial(
-            job.cfg,
-            load_for(job.cfg, job.data_dir),
-            callbacks=callbacks,
-            parent_run_id=job.parent_run_id,
-            run_name=job.run_name,
-            tags=job.tags,
-            verbose=0,
-        )
-        send.send(("ok", {"run_id": result.run_id, "metrics": result.metrics,
-                          "history": result.history}))  # fmt: skip
-    except optuna.TrialPruned as exc:
-        send.send(("pruned", str(exc)))
-    except KeyboardInterrupt:
-        send.send(("interrupted", ""))
-    except BaseException as exc:  # every failure goes back to the search, with its reason
-        send.send(("failed", (str(exc) or type(exc).__name__) + _where(exc)))
+    started = time.perf_counter()
+    data = load_for(job.cfg, job.data_dir)
+    timings[M.DATA_TIME] = time.perf_counter() - started
+    return run_trial(
+        job.cfg,
+        data,
+        timings=timings,
+        callbacks=callbacks,
+        parent_run_id=job.parent_run_id,
+        run_name=job.run_name,
+        tags=job.tags,
+        verbose=0,
+    )
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """fd 2 to /dev/null: the C++ logs bypass Python's sys.stderr and TF_CPP_MIN_LOG_LEVEL."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _where(exc: BaseException) -> str:
-    if isinstance(exc, TrialFailed):
-        return ""  # its message is the whole story ("nan loss at epoch 3")
+def _reason(exc: BaseException) -> str:
+    """The one-line reason for the progress line: the message and the frame that raised."""
+    text = str(exc) or type(exc).__name__
+    trial = sys.modules.get("benchmark.trial")
+    if trial is not None and isinstance(exc, trial.TrialFailed):
+        return text  # its message is the whole story ("nan loss at epoch 3")
     last = traceback.extract_tb(exc.__traceback__)[-1:]
-    return "".join(f" ({os.path.basename(f.filename)}:{f.lineno})" for f in last)
+    return text + "".join(f" ({os.path.basename(f.filename)}:{f.lineno})" for f in last)
 
 
 def _die_with_parent(parent_pid: int) -> None:

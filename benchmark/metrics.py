@@ -28,6 +28,17 @@ SELECTED_VAL_ACCURACY = "selected_val_accuracy"  # val_accuracy of the weights t
 # the best epoch's under early stopping (restored), else the last epoch's
 STOPPED_EPOCH = "stopped_epoch"  # epochs actually trained (below epochs: early stopping)
 TEST_ACCURACY_TTA = "test_accuracy_tta"  # tta=flip: mean of the image's and its mirror's scores
+# Where a trial's wall time went (seconds), from the search process's point of view.
+STARTUP_TIME = "startup_s"  # trial process start to the trial's first line
+DATA_TIME = "data_s"  # reading the decoded arrays (cache) or decoding them
+BUILD_TIME = "build_s"  # model build and compile
+FIT_TIME = "fit_s"  # model.fit, all epochs (= train_time_s)
+EVAL_TIME = "eval_s"  # test, clean-train and TTA evaluation
+LOG_TIME = "log_s"  # final metrics, figures and artifacts to MLflow
+TRIAL_WALL_TIME = "trial_wall_s"  # the search's wait for the trial, start to result
+OVERHEAD_TIME = "overhead_s"  # trial_wall_s - fit_s: what a trial costs besides training
+TIMING_METRICS = (STARTUP_TIME, DATA_TIME, BUILD_TIME, FIT_TIME, EVAL_TIME, LOG_TIME,
+                  TRIAL_WALL_TIME, OVERHEAD_TIME)  # fmt: skip
 LEARNING_RATE = "lr"  # per epoch: the optimizer's rate when the epoch ends
 
 # What model selection optimises: validation, never test.

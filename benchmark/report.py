@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import re
@@ -31,10 +32,13 @@ from scipy import stats
 
 from benchmark import metrics as M
 from benchmark import report_figures as figures
+from benchmark import runtime
 from benchmark.errors import UserError
+from benchmark.report_matters import best_summary, reference_points, what_matters
 
 DASH = "—"  # any missing number or name
 MAX_NAMED = 12  # configurations named in one sentence; the tables have them all
+MIN_TREND = 5  # configurations needed before the findings claim a trend
 TOP_CURVES = 3  # configurations whose learning curves are drawn (the only history fetches)
 CI_LEVEL = 0.95
 PREVIEW_ARTIFACT = "augmentation_preview.png"  # written by benchmark/trial.py
@@ -50,6 +54,8 @@ SUMMARY_METRICS = (
     M.BEST_VAL_ACCURACY,
     M.BEST_EPOCH,
     M.TEST_ACCURACY,
+    M.TEST_ACCURACY_TTA,
+    M.STOPPED_EPOCH,
     M.OVERFIT_GAP,
     M.TRAIN_TIME,
     M.IMAGES_PER_S,
@@ -124,15 +130,37 @@ def load_runs() -> pd.DataFrame:
     return df if isinstance(df, pd.DataFrame) else pd.DataFrame()
 
 
+def run_roles(df: pd.DataFrame) -> pd.Series:
+    """What each run is (trial, search, ablation, report, wrapper); NaN for runs logged
+    before roles were tagged, and for runs no command of this project got to tag."""
+    role = col(df, T(M.TAG_BENCHMARK_ROLE))
+    return role.where(role.notna(), col(df, T(TAG_ROLE)))
+
+
+def is_trial(df: pd.DataFrame) -> pd.Series:
+    """Trial runs: tagged so, or untagged runs that trained (run_trial tags the data digest
+    when it starts and the trial state when it ends: single `train` runs, older stores).
+
+    Not trials: parents, the report's own `mlflow run` run, and the run of an `mlflow run`
+    that failed before a search or trial started (a typo, missing data): its MLproject
+    parameters (`dataset` among them) made it look like one.
+    """
+    role = run_roles(df)
+    trained = col(df, T(M.TAG_DIGEST)).notna() | col(df, T(M.TAG_TRIAL_STATE)).notna()
+    return (role == "trial") | (role.isna() & trained)
+
+
 def split_by_dataset(df: pd.DataFrame) -> dict[str, DatasetRuns]:
-    """Trial runs by `params.dataset`, parent runs by `tags.dataset`, annotated for grouping."""
+    """Trial runs by `params.dataset`, parent runs by `tags.dataset`, annotated for grouping;
+    every other run (reports, `mlflow run` wrappers) is left out."""
     if df.empty:
         return {}
-    is_parent = col(df, T(TAG_ROLE)).isin(PARENT_ROLES)
-    parents, trials = df[is_parent], df[~is_parent]
+    roles = run_roles(df)
+    is_parent = roles.isin(PARENT_ROLES)
+    parents, trials = df[is_parent], df[~is_parent & is_trial(df)]
     trial_ds, parent_ds = col(trials, P("dataset")), col(parents, T(TAG_DATASET))
     names = sorted(set(trial_ds.dropna()) | set(parent_ds.dropna()))
-    ablation_ids = set(parents.loc[col(parents, T(TAG_ROLE)) == "ablation", "run_id"])
+    ablation_ids = set(parents.loc[roles[is_parent] == "ablation", "run_id"])
     return {
         name: DatasetRuns(
             name,
@@ -141,6 +169,21 @@ def split_by_dataset(df: pd.DataFrame) -> dict[str, DatasetRuns]:
         )
         for name in names
     }
+
+
+def load_study_runs(study_name: str) -> DatasetRuns:
+    """The trial runs of one Optuna study (tag `study_name`), annotated as for a report:
+    what a search parent's leaderboard is made of."""
+    quoted = f'"{study_name}"' if "'" in study_name else f"'{study_name}'"
+    df = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"tags.study_name = {quoted}",
+        output_format="pandas",
+    )
+    if not isinstance(df, pd.DataFrame) or df.empty:
+        df = pd.DataFrame(columns=["run_id", "status", "start_time", "experiment_id"])
+    parents = df.iloc[0:0]  # the leaderboard is one table: no parent, no ablation split
+    return DatasetRuns(study_name, _annotate(df[is_trial(df)], set()), parents)
 
 
 def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
@@ -162,13 +205,13 @@ def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
     pcols = sorted(c for c in t.columns if c.startswith("params.") and c not in derived)
     keys = t[pcols].astype(object).where(t[pcols].notna(), "").astype(str)
     arch_cols = [c for c in pcols if c != P("augmentation")]
-    t["config"] = keys[pcols[0]].str.cat(keys[pcols[1:]], sep="\x1f")
-    t["arch"] = keys[arch_cols[0]].str.cat(keys[arch_cols[1:]], sep="\x1f")
+    t["config"], t["arch"] = _joined(keys, pcols), _joined(keys, arch_cols)
     names = col(t, T(TAG_RUN_NAME)).fillna("").astype(str)
-    t["base"] = [
-        n.removesuffix(f"-s{s}") or r[:8]
-        for n, s, r in zip(names, t["seed"], t["run_id"], strict=True)
-    ]
+    t["base"] = pd.Series(
+        [n.removesuffix(f"-s{s}") or r[:8]
+         for n, s, r in zip(names, t["seed"], t["run_id"], strict=True)],
+        index=t.index, dtype=object,
+    )  # fmt: skip
     t["suffix"] = ""
     t["ablation"] = col(t, T(TAG_PARENT)).isin(ablation_ids)
     shared = t.groupby(["ablation", "base"])["config"].transform("nunique") > 1
@@ -187,6 +230,13 @@ def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
     return t
 
 
+def _joined(keys: pd.DataFrame, cols: list[str]) -> pd.Series:
+    """The row's values of `cols` as one key ("" when there are none: an empty store)."""
+    if not cols:
+        return pd.Series("", index=keys.index, dtype=object)
+    return keys[cols[0]].str.cat(keys[cols[1:]], sep="\x1f")
+
+
 # --- numbers ----------------------------------------------------------------------------
 
 
@@ -195,7 +245,13 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     accuracy at the last epoch (test accuracy is shown, never ranked on)."""
     if runs.empty:
         return pd.DataFrame()
-    runs = runs.sort_values(["config", "seed", "run_id"])
+    runs = runs.sort_values(["config", "seed", "run_id"]).copy()
+    # The val accuracy of the weights that were tested: under early stopping the restored
+    # best epoch's, not the last epoch's (runs from before it was logged: the last epoch's).
+    selected = pd.to_numeric(col(runs, X(M.SELECTED_VAL_ACCURACY)), errors="coerce")
+    runs[X(M.VAL_ACCURACY)] = selected.fillna(
+        pd.to_numeric(col(runs, X(M.VAL_ACCURACY)), errors="coerce")
+    )
     g = runs.groupby("config", sort=True)
     out = g[["label", "arch_label", "arch", "aug"]].first()
     for name in ("depth", "kernel_size", "dense_units", "epochs"):
@@ -341,6 +397,7 @@ class Report:
     markdown: str
     board: pd.DataFrame  # the leaderboard (for the index)
     files: list[Path]
+    summary: dict | None = None  # the best configuration, for <dataset>.json
 
 
 def build_report(runs: DatasetRuns, out: Path) -> Report:
@@ -355,8 +412,11 @@ def build_report(runs: DatasetRuns, out: Path) -> Report:
         header(runs),
         "## Findings\n\n" + findings(board, effects),
         "## Leaderboard\n\n" + leaderboard(board),
+        "## What matters\n\n" + matters_by_study(runs),
         "## Augmentation effect\n\n" + effect_table(effects),
     ]
+    best = best_summary(runs.main, board.iloc[0]) if len(board) else None
+    parts.insert(4, "## Reference points\n\n" + reference_points(runs.dataset, runs.main, best))
     if runs.ablation_ids:
         parts.append("## Ablation: augmentation policies on one architecture\n\n" + ablations(runs))
     rel = fig_dir.name
@@ -371,7 +431,24 @@ def build_report(runs: DatasetRuns, out: Path) -> Report:
     parts.append("## Figures\n\n" + ("\n\n".join(shown) if shown else "No completed trials."))
     parts.append("## Pruned and failed trials\n\n" + failures(runs))
     parts.append("## Runs\n\n" + run_index(board))
-    return Report(runs.dataset, "\n\n".join(parts) + "\n", board, files)
+    return Report(runs.dataset, "\n\n".join(parts) + "\n", board, files, best)
+
+
+def matters_by_study(runs: DatasetRuns) -> str:
+    """One "what matters" analysis per study: settings fixed in one search and searched in
+    another must not be compared across searches (their other settings differ)."""
+    searches = runs.parents[col(runs.parents, T(TAG_ROLE)) == "search"]
+    if searches.empty:
+        return what_matters(runs.main)
+    study = col(searches, T("study_name")).fillna(searches["run_id"])
+    parts = []
+    for name, group in sorted(searches.groupby(study), key=lambda kv: kv[1]["start_time"].min()):
+        done = runs.children_of(list(group["run_id"]))
+        if done.empty:
+            continue
+        parts.append(f"### Study `{name}` ({len(done)} completed trial runs)\n\n"
+                     + what_matters(done))  # fmt: skip
+    return "\n\n".join(parts) if parts else what_matters(runs.main)
 
 
 def header(runs: DatasetRuns) -> str:
@@ -427,10 +504,18 @@ def searches(parents: pd.DataFrame) -> str:
         note = _space_budget(r)
         budget += f" ({note})" if note else ""
         rows.append([r.get(T(TAG_ROLE)), f"`{r['run_id']}`", utc(r["start_time"]),
-                     r.get(T("strategy")), r.get(T("space_file")), budget, counts,
+                     r.get(T("strategy")), _relative(r.get(T("space_file"))), budget, counts,
                      r.get(T(TAG_BEST_CONFIG))])  # fmt: skip
     return table("role | run | started | strategy | space | budget | complete/pruned/failed | "
                  "best", rows)  # fmt: skip
+
+
+def _relative(path):
+    """A logged path as a shared report may show it: a relative one as is, an absolute one
+    (a folder of the machine that ran the search) by its file name only."""
+    if not _ok(path) or not os.path.isabs(str(path)):
+        return path
+    return Path(str(path)).name
 
 
 def _space_budget(parent: dict) -> str:
@@ -654,24 +739,34 @@ def _augmentation_sentence(effects: list[Effect]) -> str:
 
 
 def _relation(what: str, more: str, less: str, xs: pd.Series, board: pd.DataFrame) -> str:
-    """Spearman's ρ of validation accuracy against xs, and the Pareto front in words."""
+    """Spearman's ρ of validation accuracy against xs, and the Pareto front in words.
+
+    No trend is claimed from fewer than MIN_TREND configurations: ρ of 4 points is ±1 one
+    time in 12 by chance alone. The Pareto front is a fact of the table and always named.
+    """
     head = f"**Accuracy vs {what}.**"
+    ok = xs.notna() & board[M.VAL_ACCURACY].notna()
+    labels = list(board.loc[ok, "label"])
+    front = pareto_front(list(xs[ok]), list(board.loc[ok, M.VAL_ACCURACY]))
+    named = (
+        f"No configuration with {less} scores higher than these (the Pareto front): "
+        + ", ".join(f"`{labels[i]}`" for i in front)
+        + "."
+    )
     rho = spearman(xs, board[M.VAL_ACCURACY])
-    if not _ok(rho):
-        return f"{head} Too few distinct configurations to tell (3 needed)."
+    if ok.sum() < MIN_TREND or not _ok(rho):
+        return (
+            f"{head} Too few configurations to tell a trend ({ok.sum()}; {MIN_TREND} with "
+            f"distinct values needed). " + (named if front else "")
+        ).rstrip()
     trend = (
         f"those with {more} tended to score higher" if rho >= 0.3
         else f"those with {less} tended to score higher" if rho <= -0.3
         else f"validation accuracy shows no clear relation to {what}"
     )  # fmt: skip
-    ok = xs.notna() & board[M.VAL_ACCURACY].notna()
-    labels = list(board.loc[ok, "label"])
-    front = pareto_front(list(xs[ok]), list(board.loc[ok, M.VAL_ACCURACY]))
     return (
         f"{head} Over {ok.sum()} configurations {trend} (Spearman ρ = {num(rho, 2, True)}). "
-        f"No configuration with {less} scores higher than these (the Pareto front): "
-        + ", ".join(f"`{labels[i]}`" for i in front)
-        + "."
+        + named
     )
 
 
@@ -850,6 +945,11 @@ def write_reports(
             path = out / f"{slug(name)}.md"
             path.write_text(rep.markdown, encoding="utf-8")
             written += [path, *rep.files]
+            if rep.summary is not None:
+                summary = out / f"{slug(name)}.json"
+                text = json.dumps({"dataset": name, "best": rep.summary}, indent=2, sort_keys=True)
+                summary.write_text(text + "\n", encoding="utf-8")
+                written.append(summary)
             reports.append(rep)
         readme = out / "README.md"
         readme.write_text(index(reports), encoding="utf-8")
@@ -857,16 +957,16 @@ def write_reports(
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    # Under `mlflow run -e report` the command has a run of its own: say it is no trial.
+    runtime.mark_project_run("report")
     for path in write_reports(args.dataset, args.out, getattr(args, "tracking_uri", None)):
         print(path)
     return 0
 
 
 def add_report_parser(sub) -> argparse.ArgumentParser:
-    """`report` on the CLI's subparsers, bound to cmd_report."""
-    p = sub.add_parser("report", help="markdown tables and figures from the MLflow runs")
-    p.add_argument("--dataset", default="all", help="a dataset name, or all (default)")
-    p.add_argument("--out", default="reports", help="output folder (default: reports)")
-    p.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI")
-    p.set_defaults(func=cmd_report)
-    return p
+    """`report` on the CLI's subparsers, bound to cmd_report: declared in benchmark/cli.py,
+    so that `report --help` answers without importing MLflow and pandas."""
+    from benchmark.cli import add_report_parser as add
+
+    return add(sub)

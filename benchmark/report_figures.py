@@ -1,7 +1,9 @@
 """The report's figures: small matplotlib PNGs that read on GitHub.
 
 Drawn on pyplot-free Figures with the Agg canvas (no global backend, nothing left open) and
-saved without the Software/date metadata, so the same runs give the same bytes.
+saved without the Software/date metadata, so the same runs give the same bytes. Saved with
+bbox_inches="tight": whatever a label needs (a long configuration name, rotated group names)
+is inside the image, never cut at its edge.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from matplotlib.ticker import MaxNLocator
 
 DPI = 100  # 800 x 400 px figures: sharp on GitHub, a few tens of kB each
 PNG_METADATA = {"Software": None}  # no matplotlib version in the bytes
+PAD_INCHES = 0.15  # white margin around the tight bounding box
 
 
 def _figure(width: float, height: float, ncols: int = 1, nrows: int = 1):
-    """Fixed margins: constrained layout measures every label and took most of the time."""
+    """Fixed margins: constrained layout measures every label and took most of the time;
+    the tight bounding box at saving is what keeps labels from being cut."""
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False)
@@ -30,7 +34,8 @@ def _figure(width: float, height: float, ncols: int = 1, nrows: int = 1):
 
 def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=DPI, metadata=PNG_METADATA)
+    fig.savefig(path, format="png", dpi=DPI, metadata=PNG_METADATA, bbox_inches="tight",
+                pad_inches=PAD_INCHES)  # fmt: skip
     return path
 
 
@@ -80,9 +85,9 @@ def scatter(
         ax.step(fx, fy, where="post", color="tab:red", label="Pareto front")
         ax.scatter(fx, fy, s=30, color="tab:red", zorder=3)
         for i in front:
-            ax.annotate(
-                labels[i], (xs[i], ys[i]), fontsize=7, xytext=(3, 3), textcoords="offset points"
-            )
+            left = _right_half(xs, xs[i], logx)  # a name in the right half reads leftwards
+            ax.annotate(labels[i], (xs[i], ys[i]), fontsize=7, xytext=(-3 if left else 3, 3),
+                        textcoords="offset points", ha="right" if left else "left")  # fmt: skip
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
@@ -92,6 +97,15 @@ def scatter(
     return _save(fig, path)
 
 
+def _right_half(xs: Sequence[float], x: float, log: bool) -> bool:
+    """Whether x lies in the right half of the range of xs (log scale if `log`): labels of
+    those points are written to their left, so they stay inside the axes."""
+    lo, hi = min(xs), max(xs)
+    if log and lo > 0:
+        lo, hi, x = np.log10(lo), np.log10(hi), np.log10(x)
+    return hi > lo and (x - lo) / (hi - lo) > 0.5
+
+
 def grouped_bars(
     groups: Sequence[str],
     series: Mapping[str, Sequence[tuple[float, float]]],
@@ -99,17 +113,24 @@ def grouped_bars(
     *,
     ylabel: str,
 ) -> Path:
-    """Bars per group, one colour per series; each value is (mean, std), NaN = no bar."""
+    """Bars per group, one colour per series; each value is (mean, std), NaN = no bar.
+
+    An error bar is drawn only where there is a spread to show: a NaN std (one seed) or a
+    zero one gets none, not a flat cap that reads as "measured, no variation".
+    """
     fig, axes = _figure(max(5.0, 1.2 * len(groups) + 2), 4)
     ax = axes[0][0]
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(groups))
     for i, (name, values) in enumerate(series.items()):
-        means = [m for m, _ in values]
-        stds = [0.0 if s != s else s for _, s in values]  # NaN std (one seed) -> no error bar
-        ax.bar(
-            x + (i - (len(series) - 1) / 2) * width, means, width, yerr=stds, label=name, capsize=3
-        )
+        at = x + (i - (len(series) - 1) / 2) * width
+        means = np.array([m for m, _ in values], dtype=float)
+        stds = np.array([s for _, s in values], dtype=float)
+        ax.bar(at, means, width, label=name)
+        spread = np.isfinite(stds) & (stds > 0) & np.isfinite(means)
+        if spread.any():
+            ax.errorbar(at[spread], means[spread], yerr=stds[spread], fmt="none",
+                        ecolor="black", elinewidth=1, capsize=3)  # fmt: skip
     ax.set_xticks(x, groups, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)

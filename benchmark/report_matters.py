@@ -121,11 +121,16 @@ def _x(name: str) -> str:
     return f"metrics.{name}"
 
 
+def _num(df: pd.DataFrame, metric: str) -> pd.Series:
+    """A metric as numbers; all-missing when no run logged it."""
+    if _x(metric) not in df:
+        return pd.Series(np.nan, index=df.index, dtype=float)
+    return pd.to_numeric(df[_x(metric)], errors="coerce")
+
+
 def _val(done: pd.DataFrame) -> pd.Series:
     """Val accuracy of the tested weights (early stopping: the restored best epoch's)."""
-    sel = pd.to_numeric(done.get(_x(M.SELECTED_VAL_ACCURACY)), errors="coerce")
-    last = pd.to_numeric(done[_x(M.VAL_ACCURACY)], errors="coerce")
-    return last if sel is None else sel.fillna(last)
+    return _num(done, M.SELECTED_VAL_ACCURACY).fillna(_num(done, M.VAL_ACCURACY))
 
 
 def searched_dimensions(done: pd.DataFrame) -> list[str]:
@@ -231,7 +236,7 @@ def reference_points(dataset: str, done: pd.DataFrame, best: dict | None) -> str
         "| what | test accuracy | conditions | source |",
         "| --- | --- | --- | --- |",
     ]
-    test = pd.to_numeric(done.get(_x(M.TEST_ACCURACY)), errors="coerce")
+    test = _num(done, M.TEST_ACCURACY)
     if _p("model") in done:
         lab = done[done[_p("model")].astype(str) == "seed"]
         for aug, rows in sorted(lab.groupby(lab[_p("augmentation")].astype(str))):
@@ -289,7 +294,7 @@ def best_summary(done: pd.DataFrame, board_row: pd.Series) -> dict[str, Any]:
         for name in TrialConfig.field_names()
         if _p(name) in rows
     }
-    test = pd.to_numeric(rows[_x(M.TEST_ACCURACY)], errors="coerce")
+    test = _num(rows, M.TEST_ACCURACY)
     per_seed = {int(s): float(a) for s, a in zip(rows["seed"], test, strict=True)}
     out: dict[str, Any] = {
         "run_name": str(board_row["label"]),
@@ -304,17 +309,21 @@ def best_summary(done: pd.DataFrame, board_row: pd.Series) -> dict[str, Any]:
         "val_accuracy": {"mean": float(_val(rows).mean())},
         "run_ids": list(rows["run_id"]),
     }
-    tta = pd.to_numeric(rows.get(_x(M.TEST_ACCURACY_TTA)), errors="coerce")
-    if tta is not None and tta.notna().any():
+    tta = _num(rows, M.TEST_ACCURACY_TTA)
+    if tta.notna().any():
         out["test_accuracy_tta"] = {
             "mean": float(tta.mean()),
-            "per_seed": {int(s): float(a) for s, a in zip(rows["seed"], tta, strict=True)},
+            "per_seed": {
+                int(s): float(a) for s, a in zip(rows["seed"], tta, strict=True) if a == a
+            },
         }
-    stopped = pd.to_numeric(rows.get(_x(M.STOPPED_EPOCH)), errors="coerce")
-    if stopped is not None and stopped.notna().any():
-        out["stopped_epoch"] = {int(s): int(e) for s, e in zip(rows["seed"], stopped, strict=True)}
-    train_time = pd.to_numeric(rows.get(_x(M.TRAIN_TIME)), errors="coerce")
-    if train_time is not None:
+    stopped = _num(rows, M.STOPPED_EPOCH)
+    if stopped.notna().any():
+        out["stopped_epoch"] = {
+            int(s): int(e) for s, e in zip(rows["seed"], stopped, strict=True) if e == e
+        }
+    train_time = _num(rows, M.TRAIN_TIME)
+    if train_time.notna().any():
         out["train_time_s"] = {"mean": float(np.nanmean(train_time))}
     out["command"] = reproduce_command(config, seed=min(per_seed))
     out["command_offline"] = out["command"] + " --data-dir ../shared/data"

@@ -14,6 +14,7 @@ import os
 import resource
 import socket
 import statistics
+import tempfile
 import time
 import traceback
 import warnings
@@ -29,12 +30,13 @@ import yaml
 from optuna.trial import TrialState
 
 from benchmark import metrics as M
+from benchmark import runtime
 from benchmark.config import TrialConfig
 from benchmark.datasets import Dataset
 from benchmark.errors import UserError
 from benchmark.isolate import TrialJob, isolated_default, run_isolated
 from benchmark.space import Dimension, SearchSpace
-from benchmark.trial import DATA_FIELDS, load_for, run_trial
+from benchmark.trial import DATA_FIELDS, load_for, record_wall_time, run_trial
 
 log = logging.getLogger("benchmark.search")
 
@@ -59,6 +61,15 @@ class SearchSummary:
     best_run_id: str | None = None
     stopped_reason: str = ""
     durations: list[float] = field(default_factory=list)
+    timings: list[dict[str, float]] = field(default_factory=list)  # per trial run trained
+
+    def median_timings(self) -> dict[str, float]:
+        """Median of each of M.TIMING_METRICS over the trial runs this search trained."""
+        return {
+            k: statistics.median(t[k] for t in self.timings if k in t)
+            for k in M.TIMING_METRICS
+            if any(k in t for t in self.timings)
+        }
 
 
 # --- plugging Optuna's parts in -------------------------------------------------------
@@ -206,6 +217,12 @@ def run_search(
             "max_epochs (an epoch budget) is for strategy optuna; a grid runs every point"
         )
 
+    base = {"dataset": dataset, **overrides}
+    epochs = space.config({}, **base).epochs
+    budget = None if max_epochs is None else (max_epochs, epochs, seeds)
+    if (done := _already_done(study, store, space, total, budget)) is not None:
+        return _complete(study, study_name, storage, space, total, done)
+
     datasets: dict[tuple, Dataset] = {}  # decoded once per distinct data setting, not per trial
 
     def data_for(cfg: TrialConfig) -> Dataset:
@@ -214,33 +231,37 @@ def run_search(
             datasets[key] = load_for(cfg, data_dir)
         return datasets[key]
 
-    base = {"dataset": dataset, **overrides}
     data_for(space.config({}, **base))  # bad data fails before any trial or run exists
     if isolate:
         datasets.clear()  # each trial process reads the npz cache this check just wrote
 
-    with mlflow.start_run(run_name=f"{role}-{dataset}-{space.strategy}", nested=False) as parent:
+    run_name = parent_run_name(role, study_name, space.strategy)
+    resolved = {
+        "strategy": space.strategy, "dataset": dataset, "space_file": _shown(space.path),
+        "study_name": study_name, "storage": redact(storage), "seeds": seeds,
+        "n_trials": total, "sampler": space.sampler if space.strategy == "optuna" else "grid",
+        "pruner": space.pruner.get("type", "median") if space.strategy == "optuna" else "none",
+    }  # fmt: skip
+    if max_epochs is not None:
+        resolved["max_epochs"] = max_epochs
+    # Tags hold the resolved values: under `mlflow run` the same names are already params
+    # holding what was typed ("none" = default), and MLflow params cannot change.
+    tags = {**{t: role for t in M.ROLE_TAGS}, "worker": WORKER, **resolved}
+    if earlier := study_parents(study_name):  # a resumed study: link its earlier parents
+        tags[M.TAG_FIRST_PARENT] = earlier[0].info.run_id
+        tags[M.TAG_PREVIOUS_PARENT] = earlier[-1].info.run_id
+
+    # A failure ends the parent FAILED (Ctrl-C: KILLED) with the reason as a tag.
+    with runtime.search_parent(dataset, run_name, {k: str(v) for k, v in tags.items()}) as parent:
         _mark_orphans(study_name, store)
-        resolved = {
-            "strategy": space.strategy, "dataset": dataset, "space_file": _shown(space.path),
-            "study_name": study_name, "storage": redact(storage), "seeds": seeds,
-            "n_trials": total, "sampler": space.sampler if space.strategy == "optuna" else "grid",
-            "pruner": space.pruner.get("type", "median") if space.strategy == "optuna" else "none",
-        }  # fmt: skip
-        if max_epochs is not None:
-            resolved["max_epochs"] = max_epochs
-        # Tags hold the resolved values: under `mlflow run` the same names are already params
-        # holding what was typed ("none" = default), and MLflow params cannot change.
-        mlflow.set_tags(
-            {M.TAG_ROLE: role, "worker": WORKER, **resolved,
-             "mlflow.runName": f"{role}-{dataset}-{space.strategy}"}
-        )  # fmt: skip
         given = parent.data.params if parent.data else {}
         mlflow.log_params(
             {k: v for k, v in resolved.items() if k not in given}
             | {f"fixed.{k}": v for k, v in {**space.fixed, **overrides}.items()}
         )
         mlflow.log_text(space.text, f"search_space/{os.path.basename(space.path)}")
+
+        timings: list[dict[str, float]] = []  # where each trained run's time went
 
         def objective(trial: optuna.Trial) -> float:
             params = {d.name: d.suggest(trial) for d in space.dimensions}
@@ -260,7 +281,7 @@ def run_search(
                     rep_cfg = cfg.replace(seed=cfg.seed + rep)
                     name = cfg.run_name + (f"-s{rep_cfg.seed}" if seeds > 1 else "")
                     tags = {"optuna_trial": str(trial.number), "study_name": study_name,
-                            "worker": WORKER, M.TAG_ROLE: "trial"}  # fmt: skip
+                            "worker": WORKER, **{t: "trial" for t in M.ROLE_TAGS}}  # fmt: skip
                     if isolate:  # a fresh process per trial: memory stays flat
                         result = run_isolated(TrialJob(
                             cfg=rep_cfg, data_dir=data_dir, run_name=name, tags=tags,
@@ -271,16 +292,21 @@ def run_search(
                             pruner=study.pruner,
                         ))  # fmt: skip
                     else:
+                        started = time.time()
                         result = run_trial(
                             rep_cfg,
                             data_for(cfg),
                             callbacks=[PruningCallback(trial)] if rep == 0 else [],
                             nested=True,
+                            parent_run_id=parent.info.run_id,  # its experiment, too
                             run_name=name,
                             tags=tags,
                             verbose=0,
                         )
-                    scores.append(result.history[M.OBJECTIVE][-1])  # last epoch's model
+                        record_wall_time(result, time.time() - started)
+                    timings.append({k: result.metrics[k] for k in M.TIMING_METRICS
+                                    if k in result.metrics})  # fmt: skip
+                    scores.append(result.objective)  # the tested weights: last or best epoch
                     trial.set_user_attr(f"run_id_{rep}", result.run_id)
                     _release_memory()
             except optuna.TrialPruned:
@@ -298,13 +324,13 @@ def run_search(
                 raise
             return statistics.fmean(scores)
 
-        epochs = space.config({}, **base).epochs
-        budget = None if max_epochs is None else (max_epochs, epochs, seeds)
         summary = _drive(study, store, objective, space, total, timeout, budget, max_failures,
                          printer)  # fmt: skip
         summary.study_name, summary.storage = study_name, redact(storage)
-        _log_summary(study, summary, parent.info.run_id)
-        mlflow.log_metric("epochs_trained", epochs_trained(study, seeds))
+        summary.timings = timings
+        mlflow.log_metrics({f"median_{k}": v for k, v in summary.median_timings().items()})
+        _log_summary(study, summary, parent.info.run_id, space=space, dataset=dataset,
+                     seeds=seeds)  # fmt: skip
     return summary
 
 
@@ -533,30 +559,188 @@ def _hms(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def _log_summary(study, summary: SearchSummary, parent_id: str) -> None:
-    """Counts and the best configuration on the parent run (MLflow's hyperparam example)."""
-    c = summary.counts
-    mlflow.log_metrics({f"n_{k}": v for k, v in c.items() if k != "waiting"})
+def parent_run_name(role: str, study_name: str, strategy: str) -> str:
+    """`search-<study>-<strategy>`: one name per study, so its parents are found together
+    (the strategy is not repeated when the study's name already says it)."""
+    name = f"{role}-{study_name}"
+    return name if strategy in study_name.split("-") else f"{name}-{strategy}"
+
+
+def _quoted(text: str) -> str:
+    """A string literal for an MLflow filter."""
+    return f'"{text}"' if "'" in text else f"'{text}'"
+
+
+def study_parents(study_name: str) -> list:
+    """The study's parent runs (searches, ablations) in any experiment, oldest first."""
+    runs = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"tags.study_name = {_quoted(study_name)} and tags.{M.TAG_ROLE} != 'trial'",
+        output_format="list",
+    )
+    runs = [r for r in runs if r.data.tags.get(M.TAG_ROLE) in ("search", "ablation")]
+    return sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
+
+
+def _already_done(study, store, space: SearchSpace, total: int, budget) -> str | None:
+    """Why the study has nothing left to train for any worker, or None."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    _requeue_interrupted(study, store)  # an interrupted trial is work left
+    counts = _counts(study)
+    if counts["running"] or counts["waiting"]:
+        return None
+    if space.strategy == "grid":
+        return None if _grid_left(study, space)["unclaimed"] else "grid covered"
+    if counts["finished"] >= total:
+        return f"{total} trials done"
+    if budget is not None and not fits_budget(study, *budget):
+        return f"epoch budget spent: {epochs_trained(study, budget[2])} of {budget[0]} epochs"
+    return None
+
+
+def _complete(study, study_name: str, storage: str, space: SearchSpace, total: int,
+              reason: str) -> SearchSummary:  # fmt: skip
+    """A finished study run again: no run and no training, and say how to start afresh."""
+    summary = SearchSummary(study_name=study_name, storage=redact(storage), counts=_counts(study))
+    _best(study, summary)
+    more = ""
+    if space.strategy == "optuna":
+        more = f", or {runtime.option('n_trials', str(total + total))} to add trials to this one"
+    summary.stopped_reason = (
+        f"already complete ({reason}), nothing to train; for a fresh search give it a new "
+        f"name with {runtime.option('study_name', 'NEW')}{more}"
+    )
+    runtime.mark_project_run(
+        "wrapper", note=f"Study `{study_name}` was already complete ({reason}): nothing trained."
+    )
+    return summary
+
+
+def _best(study, summary: SearchSummary):
+    """The study's best completed trial (also fills the summary), or None."""
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not complete:
-        return
+        return None
     best = max(complete, key=lambda t: t.value)
     summary.best_params, summary.best_value = best.params, best.value
     summary.best_run_id = best.user_attrs.get("run_id_0")
-    mlflow.set_tags(
-        {
+    return best
+
+
+def _log_summary(
+    study,
+    summary: SearchSummary,
+    parent_id: str,
+    *,
+    space: SearchSpace | None = None,
+    dataset: str | None = None,
+    seeds: int = 1,
+) -> None:
+    """The study's counts, best run and leaderboard on every parent run of the study, so
+    each shows the same; the report of the dataset on this parent (MLflow's hyperparameter
+    example, with the comparison readable in the UI)."""
+    client = mlflow.MlflowClient()
+    c = summary.counts
+    values = {f"n_{k}": float(v) for k, v in c.items() if k != "waiting"}
+    values["epochs_trained"] = float(epochs_trained(study, seeds))
+    tags: dict[str, str] = {}
+    if (best := _best(study, summary)) is not None:
+        tags = {
             M.TAG_BEST_RUN: summary.best_run_id or "",
             M.TAG_BEST_CONFIG: best.user_attrs.get("run_name", ""),
         }
-    )
-    mlflow.log_metric(f"best_{M.OBJECTIVE}", best.value)
-    try:
-        run = mlflow.get_run(summary.best_run_id) if summary.best_run_id else None
-    except mlflow.exceptions.MlflowException:  # logged to another tracking store: no copy
-        run = None
-    for key in (M.TEST_ACCURACY, M.OVERFIT_GAP, M.TRAIN_TIME, M.PARAM_COUNT):
-        if run and key in run.data.metrics:
-            mlflow.log_metric(f"best_{key}", run.data.metrics[key])
+        values[f"best_{M.OBJECTIVE}"] = best.value
+        try:
+            run = client.get_run(summary.best_run_id) if summary.best_run_id else None
+        except mlflow.exceptions.MlflowException:  # logged to another tracking store: no copy
+            run = None
+        for key in (M.TEST_ACCURACY, M.OVERFIT_GAP, M.TRAIN_TIME, M.PARAM_COUNT):
+            if run and key in run.data.metrics:
+                values[f"best_{key}"] = run.data.metrics[key]
+    parents = study_parents(summary.study_name)
+    if parent_id not in {p.info.run_id for p in parents}:  # a store that lags its writes
+        parents.append(client.get_run(parent_id))
+    tags[M.TAG_STUDY_PARENTS] = str(len(parents))
+    tags[M.TAG_NOTE] = _leaderboard_note(summary, parents, parent_id, space)
+    now = int(time.time() * 1000)
+    for p in parents:
+        client.log_batch(
+            p.info.run_id,
+            metrics=[mlflow.entities.Metric(k, v, now, 0) for k, v in values.items()],
+            tags=[mlflow.entities.RunTag(k, v) for k, v in tags.items()],
+        )
+    if dataset is not None:
+        _log_report(dataset, parent_id)
+
+
+NOTE_ROWS = 10  # configurations in a parent's description; the report artifact has them all
+NOTE_LIMIT = 7500  # characters: MLflow keeps at most 8000 in a tag
+
+
+def _leaderboard_note(summary: SearchSummary, parents: list, parent_id: str,
+                      space: SearchSpace | None) -> str:  # fmt: skip
+    """The study's leaderboard as markdown, for the parent's description in the UI."""
+    from benchmark import report as R
+
+    c = summary.counts
+    links = [
+        runtime.run_link(p.info.experiment_id, p.info.run_id, f"#{i}")
+        + (" (latest)" if p.info.run_id == parent_id else "")
+        for i, p in enumerate(parents, 1)
+    ]
+    lines = [
+        f"**Study `{summary.study_name}`**: {c['complete']} complete, {c['pruned']} pruned, "
+        f"{c['failed']} failed trials"
+        + (f", {c['interrupted']} interrupted" if c.get("interrupted") else "")
+        + f". Parent runs of the study: {', '.join(links)}.",
+        "",
+    ]
+    runs = R.load_study_runs(summary.study_name)
+    board = R.summarize(runs.main)
+    if board.empty:
+        return "\n".join([*lines, "No completed trials yet."])
+    experiment = dict(zip(runs.trials["run_id"], runs.trials["experiment_id"], strict=True))
+    params = runs.trials.set_index("run_id")
+    dims = [d.name for d in space.dimensions] if space is not None else []
+    dims = [d for d in dims if R.P(d) in params.columns]
+    heads = " | ".join(["#", "configuration", *dims, "val acc", "test acc", "params",
+                        "overfit gap", "overfit", "seeds"])  # fmt: skip
+    rows = []
+    for i, r in enumerate(board.to_dict("records"), 1):
+        first = r["run_ids"][0]
+        row = [
+            str(i), runtime.run_link(experiment[first], first, r["label"]),
+            *(str(params.at[first, R.P(d)]) for d in dims),
+            R.mean_std(r, M.VAL_ACCURACY), R.mean_std(r, M.TEST_ACCURACY),
+            R.num(r[M.PARAM_COUNT], 0), R.mean_std(r, M.OVERFIT_GAP), r["overfit"], str(r["n"]),
+        ]  # fmt: skip
+        if i > NOTE_ROWS or len(R.table(heads, [*rows, row])) > NOTE_LIMIT - 600:
+            break
+        rows.append(row)
+    right = range(2 + len(dims), 6 + len(dims))
+    lines += [
+        R.table(heads, rows, right=right),
+        "",
+        f"Top {len(rows)} of {len(board)} configurations, ranked by validation accuracy "
+        "(mean ± std over seeds); test accuracy is shown, never used to rank. The full "
+        "report with figures is in this run's artifacts under `report/`.",
+    ]
+    return "\n".join(lines)[:NOTE_LIMIT]
+
+
+def _log_report(dataset: str, run_id: str) -> None:
+    """The dataset's report and figures as the parent's artifacts (`report/`). A search that
+    trained for hours is not failed by its report: a problem here is one warning line."""
+    from benchmark.report import write_reports
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            write_reports(dataset, tmp)
+            mlflow.MlflowClient().log_artifacts(run_id, tmp, "report")
+        except Exception as exc:  # whatever failed, the search's results stand
+            log.warning("report not attached to run %s: %s", run_id, str(exc)[:200])
 
 
 # --- dry run and ablation ---------------------------------------------------------------
@@ -637,7 +821,8 @@ ARCHITECTURE_FIELDS = (
 
 def best_of_latest_search(dataset: str) -> tuple[str, dict[str, Any]]:
     """The latest search's best trial run on `dataset` (by validation accuracy) and its
-    settings, read back from MLflow so the ablation needs no state of its own."""
+    settings, read back from MLflow so the ablation needs no state of its own. A resumed
+    study's trials hang under several parents: all of them count."""
     parents = mlflow.search_runs(
         search_all_experiments=True,
         filter_string=f"tags.{M.TAG_ROLE} = 'search' and tags.{M.TAG_DATASET} = '{dataset}'",
@@ -645,12 +830,15 @@ def best_of_latest_search(dataset: str) -> tuple[str, dict[str, Any]]:
         output_format="list",
     )
     for parent in parents:
+        study = parent.data.tags.get("study_name")
+        same = (
+            f"tags.study_name = {_quoted(study)}"
+            if study
+            else f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+        )
         children = mlflow.search_runs(
-            experiment_ids=[parent.info.experiment_id],
-            filter_string=(
-                f"tags.mlflow.parentRunId = '{parent.info.run_id}' "
-                f"and tags.{M.TAG_TRIAL_STATE} = 'complete'"
-            ),
+            search_all_experiments=True,
+            filter_string=f"{same} and tags.{M.TAG_TRIAL_STATE} = 'complete'",
             order_by=[f"metrics.{M.OBJECTIVE} DESC"],
             max_results=1,
             output_format="list",

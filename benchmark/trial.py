@@ -111,6 +111,7 @@ def run_trial(
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
     verbose: int = 2,
+    timings: dict[str, float] | None = None,
 ) -> TrialResult:
     """Train and evaluate one configuration and log everything about it to MLflow.
 
@@ -121,7 +122,10 @@ def run_trial(
     any failure during training marks the MLflow run FAILED (pruned: KILLED) and re-raises.
     """
     keras.utils.set_random_seed(cfg.seed)  # python, numpy and TF: same seed, same run (CPU)
+    timings = dict(timings or {})  # phases measured before this call (startup_s, data_s)
+    started = time.perf_counter()
     data = data or load_for(cfg, data_dir)
+    timings[M.DATA_TIME] = timings.get(M.DATA_TIME, 0.0) + time.perf_counter() - started
     cfg = cfg.replace(image_size=data.image_shape[0])  # log the size actually used
     layer_plan = plan(cfg, data.image_shape, data.n_classes)  # impossible spec: no run at all
 
@@ -140,10 +144,13 @@ def run_trial(
         mlflow.set_tags(
             version_tags()
             | {M.TAG_DIGEST: data.digest, "mlflow.runName": run_name or cfg.run_name}
+            | dict.fromkeys(M.ROLE_TAGS, "trial")  # a single `train` run is a trial too
             | (tags or {})
         )
         try:
-            result = _train_and_log(cfg, data, layer_plan.flops, callbacks, verbose, run.info)
+            result = _train_and_log(
+                cfg, data, layer_plan.flops, callbacks, verbose, run.info, timings
+            )
         except BaseException as exc:  # record why, then let the caller decide
             pruned = isinstance(exc, optuna.TrialPruned)
             interrupted = isinstance(exc, KeyboardInterrupt)
@@ -175,6 +182,22 @@ def make_optimizer(cfg: TrialConfig, steps_per_epoch: int | None = None):
     if opt.weight_decay:
         opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return opt
+
+
+def record_wall_time(result: TrialResult, wall_s: float) -> TrialResult:
+    """Log the wall time the search waited for this trial and the overhead beyond fit_s.
+
+    Called by the search process once the trial has ended (its run is already finished:
+    MLflow takes metrics on finished runs), so process start-up and hand-over count too.
+    """
+    extra = {M.TRIAL_WALL_TIME: wall_s, M.OVERHEAD_TIME: wall_s - result.metrics[M.FIT_TIME]}
+    client = mlflow.MlflowClient()
+    now = int(time.time() * 1000)
+    client.log_batch(
+        result.run_id, metrics=[mlflow.entities.Metric(k, v, now, 0) for k, v in extra.items()]
+    )
+    result.metrics.update(extra)
+    return result
 
 
 def compiled_model(
@@ -210,7 +233,8 @@ def flip_tta_accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float
     return float(np.mean(np.argmax(plain + mirror, axis=1) == y))
 
 
-def _train_and_log(cfg, data, flops, callbacks, verbose, run_info) -> TrialResult:
+def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings) -> TrialResult:
+    clock = time.perf_counter()
     augment = build_augmentation(cfg.augmentation, seed=cfg.seed)
     soft = cfg.label_smoothing > 0 or mixes_labels(augment)
     n_soft = data.n_classes if soft else None  # one-hot labels in every split
@@ -218,6 +242,7 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info) -> TrialResul
     model = compiled_model(
         cfg, data.image_shape, data.n_classes, steps_per_epoch=steps_per_epoch, soft_labels=soft
     )
+    timings[M.BUILD_TIME] = time.perf_counter() - clock
     train = train_dataset(data.x_train, data.y_train, cfg.batch_size, cfg.seed, augment, n_soft)
     val = eval_dataset(data.x_val, data.y_val, EVAL_BATCH, n_soft)
     logger = EpochLogger()
@@ -236,6 +261,7 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info) -> TrialResul
         callbacks=[logger, *([stopper] if stopper else []), *callbacks],
     )  # fmt: skip
     train_time = time.perf_counter() - start
+    clock = time.perf_counter()
 
     # Test untouched until now, evaluated once; the clean train subset measures memorisation.
     test_loss, test_acc = model.evaluate(
@@ -248,6 +274,7 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info) -> TrialResul
         eval_dataset(data.x_train[idx], data.y_train[idx], EVAL_BATCH, n_soft), verbose=0
     )
 
+    timings[M.EVAL_TIME] = time.perf_counter() - clock
     h = logger.history
     steady = logger.train_times[1:] or logger.train_times  # first epoch carries tracing
     best = int(np.argmax(h[M.VAL_ACCURACY]))
@@ -269,6 +296,7 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info) -> TrialResul
     }
     if cfg.tta == "flip":
         final[M.TEST_ACCURACY_TTA] = flip_tta_accuracy(model, data.x_test, data.y_test)
+    clock = time.perf_counter()
     mlflow.log_metrics(final)
     overfit = M.is_overfit(final[M.OVERFIT_GAP], final[M.VAL_LOSS_RISE])
     mlflow.set_tag(M.TAG_OVERFIT, "yes" if overfit else "no")
@@ -283,4 +311,9 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info) -> TrialResul
                 data.x_train[:5], cfg.augmentation, out / "augmentation_preview.png", seed=cfg.seed
             )
         mlflow.log_artifacts(tmp)
-    return TrialResult(run_id=run_info.run_id, metrics=final, history=h)
+    # Where the trial's time went, from inside the trial (the search adds startup_s and the
+    # wall time it saw: overhead_s = wall - fit_s).
+    timings[M.LOG_TIME] = time.perf_counter() - clock
+    timings[M.FIT_TIME] = train_time
+    mlflow.log_metrics(timings)
+    return TrialResult(run_id=run_info.run_id, metrics=final | timings, history=h)

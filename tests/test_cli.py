@@ -89,3 +89,112 @@ def test_train_end_to_end_prints_the_results(tmp_path, shared_data):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "test_accuracy" in out.stdout and "overfit" in out.stdout
     assert "params 122,570" in out.stdout
+
+
+# --- help, value errors, the `mlflow run` form (no TensorFlow: each takes well under a second)
+
+HELP_SCRIPT = """
+import contextlib, io, json, sys
+from benchmark.cli import main
+out = {}
+for cmd in ([], ["train"], ["search"], ["ablate"], ["report"], ["efficiency"], ["bench"]):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main([*cmd, "--help"])
+    out[" ".join(cmd) or "main"] = (code, buf.getvalue())
+heavy = [m for m in ("tensorflow", "keras", "mlflow", "pandas") if m in sys.modules]
+print(json.dumps({"help": out, "heavy": heavy}))
+"""
+
+
+def test_help_lists_allowed_values_and_an_example_without_tensorflow(tmp_path):
+    import json
+
+    from benchmark import choices
+    from benchmark.space import STRATEGIES
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", HELP_SCRIPT], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr == ""  # not one start-up line
+    result = json.loads(out.stdout)
+    assert result["heavy"] == []  # --help never imports TensorFlow (nor MLflow, pandas)
+    helps = {cmd: " ".join(text.split()) for cmd, (code, text) in result["help"].items()}
+    assert all(code == 0 for code, _ in result["help"].values())
+    assert all("example" in text and "python -m benchmark" in text for text in helps.values())
+    for field in choices.CHOICES:  # every enumerated setting lists its values
+        assert f"one of: {choices.known(field)}" in helps["train"], field
+    for cmd in ("search", "ablate", "efficiency"):
+        assert f"one of: {choices.known('dataset')}" in helps[cmd]
+    assert f"one of: {', '.join(STRATEGIES)}" in helps["search"]
+    assert f"one of: {choices.known('dataset', ('all',))}" in helps["report"]
+    assert f"one of: {', '.join(choices.AUGMENTATIONS)}" in helps["bench"]
+    assert all(cmd in helps["main"] for cmd in ("train", "search", "report", "mlflow run"))
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["train", "--learning-rate", "abc"], "error: --learning-rate abc: expected a number"),
+        (["train", "--epochs", "2.5"], "error: --epochs 2.5: expected an integer"),
+        (["train", "--batch-norm", "maybe"], "error: --batch-norm maybe: expected true or false"),
+        (["train", "--optimizer", "adm"], "did you mean 'adam'?"),
+        (["train", "--padding", "smae"], "unknown padding 'smae'; known: valid, same; did you"),
+        (["train", "--augmentation", "sheer"], "unknown augmentation 'sheer'; known: none, seed"),
+        (["search", "--dataset", "flowers71"], "did you mean 'flowers17'?"),
+        (["search", "--dataset", "cifar10", "--strategy", "optna"], "did you mean 'optuna'?"),
+        (["search", "--dataset", "cifar10", "--dry-run", "maybe"], "--dry-run maybe: expected"),
+        (["report", "--dataset", "cifar"], "known: all, cifar10, cifar100, flowers17"),
+        (["efficiency", "--budget", "half"], "error: --budget half: expected a number"),
+        (["bench", "--steps", "0"], "error: --steps 0: expected a positive integer"),
+        (["serch"], "unknown command 'serch'; known: train, search"),
+        (["search"], "the following arguments are required: --dataset"),
+        (["train", "--lerning-rate", "0.1"], "did you mean '--learning-rate'?"),
+    ],
+)
+def test_bad_values_are_one_line_with_did_you_mean(capsys, argv, expected):
+    from benchmark.cli import main
+
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert expected in lines[0]
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["train", "--learning-rate", "abc"], "error: -P learning_rate=abc: expected a number"),
+        (["search"], "required: -P dataset=..."),
+        (["train", "--lerning_rate", "0.1"],  # an undeclared -P as MLflow passes it on
+         "error: unknown parameters: -P lerning_rate=0.1; did you mean 'learning_rate'?"),
+    ],
+)  # fmt: skip
+def test_under_mlflow_run_messages_name_the_parameter_form(monkeypatch, capsys, argv, expected):
+    from benchmark.cli import main
+
+    monkeypatch.setenv("MLFLOW_RUN_ID", "0" * 32)  # what `mlflow run` sets for its command
+    assert main(argv) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and expected in errors[0]
+
+
+def test_parameter_form_rewrites_only_the_commands_own_options():
+    from benchmark.cli import as_mlflow_parameters
+
+    options = {"--data-dir", "--dataset"}
+    text = "put the archive in a directory and pass --data-dir DIR (--dataset; --experiment-name)"
+    assert as_mlflow_parameters(text, options) == (
+        "put the archive in a directory and pass -P data_dir=DIR (-P dataset=...; "
+        "--experiment-name)"
+    )
+
+
+def test_underscored_options_as_mlflow_passes_them_are_accepted():
+    from benchmark.cli import _dashes, build_parser
+
+    args = build_parser().parse_args(_dashes(["search", "--dataset", "cifar10", "--n_trials=3"]))
+    assert args.n_trials == 3

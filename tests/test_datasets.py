@@ -461,3 +461,75 @@ def test_default_image_size_and_cache_root(tmp_path, monkeypatch):
     assert datasets.cache_root() == tmp_path / "env"
     monkeypatch.delenv("BENCHMARK_CACHE_DIR")
     assert datasets.cache_root() == Path.home() / ".cache" / "cnn-benchmark"
+
+
+def _squares(d: Path, n: int, size: tuple[int, int], value: int) -> None:
+    for i in range(n):
+        _save(d / f"{i}.png", Image.new("RGB", size, (value, value, value)), "PNG")
+
+
+def test_folder_default_size_is_the_images_own_else_64(tmp_path, caplog):
+    same = tmp_path / "same"
+    _squares(same / "a", 5, (24, 24), 10)
+    _squares(same / "b", 5, (24, 24), 200)
+    with caplog.at_level(logging.INFO, logger="benchmark.datasets"):
+        ds = load_dataset(f"folder:{same}")
+        again = load_dataset(f"folder:{same}")  # from the cache: the same size, the same line
+    assert ds.image_shape == again.image_shape == (24, 24, 3)
+    notes = [r.getMessage() for r in caplog.records if "image size" in r.getMessage()]
+    assert notes == ["image size 24 px: the images' own (all 24x24)"] * 2
+    assert load_dataset(f"folder:{same}", image_size=8).image_shape == (8, 8, 3)
+
+    mixed = tmp_path / "mixed"
+    _squares(mixed / "a", 5, (24, 24), 10)
+    _squares(mixed / "b", 5, (32, 20), 200)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="benchmark.datasets"):
+        ds = load_dataset(f"folder:{mixed}")
+    assert ds.image_shape == (64, 64, 3)
+    assert any("image size 64 px: the images differ in size (e.g. 24x24, 32x20)" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+
+
+def test_folder_skips_dangling_links_and_links_out_of_the_root(tmp_path, caplog):
+    root, outside = tmp_path / "data", tmp_path / "elsewhere"
+    _squares(root / "a", 5, (8, 8), 10)
+    _squares(root / "b", 5, (8, 8), 200)
+    _squares(outside, 2, (8, 8), 99)
+    (root / "a" / "gone.png").symlink_to(tmp_path / "no-such-file.png")
+    (root / "a" / "secret.png").symlink_to(outside / "0.png")
+    (root / "b" / "copy.png").symlink_to(root / "a" / "0.png")  # stays inside: kept
+    (root / "c").symlink_to(outside, target_is_directory=True)  # a class that lives outside
+    (root / "c_local").mkdir()
+    _squares(root / "c_local", 5, (8, 8), 50)
+    (root / "c_local" / "loop").symlink_to(root / "c_local", target_is_directory=True)
+
+    with pytest.raises(UserError, match=r"class folder .*/c is empty or missing \(2 unusable"):
+        load_dataset(f"folder:{root}")
+    (root / "c").unlink()
+    with caplog.at_level(logging.WARNING, logger="benchmark.datasets"):
+        ds = load_dataset(f"folder:{root}")
+    assert ds.class_names == ("a", "b", "c_local")
+    assert sum(ds.sizes().values()) == 16  # 5 + 5 + 1 link inside the root + 5
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert (
+        "skipped 2 files" in warnings[0] and "1 dangling symlinks (e.g. a/gone.png)" in warnings[0]
+    )
+    assert (
+        "1 files reached through links that leave the dataset folder (e.g. a/secret.png)"
+        in (warnings[0])
+    )
+
+
+def test_a_class_folder_of_only_sub_folders_is_one_error_naming_it(tmp_path):
+    root = tmp_path / "deep"
+    for part in ("train", "test"):
+        _squares(root / part / "animals" / "cat", 3, (8, 8), 10)
+        _squares(root / part / "animals" / "dog", 3, (8, 8), 60)
+        _squares(root / part / "vehicles" / "car", 3, (8, 8), 200)
+    with pytest.raises(UserError) as err:
+        load_dataset(f"folder:{root}")
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"class folder {root / 'train' / 'animals'} holds only sub-folders (cat, dog)" in message

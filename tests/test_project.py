@@ -61,6 +61,10 @@ def test_mlflow_run_main_entry_point_runs_a_search(tmp_path, shared_data):
     """)
     )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # made here so that its artifacts stay in tmp_path (MLflow's default: the project's ./mlruns)
+    mlflow.MlflowClient(uri).create_experiment(
+        "cnn-benchmark/cifar10", artifact_location=(tmp_path / "artifacts").as_uri()
+    )
     out = subprocess.run(
         [
             sys.executable,
@@ -97,3 +101,11 @@ def test_mlflow_run_main_entry_point_runs_a_search(tmp_path, shared_data):
     ]  # fmt: skip
     assert parents[0].data.tags["strategy"] == "grid"
     assert (tmp_path / "optuna.db").exists()  # the study beside mlflow.db, not in the repo
+    # `mlflow run` put its run in Default; the search went to the dataset's experiment, as
+    # `python -m benchmark search` does, and the run left behind says where
+    assert mlflow.get_experiment(parents[0].info.experiment_id).name == "cnn-benchmark/cifar10"
+    (wrapper,) = [r for r in runs if r.data.tags.get("mlflow.source.type") == "PROJECT"]
+    assert wrapper.info.experiment_id == "0" and wrapper.info.status == "FINISHED"
+    assert wrapper.data.tags["benchmark.role"] == "wrapper"
+    assert wrapper.data.tags["search_run"] == parents[0].info.run_id
+    assert parents[0].info.run_id in wrapper.data.tags["mlflow.note.content"]

@@ -301,3 +301,41 @@ def test_runs_logged_before_split_sizes_merge_with_later_reruns():
     trials = pd.DataFrame([{**base, "run_id": "old"}, {**base, **sizes, "run_id": "new"}])
     t = _annotate(trials, ablation_ids=set())
     assert t["config"].nunique() == 1 and set(t["label"]) == {"d2-k3-w64-seed"}
+
+
+def test_only_trials_count_not_reports_or_failed_mlflow_run_runs(tmp_path):
+    """`mlflow run` logs its -P parameters (dataset among them) on every run it makes: the
+    report's own run and a run that failed before its search are no trials."""
+    from benchmark.report import is_trial, load_runs, split_by_dataset
+
+    uri = f"sqlite:///{tmp_path / 'roles.db'}"
+    client = MlflowClient(uri)
+
+    def run(name, params, tags, status="FINISHED"):
+        r = client.create_run("0", run_name=name)
+        client.log_batch(r.info.run_id, params=[Param(k, v) for k, v in params.items()],
+                         tags=[RunTag(k, v) for k, v in tags.items()])  # fmt: skip
+        client.set_terminated(r.info.run_id, status)
+        return r.info.run_id
+
+    trial = run("d2-k3-w64-none", {"dataset": "cifar10", "seed": "0", "depth": "2"},
+                {M.TAG_DIGEST: "abc", M.TAG_TRIAL_STATE: "complete"})  # fmt: skip
+    client.log_batch(trial, metrics=[Metric(k, 0.5, 0, 0) for k in (M.VAL_ACCURACY,
+                                                                    M.TEST_ACCURACY)])  # fmt: skip
+    tagged = run("d3-k3-w64-none", {"dataset": "cifar10", "seed": "0", "depth": "3"},
+                 {M.TAG_BENCHMARK_ROLE: "trial", M.TAG_ROLE: "trial"}, "RUNNING")  # fmt: skip
+    run("report", {"dataset": "cifar10", "out": "reports"}, {M.TAG_BENCHMARK_ROLE: "report"})
+    run(
+        "gentle-fox-1",
+        {"dataset": "cifar10", "data_dir": "/nowhere"},
+        {"mlflow.project.entryPoint": "main", M.TAG_STATUS_REASON: "no data"},
+        "FAILED",
+    )
+    run("kind-owl-2", {"dataset": "flowers17"}, {M.TAG_BENCHMARK_ROLE: "wrapper"}, "FAILED")
+    mlflow.set_tracking_uri(uri)
+    df = load_runs()
+    assert set(df.loc[is_trial(df), "run_id"]) == {trial, tagged}
+    by = split_by_dataset(df)
+    assert list(by) == ["cifar10"] and set(by["cifar10"].trials["run_id"]) == {trial, tagged}
+    md = write_reports("cifar10", tmp_path / "out", uri)[0].read_text()
+    assert "- **Trial runs**: 2 (1 complete, 1 running)" in md

@@ -1,0 +1,79 @@
+"""`python -m benchmark bench`'s options and the settings they default to.
+
+Apart from benchmark/bench.py because that module imports Keras and TensorFlow (seconds), and
+`bench --help` must answer without them; bench.py imports its settings from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from benchmark import argtypes
+from benchmark.choices import AUGMENTATIONS, known
+from benchmark.config import TrialConfig
+from benchmark.datasets import DATA_ENV
+
+SYNTHETIC = "synthetic"  # random uint8 images: throughput does not depend on the pixels
+SYNTHETIC_SHAPE = (32, 32, 3)  # CIFAR's shape
+SYNTHETIC_CLASSES = 10
+STEPS = 200  # steps per timed repeat: ~6 s of the notebook's loop on 2 cores
+REPEATS = 5  # timed repeats per pipeline (bimodal timings here: 3 is too few); median shown
+ACCURACY_EPOCHS = 20  # the seed lab's epochs
+TRACKING_EPOCHS = 3  # epochs per tracked/untracked fit in --tracking
+
+EPILOG = """\
+example:
+  python -m benchmark bench --augmentation seed --steps 100
+  python -m benchmark bench --accuracy --data-dir ../shared/data --epochs 5 --seeds 0,1"""
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--augmentation",
+        type=argtypes.choice("augmentation"),
+        default="seed",
+        metavar="POLICY",
+        help=f"one of: {', '.join(AUGMENTATIONS)} (default: seed)",
+    )
+    parser.add_argument(
+        "--batch-size", type=argtypes.positive, default=32, help="images per step (default: 32)"
+    )
+    parser.add_argument(
+        "--dataset",
+        type=argtypes.choice("dataset", extra=(SYNTHETIC,)),
+        default=None,
+        metavar="NAME",
+        help=f"{SYNTHETIC} (random uint8 {SYNTHETIC_SHAPE} images) or one of: "
+        f"{known('dataset')}; default: {SYNTHETIC}, or cifar10 when a data dir is given "
+        "(--accuracy: cifar10)",
+    )
+    parser.add_argument("--data-dir", default=None, help=f"archives folder (or ${DATA_ENV})")
+    parser.add_argument(
+        "--steps", type=argtypes.positive, default=STEPS, help="steps per timed repeat"
+    )
+    parser.add_argument(
+        "--repeats", type=argtypes.positive, default=REPEATS, help="timed repeats each"
+    )
+    parser.add_argument(
+        "--seed", type=argtypes.nonneg, default=0, help="weights, shuffle, augmentation"
+    )
+    parser.add_argument(
+        "--steps-per-execution",
+        type=argtypes.positive,
+        default=None,
+        help=f"suite only; default {TrialConfig.steps_per_execution} (TrialConfig's)",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--accuracy", action="store_true", help="test accuracy of both after --epochs"
+    )
+    mode.add_argument(
+        "--tracking", action="store_true", help="time the suite's fit with/without MLflow"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=argtypes.positive,
+        default=None,
+        help=f"--accuracy: default {ACCURACY_EPOCHS}; --tracking: default {TRACKING_EPOCHS}",
+    )
+    parser.add_argument("--seeds", type=argtypes.seeds, default=(0,), help="--accuracy: e.g. 0,1,2")

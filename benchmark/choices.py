@@ -1,0 +1,72 @@
+"""The allowed values of every enumerated setting, importable without TensorFlow.
+
+Why a module of its own: `--help` lists dataset, model and augmentation names and must come
+back in well under 2 s, but the registries that own those names (benchmark/datasets.py,
+models.py, augment.py) import Keras, which takes seconds. So the names are declared here once,
+in registration order, and tests/test_choices.py checks that they equal the registries' names:
+a newly registered model or policy cannot be forgotten here. TrialConfig's validation can read
+CHOICES too, so the CLI, the YAML spaces and the config agree on one list.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+
+DATASETS = ("cifar10", "cifar100", "flowers17")  # benchmark/datasets.py DATASETS
+FOLDER_PREFIX = "folder:"  # folder:PATH, any folder of class sub-folders
+MODELS = ("cnn", "seed")  # benchmark/models.py MODELS
+AUGMENTATIONS = (  # benchmark/augment.py POLICIES
+    "none", "seed", "saturation", "shift", "grayscale", "shift_grayscale", "all",
+    "crop", "mixup", "cutmix", "randaugment", "crop_cutmix", "strong",
+)  # fmt: skip
+
+# TrialConfig field -> its allowed values, in the order help and messages list them.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "dataset": DATASETS,
+    "label_mode": ("fine", "coarse"),
+    "model": MODELS,
+    "padding": ("valid", "same"),
+    "head": ("flatten", "gap"),  # gap: global average pooling before the classifier
+    "augmentation": AUGMENTATIONS,
+    "optimizer": ("rmsprop", "adam", "sgd", "adamw"),  # sgd: Nesterov momentum 0.9
+    "lr_schedule": ("constant", "cosine", "onecycle"),
+    "tta": ("none", "flip"),
+}
+
+# Open-ended values a field also takes, shown as written here: any "folder:..." is a dataset.
+PATTERNS: dict[str, tuple[str, ...]] = {"dataset": (FOLDER_PREFIX + "PATH",)}
+
+
+def known(field: str, extra: tuple[str, ...] = ()) -> str:
+    """The allowed values of `field` as one comma-separated list, patterns last."""
+    return ", ".join([*extra, *CHOICES[field], *PATTERNS.get(field, ())])
+
+
+def did_you_mean(value: str, options: Sequence[str]) -> str:
+    """A "; did you mean 'x'?" for a near miss (difflib's ratio >= 0.6), else ""."""
+    close = difflib.get_close_matches(str(value), list(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def unknown(
+    kind: str, value: object, options: Sequence[str], patterns: Sequence[str] = ()
+) -> str | None:
+    """None when `value` is one of `options` or starts like a pattern ("folder:PATH" takes any
+    "folder:..."), else one line naming it, listing what is allowed, and the nearest option."""
+    if value in options:
+        return None
+    prefixes = [p.removesuffix("PATH") for p in patterns]
+    if isinstance(value, str) and any(value.startswith(p) for p in prefixes):
+        return None
+    listed = ", ".join([*options, *patterns])
+    return f"unknown {kind} {value!r}; known: {listed}" + did_you_mean(str(value), options)
+
+
+def problem(field: str, value: object, extra: tuple[str, ...] = ()) -> str | None:
+    """None when `value` is allowed for the TrialConfig field `field`, else a one-line reason.
+
+    `extra` adds values a command accepts beyond the field's own ("all" for the report).
+    The wording is the registries' own ("unknown model 'x'; known: ...").
+    """
+    return unknown(field, value, (*extra, *CHOICES[field]), PATTERNS.get(field, ()))

@@ -1,0 +1,45 @@
+"""benchmark/choices.py declares the names --help lists without importing Keras: they must be
+the registries' names, in their order, so the registries stay the one source of truth."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmark import choices
+from benchmark.augment import POLICIES
+from benchmark.config import TrialConfig
+from benchmark.datasets import DATASETS
+from benchmark.models import MODELS
+
+
+def test_declared_names_are_the_registries_names():
+    assert list(choices.DATASETS) == DATASETS.names()
+    assert list(choices.MODELS) == MODELS.names()
+    assert list(choices.AUGMENTATIONS) == POLICIES.names()
+    assert choices.known("dataset") == DATASETS.known()  # folder:PATH included, last
+
+
+@pytest.mark.parametrize(
+    "field,constant",
+    [("optimizer", "OPTIMIZERS"), ("padding", "PADDINGS"), ("label_mode", "LABEL_MODES"),
+     ("head", "HEADS"), ("lr_schedule", "LR_SCHEDULES"), ("tta", "TTAS")],
+)  # fmt: skip
+def test_config_validation_allows_the_same_values(field, constant):
+    import benchmark.config as config
+
+    if not hasattr(config, constant):
+        pytest.skip(f"config.py has no {constant}")
+    assert tuple(getattr(config, constant)) == choices.CHOICES[field]
+
+
+def test_every_enumerated_choice_is_a_config_field():
+    assert set(choices.CHOICES) <= set(TrialConfig.field_names())
+
+
+def test_problem_names_the_value_and_the_nearest():
+    assert choices.problem("optimizer", "adam") is None
+    assert choices.problem("dataset", "folder:/any/where") is None
+    assert choices.problem("optimizer", "adm") == (
+        "unknown optimizer 'adm'; known: rmsprop, adam, sgd, adamw; did you mean 'adam'?"
+    )
+    assert choices.problem("model", "resnet") == "unknown model 'resnet'; known: cnn, seed"

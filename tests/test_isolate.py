@@ -1,0 +1,77 @@
+"""A trial that fails in its own process (the default) leaves its whole traceback, from that
+process, under the search parent's `failures/`; and the trial process prints no TF start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmark import metrics as M
+from benchmark.isolate import ChildTraceback
+from benchmark.search import run_search
+from benchmark.space import load_space
+from benchmark.trial import TrialFailed
+
+# val_fraction is a data setting: the search checks the base point's data (0.1) before any
+# trial, each trial process loads its own point's; 0.99 leaves no image to train on.
+SPACE = """\
+strategy: grid
+fixed: {epochs: 1, batch_size: 4, depth: 1, filters_base: 4, dense_units: 0}
+space:
+  val_fraction: {values: [0.99, 0.5]}
+"""
+
+
+def _folder(root: Path) -> Path:
+    """train/ and test/ with 3 images per class: val is carved from train by val_fraction."""
+    rng = np.random.default_rng(0)
+    for part in ("train", "test"):
+        for c in ("a", "b"):
+            (root / part / c).mkdir(parents=True)
+            for i in range(3):
+                img = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                Image.fromarray(img).save(root / part / c / f"{i}.png")
+    return root
+
+
+def test_a_failed_trial_process_leaves_its_traceback_under_failures(tmp_path, capfd):
+    (tmp_path / "space.yaml").write_text(SPACE)
+    lines: list[str] = []
+    summary = run_search(
+        load_space(tmp_path / "space.yaml"), dataset=f"folder:{_folder(tmp_path / 'imgs')}",
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}", printer=lines.append, isolate=True,
+    )  # fmt: skip
+    assert summary.counts["failed"] == 1 and summary.counts["complete"] == 1
+    assert any("failed: " in line and "too few" in line for line in lines), lines
+
+    parent = next(
+        r for r in mlflow.search_runs(search_all_experiments=True, output_format="list")
+        if r.data.tags.get(M.TAG_ROLE) == "search"
+    )  # fmt: skip
+    client = mlflow.MlflowClient()
+    names = [Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "failures")]
+    assert len(names) == 1 and names[0].startswith("trial_")  # the failed one (grid order)
+    text = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/failures/{names[0]}")
+    # the child's frames, from the loader down to where it raised...
+    assert "in the trial process:" in text and "isolate.py" in text
+    child = text.split("in the trial process:", 1)[1]
+    assert "Traceback (most recent call last)" in child
+    assert "_stratified_split" in child and "datasets.py" in child
+    assert "benchmark.errors.UserError" in child and "too few" in child
+    # ...then the search's side, ending in the one-line reason
+    assert text.rstrip().splitlines()[-1].startswith("benchmark.trial.TrialFailed: ")
+
+    err = capfd.readouterr().err  # the trial process wrote to this stderr too
+    assert "cuInit" not in err and "absl::InitializeLog" not in err and "I0000" not in err
+
+
+def test_child_traceback_is_the_cause_of_the_failure():
+    err = TrialFailed("boom")
+    err.__cause__ = ChildTraceback('Traceback (most recent call last):\n  File "x.py"\nValueError')
+    assert "in the trial process:" in str(err.__cause__) and 'File "x.py"' in str(err.__cause__)
+    with pytest.raises(TrialFailed):
+        raise err

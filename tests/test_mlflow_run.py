@@ -1,0 +1,145 @@
+"""The project through `mlflow run`, as a user drives it: a tiny search that adopts MLflow's
+own run, a failed run, a finished search run again, and the report generated twice.
+
+Real `mlflow run --env-manager local` subprocesses against a real SQLite store in a temp
+folder; the experiments are made beforehand with their artifacts in that folder too
+(MLflow would otherwise put them under the project's own ./mlruns).
+"""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from benchmark import metrics as M
+from benchmark.report import load_runs, split_by_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENT = "cnn-benchmark/cifar10"
+SPACE = """
+    strategy: grid
+    fixed: {epochs: 1, model: seed, steps_per_execution: 4}
+    space:
+      augmentation: {values: [none, grayscale]}
+"""
+
+pytestmark = pytest.mark.slow
+
+
+def _mlflow_run(store: dict, *args: str, entry: str = "main") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "run",
+            str(REPO),
+            "-e",
+            entry,
+            "--env-manager",
+            "local",
+            *args,
+        ],  # fmt: skip
+        cwd=store["tmp"],
+        env=store["env"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, session_cache, shared_data):
+    """A search through `mlflow run --experiment-name`, then a run that fails early."""
+    tmp = tmp_path_factory.mktemp("mlflow_run")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "BENCHMARK_CACHE_DIR": str(session_cache),
+           "BENCHMARK_IN_PROCESS": "1"}  # fmt: skip
+    for key in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
+        env.pop(key, None)
+    client = mlflow.MlflowClient(uri)
+    client.create_experiment(EXPERIMENT, artifact_location=(tmp / "artifacts").as_uri())
+    (tmp / "tiny.yaml").write_text(textwrap.dedent(SPACE))
+    s = {"tmp": tmp, "uri": uri, "env": env}
+    search = ["-P", "dataset=cifar10", "-P", f"space={tmp / 'tiny.yaml'}",
+              "-P", f"data_dir={shared_data}", "-P", "max_train_samples=200"]  # fmt: skip
+    s["search"] = _mlflow_run(s, "--experiment-name", EXPERIMENT, *search)
+    s["again"] = _mlflow_run(s, "--experiment-name", EXPERIMENT, *search)
+    missing = tmp / "no-such-dir"
+    s["failed"] = _mlflow_run(s, "--experiment-name", EXPERIMENT, "-P", "dataset=cifar10",
+                              "-P", f"data_dir={missing}")  # fmt: skip
+    s["missing"] = missing
+    return s
+
+
+def _all_runs(uri: str) -> list:
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(search_all_experiments=True, output_format="list")
+
+
+def test_the_search_adopts_the_mlflow_run_run_as_its_parent(store):
+    out = store["search"]
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "grid covered; 2 complete" in out.stdout
+    runs = _all_runs(store["uri"])
+    projects = [r for r in runs if r.data.tags.get("mlflow.source.type") == "PROJECT"]
+    searches = [r for r in projects if r.data.tags.get(M.TAG_BENCHMARK_ROLE) == "search"]
+    assert len(searches) == 1  # MLflow's own run is the parent: no extra run
+    (parent,) = searches
+    assert parent.info.status == "FINISHED"
+    assert parent.info.run_name == f"search-{parent.data.tags['study_name']}"
+    assert mlflow.get_experiment(parent.info.experiment_id).name == EXPERIMENT
+    kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(kids) == 2 and {k.data.tags[M.TAG_BENCHMARK_ROLE] for k in kids} == {"trial"}
+    assert "| # | configuration | augmentation | val acc |" in parent.data.tags[M.TAG_NOTE]
+
+
+def test_a_finished_search_run_again_says_so_and_trains_nothing(store):
+    out = store["again"]
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "already complete (grid covered)" in out.stdout
+    assert "-P study_name=NEW" in out.stdout  # the form that `mlflow run` takes
+    runs = _all_runs(store["uri"])
+    assert sum(r.data.tags.get(M.TAG_BENCHMARK_ROLE) == "trial" for r in runs) == 2
+    (rerun,) = [r for r in runs if "already complete" in r.data.tags.get(M.TAG_NOTE, "")]
+    assert rerun.data.tags[M.TAG_BENCHMARK_ROLE] == "wrapper"
+
+
+def test_a_failed_mlflow_run_is_failed_with_its_reason_and_no_trial(store):
+    out = store["failed"]
+    assert out.returncode != 0
+    err = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+    assert len(err) == 1 and str(store["missing"]) in err[0]
+    runs = _all_runs(store["uri"])
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    (failed,) = [r for r in runs if r.info.status == "FAILED"]
+    assert failed.data.tags[M.TAG_STATUS_REASON] == err[0].removeprefix("error: ")
+    assert failed.data.tags[M.TAG_BENCHMARK_ROLE] == "wrapper"
+    assert failed.data.params["dataset"] == "cifar10"  # what made it look like a trial
+    (cifar,) = split_by_dataset(load_runs()).values()
+    assert len(cifar.trials) == 2 and failed.info.run_id not in set(cifar.trials["run_id"])
+
+
+def test_report_through_mlflow_run_twice_gives_the_same_bytes(store):
+    outs = [store["tmp"] / f"report{i}" for i in (1, 2)]
+    for out in outs:
+        done = _mlflow_run(store, "-P", "dataset=all", "-P", f"out={out}", entry="report")
+        assert done.returncode == 0, done.stderr[-3000:]
+    first = sorted(p.relative_to(outs[0]) for p in outs[0].rglob("*") if p.is_file())
+    second = sorted(p.relative_to(outs[1]) for p in outs[1].rglob("*") if p.is_file())
+    assert first == second and Path("cifar10.md") in first
+    _, mismatch, errors = filecmp.cmpfiles(outs[0], outs[1], [str(p) for p in first],
+                                           shallow=False)  # fmt: skip
+    assert not mismatch and not errors
+    md = (outs[1] / "cifar10.md").read_text()
+    assert "- **Trial runs**: 2 (2 complete)" in md  # no report run, no failed wrapper
+    reports = [r for r in _all_runs(store["uri"])
+               if r.data.tags.get(M.TAG_BENCHMARK_ROLE) == "report"]  # fmt: skip
+    assert len(reports) == 2 and {r.info.status for r in reports} == {"FINISHED"}
