@@ -51,7 +51,7 @@ class TrialConfig:
     learning_rate: float = 0.001  # Keras' default for rmsprop and adam; the peak of a schedule
     weight_decay: float | None = None  # decoupled, per step x lr; None = the optimizer's default
     lr_schedule: str = "constant"  # constant | cosine (to 0) | onecycle (up, then down to 0)
-    warmup_epochs: int = 0  # linear ramp to learning_rate; onecycle: 0 = 30% of the epochs
+    warmup_epochs: int = 0  # linear ramp to learning_rate (capped at epochs); onecycle: 0 = 30%
     label_smoothing: float = 0.0  # share of each target spread over all classes
     early_stopping_patience: int = 0  # epochs without a better val_accuracy; 0 = off
     tta: str = "none"  # none | flip: the test split also scored as mean(image, mirror)
@@ -121,10 +121,10 @@ class TrialConfig:
             "0 or more (or None: the optimizer's default)",
         )
         need(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {', '.join(LR_SCHEDULES)}")
-        need(
-            _is_int(self.warmup_epochs) and 0 <= self.warmup_epochs < self.epochs,
+        need(  # more than epochs is allowed: a space's warm-up survives `-P epochs=1`
+            _is_int(self.warmup_epochs) and self.warmup_epochs >= 0,
             "warmup_epochs",
-            "an integer >= 0 and below epochs",
+            "an integer >= 0 (capped at epochs)",
         )
         need(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "in [0, 1)")
         need(

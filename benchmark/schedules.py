@@ -20,7 +20,7 @@ def rise_epochs(kind: str, epochs: int, warmup_epochs: int) -> float:
     """Epochs spent climbing to the peak rate."""
     if kind == "onecycle" and not warmup_epochs:
         return ONECYCLE_RISE * epochs
-    return float(warmup_epochs)
+    return float(min(warmup_epochs, epochs))
 
 
 def lr_at(kind: str, peak: float, epoch: float, epochs: int, warmup_epochs: int = 0) -> float:

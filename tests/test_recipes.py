@@ -87,7 +87,7 @@ def test_the_lab_net_keeps_its_name_and_today_defaults_are_unchanged():
         ({"tta": "crop"}, "`tta` should be one of none, flip"),
         ({"convs_per_block": 0}, "`convs_per_block` should be a positive integer"),
         ({"label_smoothing": 1.0}, "`label_smoothing` should be in [0, 1)"),
-        ({"warmup_epochs": 5, "epochs": 5}, "`warmup_epochs` should be an integer >= 0"),
+        ({"warmup_epochs": -1}, "`warmup_epochs` should be an integer >= 0"),
         ({"early_stopping_patience": -1}, "`early_stopping_patience` should be an integer >= 0"),
         ({"weight_decay": -0.1}, "`weight_decay` should be 0 or more"),
     ],
