@@ -65,19 +65,83 @@ class ChildTraceback(Exception):
         return f'in the trial process:\n"""\n{self.text.rstrip()}\n"""'
 
 
-def run_isolated(job: TrialJob) -> TrialResult:
+class _Worker:
+    """A spawned trial process that imports TensorFlow and opens the tracking store before
+    its job arrives, so the next trial's start-up overlaps the current trial's training."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        ctx = multiprocessing.get_context("spawn")  # fork after TF started threads is unsafe
+        self.key = _worker_key(tracking_uri)
+        job_read, self.job_write = ctx.Pipe(duplex=False)  # (receiving end, sending end)
+        self.results, result_write = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(
+            target=_serve, args=(job_read, result_write, tracking_uri, os.getpid()), daemon=True
+        )
+        self.process.start()
+        job_read.close()  # the child's ends: closed here, so EOF means the child is gone
+        result_write.close()
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=10)
+
+
+_spare: _Worker | None = None  # at most one warm worker, for the next trial of this search
+
+
+def _worker_key(tracking_uri: str) -> tuple:
+    """A warm worker serves only a job with the store and environment it was started with."""
+    return tracking_uri, tuple(sorted(os.environ.items()))
+
+
+def prestart(tracking_uri: str) -> None:
+    """Start the next trial's process now (it warms up while this one trains)."""
+    global _spare
+    if _spare is not None and _spare.key != _worker_key(tracking_uri):
+        stop_prestarted()
+    if _spare is None:
+        _spare = _Worker(tracking_uri)
+
+
+def stop_prestarted() -> None:
+    """End the warm worker nobody will use (the search is over, or its settings changed)."""
+    global _spare
+    if _spare is not None:
+        _spare.stop()
+        _spare = None
+
+
+def _take_worker(tracking_uri: str) -> _Worker:
+    global _spare
+    worker, _spare = _spare, None
+    if worker is not None and (worker.key != _worker_key(tracking_uri)
+                               or not worker.process.is_alive()):  # fmt: skip
+        worker.stop()
+        worker = None
+    return worker or _Worker(tracking_uri)
+
+
+def run_isolated(job: TrialJob, prestart_next: bool = False) -> TrialResult:
     """The trial's result, or the exception the trial raised in the child, re-raised here.
 
     A failure comes back as TrialFailed (the child's one-line reason) caused by a
-    ChildTraceback that holds the child's whole traceback.
+    ChildTraceback that holds the child's whole traceback. `prestart_next` starts the next
+    trial's process as soon as this one has its job (call stop_prestarted() at the end).
     """
     from benchmark.trial import TrialFailed, TrialResult, record_wall_time
 
-    ctx = multiprocessing.get_context("spawn")  # fork after TF started its threads is unsafe
-    receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child, args=(job, send), name=f"trial-{job.run_name}")
-    child.start()
-    send.close()
+    worker = _take_worker(job.tracking_uri)
+    try:
+        worker.job_write.send(job)
+    except (BrokenPipeError, OSError):
+        worker.stop()  # it died while waiting; a fresh one takes the job
+        worker = _Worker(job.tracking_uri)
+        worker.job_write.send(job)
+    worker.job_write.close()
+    if prestart_next:
+        prestart(job.tracking_uri)
+    child, receive = worker.process, worker.results
     try:
         message = receive.recv()  # EOFError: the child died without a word (OOM killer...)
     except EOFError:
@@ -89,10 +153,13 @@ def run_isolated(job: TrialJob) -> TrialResult:
     except KeyboardInterrupt:
         child.join(timeout=30)  # Ctrl-C reached the child too: let it mark its run KILLED
         raise
-    child.join()
+    wall = time.time() - job.created_at  # the trial is over once its message is here
+    # No join: the child's exit (TF and MLflow teardown) takes seconds and overlaps the
+    # next trial; active_children() reaps it later.
+    multiprocessing.active_children()
     kind, payload = message
     if kind == "ok":
-        return record_wall_time(TrialResult(**payload), time.time() - job.created_at)
+        return record_wall_time(TrialResult(**payload), wall)
     if kind == "pruned":
         raise optuna.TrialPruned(payload)
     if kind == "interrupted":
@@ -101,9 +168,38 @@ def run_isolated(job: TrialJob) -> TrialResult:
     raise TrialFailed(reason) from ChildTraceback(child_traceback)
 
 
+def _serve(jobs, send, tracking_uri: str, parent_pid: int) -> None:
+    """The trial process: warm up, wait for one job, run it, report, exit."""
+    _die_with_parent(parent_pid)
+    try:
+        _warm_up(tracking_uri)
+    except BaseException:  # the job's own run reports whatever is really broken
+        pass
+    try:
+        job = jobs.recv()
+    except (EOFError, KeyboardInterrupt):
+        return  # the search ended (or was interrupted) without a job for us
+    _child(job, send)
+
+
+def _warm_up(tracking_uri: str) -> None:
+    """What every trial pays once per process: TF, Keras, MLflow's store, the version tags."""
+    import logging
+
+    import_tensorflow()
+    import mlflow
+
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+    from benchmark import trial  # noqa: F401  (Keras, the model and pipeline modules)
+    from benchmark.runtime import version_tags
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.MlflowClient().search_experiments(max_results=1)  # engine, schema check
+    version_tags()
+
+
 def _child(job: TrialJob, send) -> None:
-    """The trial process: every failure, even one while starting, goes back as a message."""
-    _die_with_parent(job.parent_pid)
+    """Run the job: every failure, even one while starting, goes back as a message."""
     try:
         result = _train(job)
         send.send(("ok", {"run_id": result.run_id, "metrics": result.metrics,

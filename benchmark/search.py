@@ -34,7 +34,7 @@ from benchmark import runtime
 from benchmark.config import TrialConfig
 from benchmark.datasets import Dataset
 from benchmark.errors import UserError
-from benchmark.isolate import TrialJob, isolated_default, run_isolated
+from benchmark.isolate import TrialJob, isolated_default, run_isolated, stop_prestarted
 from benchmark.space import Dimension, SearchSpace
 from benchmark.trial import DATA_FIELDS, load_for, record_wall_time, run_trial
 
@@ -282,7 +282,7 @@ def run_search(
                     name = cfg.run_name + (f"-s{rep_cfg.seed}" if seeds > 1 else "")
                     tags = {"optuna_trial": str(trial.number), "study_name": study_name,
                             "worker": WORKER, **{t: "trial" for t in M.ROLE_TAGS}}  # fmt: skip
-                    if isolate:  # a fresh process per trial: memory stays flat
+                    if isolate:  # a fresh process per trial: memory flat; the next one warms up
                         result = run_isolated(TrialJob(
                             cfg=rep_cfg, data_dir=data_dir, run_name=name, tags=tags,
                             tracking_uri=mlflow.get_tracking_uri(),
@@ -290,7 +290,7 @@ def run_search(
                             storage_url=storage if rep == 0 else None, study_name=study_name,
                             trial_id=trial._trial_id if rep == 0 else None,
                             pruner=study.pruner,
-                        ))  # fmt: skip
+                        ), prestart_next=True)  # fmt: skip
                     else:
                         started = time.time()
                         result = run_trial(
@@ -324,8 +324,11 @@ def run_search(
                 raise
             return statistics.fmean(scores)
 
-        summary = _drive(study, store, objective, space, total, timeout, budget, max_failures,
-                         printer)  # fmt: skip
+        try:
+            summary = _drive(study, store, objective, space, total, timeout, budget,
+                             max_failures, printer)  # fmt: skip
+        finally:
+            stop_prestarted()  # the warm process for a trial that will not come
         summary.study_name, summary.storage = study_name, redact(storage)
         summary.timings = timings
         mlflow.log_metrics({f"median_{k}": v for k, v in summary.median_timings().items()})
