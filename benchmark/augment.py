@@ -106,6 +106,16 @@ def crop(seed: int | None = None) -> list[keras.layers.Layer]:
 
 
 @POLICIES.register
+def shift_flip(seed: int | None = None) -> list[keras.layers.Layer]:
+    """Flip and shift up to 12.5% (4 px of 32), reflect-filled: CIFAR's usual pad-and-crop."""
+    flip, move = _layer_seeds(seed, 2)
+    return [
+        keras.layers.RandomFlip("horizontal", seed=flip),
+        keras.layers.RandomTranslation(0.125, 0.125, fill_mode="reflect", seed=move),
+    ]
+
+
+@POLICIES.register
 def mixup(seed: int | None = None) -> list[keras.layers.Layer]:
     """Horizontal flip, then MixUp (alpha 0.2): pairs of images and their labels blended."""
     flip, mix = _layer_seeds(seed, 2)

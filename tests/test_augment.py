@@ -44,6 +44,7 @@ def test_policy_names():
         "shift_grayscale",
         "all",
         "crop",
+        "shift_flip",
         "mixup",
         "cutmix",
         "randaugment",
