@@ -9,8 +9,9 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from benchmark.choices import CHOICES
+from benchmark.choices import CHOICES, problem
 from benchmark.errors import UserError
+from benchmark.presets import MODELS, model_preset
 
 # Allowed values are declared once, in benchmark/choices.py (the CLI's help reads them too).
 OPTIMIZERS = CHOICES["optimizer"]  # sgd: Nesterov momentum 0.9
@@ -145,7 +146,6 @@ class TrialConfig:
         Options that are None mean "not given". Unknown keys are an error that lists the
         known ones (nanoGPT's habit: a typo must fail, not be ignored).
         """
-        from benchmark.models import MODELS, model_preset  # models import config: no cycle
 
         unknown = sorted(set(options) - set(cls.field_names()))
         if unknown:
@@ -153,9 +153,9 @@ class TrialConfig:
                 f"unknown setting {unknown[0]!r}; allowed: {', '.join(cls.field_names())}"
             )
         given = {k: v for k, v in options.items() if v is not None}
-        from benchmark.augment import POLICIES
-
-        POLICIES.get(given.get("augmentation", cls.augmentation))  # unknown: fail before a run
+        policy = given.get("augmentation", cls.augmentation)
+        if (reason := problem("augmentation", policy)) is not None:
+            raise UserError(reason)  # unknown: fail before a run
         merged = {**model_preset(given.get("model", cls.model)), **given}
         if merged.get("model", cls.model) == "cnn":  # a family point that IS a preset: name it
             full = dataclasses.asdict(cls(**merged))

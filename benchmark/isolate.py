@@ -226,7 +226,7 @@ def _train(job: TrialJob) -> TrialResult:
     mlflow.set_tracking_uri(job.tracking_uri)
     callbacks = []
     if job.trial_id is not None:
-        from benchmark.search import PruningCallback
+        from benchmark.callbacks import PruningCallback
 
         study = optuna.load_study(
             study_name=job.study_name, storage=job.storage_url, pruner=job.pruner

@@ -1,4 +1,7 @@
-"""CNN families: one builder, registered presets that hold only numbers.
+"""The CNN builder and its planner (shapes, FLOPs, parameters before anything is built).
+
+The registered model names and their presets live in benchmark/presets.py, which the
+config reads without importing Keras.
 
 Every model starts with Rescaling(1/255): the pipeline feeds float32 pixels in [0, 255]
 (augmentation works in that range, see augment.py), the model sees [0, 1].
@@ -7,44 +10,15 @@ Every model starts with Rescaling(1/255): the pipeline feeds float32 pixels in [
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import keras
 from keras import layers
 
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
-from benchmark.registry import Registry
+from benchmark.presets import MODELS, model_preset
 
-MODELS: Registry = Registry("model")
-
-
-@MODELS.register
-def cnn() -> dict[str, Any]:
-    """The searchable family: every architecture field comes from the config."""
-    return {}
-
-
-@MODELS.register
-def seed() -> dict[str, Any]:
-    """The TensorFlow-tutorial net of the seed lab: Conv32-Pool-Conv64-Pool-Conv64-Dense64."""
-    return dict(
-        depth=3,
-        kernel_size=3,
-        dense_units=64,
-        filters_base=32,
-        filters_max=64,
-        padding="valid",
-        batch_norm=False,
-        dropout=0.0,
-        head="flatten",
-        convs_per_block=1,
-        block_dropout=0.0,
-    )
-
-
-def model_preset(name: str) -> dict[str, Any]:
-    return MODELS.get(name)()
+__all__ = ["MODELS", "model_preset", "plan", "build_model", "model_summary", "LayerPlan"]
 
 
 @dataclass(frozen=True)

@@ -962,11 +962,3 @@ def cmd_report(args: argparse.Namespace) -> int:
     for path in write_reports(args.dataset, args.out, getattr(args, "tracking_uri", None)):
         print(path)
     return 0
-
-
-def add_report_parser(sub) -> argparse.ArgumentParser:
-    """`report` on the CLI's subparsers, bound to cmd_report: declared in benchmark/cli.py,
-    so that `report --help` answers without importing MLflow and pandas."""
-    from benchmark.cli import add_report_parser as add
-
-    return add(sub)

@@ -31,6 +31,7 @@ from optuna.trial import TrialState
 
 from benchmark import metrics as M
 from benchmark import runtime
+from benchmark.callbacks import PruningCallback
 from benchmark.config import TrialConfig
 from benchmark.datasets import Dataset
 from benchmark.errors import UserError
@@ -143,19 +144,6 @@ def redact(url: str) -> str:
         scheme, cred = head.split("://", 1)
         return f"{scheme}://{cred.split(':', 1)[0]}:***@{tail}"
     return url
-
-
-class PruningCallback(keras.callbacks.Callback):
-    """Reports the objective each epoch; the pruner decides, fit stops by exception."""
-
-    def __init__(self, trial: optuna.Trial) -> None:
-        super().__init__()
-        self.trial = trial
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.trial.report(float((logs or {})[M.OBJECTIVE]), step=epoch + 1)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {epoch + 1}")
 
 
 # --- the search -------------------------------------------------------------------------
