@@ -27,6 +27,7 @@ DASH = "–"
 # Params that never differ between configurations on purpose (or are derived from others).
 NOT_DIMENSIONS = {"seed", "dataset", "filters", *M.SPLIT_SIZE_PARAMS}
 MIN_TRIALS_FOR_IMPORTANCE = 4
+FEW_TRIALS = 12  # below this, importances are flagged as hints
 
 # Published numbers (../shared/anchors.md lists the sources). None of them is a result of
 # this suite; each keeps its conditions, which rarely match ours.
@@ -196,7 +197,13 @@ def what_matters(done: pd.DataFrame) -> str:
             f"Importance of each searched setting for validation accuracy (Optuna's fANOVA "
             f"evaluator over {int(values.notna().sum())} completed trial runs, seed 0; the "
             "importances sum to 1). A setting ranks high when changing it moves validation "
-            "accuracy more than the others do.\n"
+            "accuracy more than the others do."
+            + (
+                f" Only {int(values.notna().sum())} completed trials for {len(dims)} settings:"
+                " read these as hints, not findings.\n"
+                if values.notna().sum() < FEW_TRIALS
+                else "\n"
+            )
         )
         lines.append("| setting | importance | best value (mean val acc) |")
         lines.append("| --- | ---: | --- |")
@@ -251,9 +258,10 @@ def reference_points(dataset: str, done: pd.DataFrame, best: dict | None) -> str
             )
     if best:
         acc = best["test_accuracy"]
+        shown = DASH if acc["mean"] is None else f"{acc['mean']:.4f} ± {acc['std']:.4f}"
         lines.append(
             f"| Best configuration here (`{best['run_name']}`) | "
-            f"{acc['mean']:.4f} ± {acc['std']:.4f} | {len(acc['per_seed'])} seed(s), "
+            f"{shown} | {len(acc['per_seed'])} seed(s), "
             f"{best['epochs']} epochs, chosen on validation | this suite |"
         )
     for what, number, conditions, source in REFERENCES.get(dataset, []):
@@ -292,18 +300,20 @@ def best_summary(done: pd.DataFrame, board_row: pd.Series) -> dict[str, Any]:
     config = {
         name: _typed(name, first.get(_p(name)))
         for name in TrialConfig.field_names()
-        if _p(name) in rows
+        if _p(name) in rows and name != "seed"  # the seeds are listed apart
     }
     test = _num(rows, M.TEST_ACCURACY)
-    per_seed = {int(s): float(a) for s, a in zip(rows["seed"], test, strict=True)}
+    per_seed = {int(s): float(a) for s, a in zip(rows["seed"], test, strict=True) if a == a}
+    seeds = sorted(int(s) for s in rows["seed"])
+    tested = test.dropna()
     out: dict[str, Any] = {
         "run_name": str(board_row["label"]),
         "config": config,
-        "seeds": sorted(per_seed),
+        "seeds": seeds,
         "epochs": config.get("epochs"),
-        "test_accuracy": {
-            "mean": float(test.mean()),
-            "std": float(test.std()) if len(test) > 1 else 0.0,
+        "test_accuracy": {  # null where no run of it logged one (JSON has no NaN)
+            "mean": float(tested.mean()) if len(tested) else None,
+            "std": float(tested.std()) if len(tested) > 1 else (0.0 if len(tested) else None),
             "per_seed": per_seed,
         },
         "val_accuracy": {"mean": float(_val(rows).mean())},
@@ -325,7 +335,7 @@ def best_summary(done: pd.DataFrame, board_row: pd.Series) -> dict[str, Any]:
     train_time = _num(rows, M.TRAIN_TIME)
     if train_time.notna().any():
         out["train_time_s"] = {"mean": float(np.nanmean(train_time))}
-    out["command"] = reproduce_command(config, seed=min(per_seed))
+    out["command"] = reproduce_command(config, seed=seeds[0])
     out["command_offline"] = out["command"] + " --data-dir ../shared/data"
     return out
 

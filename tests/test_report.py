@@ -5,6 +5,7 @@ the report, the same runs give the same bytes, and an empty store gets a clear m
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from scipy import stats
 
 import benchmark.trial
 from benchmark import metrics as M
+from benchmark.config import TrialConfig
 from benchmark.errors import UserError
 from benchmark.report import cmd_report, delta_ci, pareto_front, slug, write_reports
 from benchmark.search import ablation_space, best_of_latest_search, run_search
@@ -339,3 +341,43 @@ def test_only_trials_count_not_reports_or_failed_mlflow_run_runs(tmp_path):
     assert list(by) == ["cifar10"] and set(by["cifar10"].trials["run_id"]) == {trial, tagged}
     md = write_reports("cifar10", tmp_path / "out", uri)[0].read_text()
     assert "- **Trial runs**: 2 (1 complete, 1 running)" in md
+
+
+def test_what_matters_reference_points_and_json_summary(store, report):
+    uri, dataset = store
+    out, paths, md = report
+    matters = _section(md, "What matters")
+    # the grid searched depth and augmentation: both ranked, each value's mean val accuracy
+    assert "| `depth` |" in matters and "| `augmentation` |" in matters
+    assert "fANOVA" in matters and "read these as hints" in matters  # 8 runs: flagged as few
+    rows = [r for r in _rows(matters.split("Mean validation accuracy", 1)[1])]
+    assert {(r["setting"], r["value"]) for r in rows} >= {
+        ("`depth`", "1"),
+        ("`depth`", "2"),
+        ("`augmentation`", "none"),
+        ("`augmentation`", "seed"),
+    }
+    refs = _section(md, "Reference points")
+    assert "Best configuration here" in refs and "this suite" in refs
+
+    summary_path = out / f"{slug(dataset)}.json"
+    assert summary_path in paths
+    best = json.loads(summary_path.read_text())["best"]
+    board = _rows(_section(md, "Leaderboard"))
+    assert best["run_name"] == board[0]["configuration"].strip("`")  # chosen on validation
+    per_seed = best["test_accuracy"]["per_seed"]  # JSON keys: the seeds as strings
+    assert set(per_seed) <= {str(s) for s in best["seeds"]} and best["seeds"]
+    if per_seed:  # the partial copy run logged no test accuracy: then null, never NaN
+        assert best["test_accuracy"]["mean"] == pytest.approx(np.mean(list(per_seed.values())))
+    else:
+        assert best["test_accuracy"]["mean"] is None
+    assert set(best["config"]) == set(TrialConfig.field_names()) - {"seed"}
+    # the command reproduces one seed: it parses into the same configuration
+    from benchmark.cli import build_parser, config_from_args
+
+    argv = best["command"].removeprefix("python -m benchmark ").split()
+    cfg = config_from_args(build_parser().parse_args(argv))
+    assert {k: v for k, v in cfg.to_params().items() if k != "seed"} == {
+        k: ("None" if v is None else v) for k, v in best["config"].items()
+    }
+    assert cfg.seed == min(best["seeds"])
