@@ -156,7 +156,7 @@ def test_leaderboard_holds_mlflow_numbers_ranked_by_validation(store, report):
     for row in rows:
         runs = expected[row["configuration"]]
         assert row["seeds"] == str(len(runs))
-        for column, metric in (("val acc (last epoch)", M.VAL_ACCURACY),
+        for column, metric in (("val acc (tested weights)", M.VAL_ACCURACY),
                                ("overfit gap", M.OVERFIT_GAP)):  # fmt: skip
             assert row[column] == _fmt([r.data.metrics[metric] for r in runs])
         assert row["params"] == f"{int(runs[0].data.metrics[M.PARAM_COUNT]):,}"
@@ -172,7 +172,7 @@ def test_missing_metric_shows_a_dash(report):
     rows = _rows(_section(report[2], "Leaderboard"))
     partial = next(r for r in rows if r["configuration"] == "d1-k3-w8-none-bs4")
     assert partial["test acc"] == "—"
-    assert partial["val acc (last epoch)"] != "—"
+    assert partial["val acc (tested weights)"] != "—"
 
 
 def test_failed_run_listed_with_its_reason(store, report):
