@@ -184,10 +184,6 @@ def mixes_labels(augment: keras.Sequential | None) -> bool:
     return augment is not None and any(isinstance(x, LABEL_MIXERS) for x in augment.layers)
 
 
-def policy_mixes_labels(name: str) -> bool:
-    return mixes_labels(build_augmentation(name, seed=0))
-
-
 def build_augmentation(name: str, seed: int | None = None) -> keras.Sequential | None:
     """The policy's layers in a Sequential, each with its own seed derived from `seed`.
 
