@@ -33,6 +33,7 @@ import numpy as np
 from benchmark.augment import build_augmentation
 from benchmark.bench_options import (  # the options' defaults: `bench --help` needs no TF
     ACCURACY_EPOCHS,
+    BATCH,
     SYNTHETIC,
     SYNTHETIC_CLASSES,
     SYNTHETIC_SHAPE,
@@ -40,7 +41,7 @@ from benchmark.bench_options import (  # the options' defaults: `bench --help` n
     add_bench_arguments,  # noqa: F401  (the CLI's entry point, still importable from here)
 )
 from benchmark.config import TrialConfig
-from benchmark.datasets import DATA_ENV, load_dataset
+from benchmark.data import DATA_ENV, load_dataset
 from benchmark.errors import UserError
 from benchmark.models import build_model
 from benchmark.pipeline import eval_dataset, train_dataset
@@ -312,6 +313,11 @@ def run_tracking(args: argparse.Namespace) -> float:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     build_augmentation(args.augmentation)  # unknown policy: UserError before any work
+    if args.gpu_check:
+        from benchmark.gpu_check import run_gpu_check
+
+        return run_gpu_check(args)
+    args.batch_size = args.batch_size or BATCH
     if args.dataset is None:
         has_dir = args.data_dir or os.environ.get(DATA_ENV)
         args.dataset = "cifar10" if has_dir or args.accuracy else SYNTHETIC

@@ -11,7 +11,7 @@ import argparse
 from benchmark import argtypes
 from benchmark.choices import AUGMENTATIONS, known
 from benchmark.config import TrialConfig
-from benchmark.datasets import DATA_ENV
+from benchmark.data import DATA_ENV
 
 SYNTHETIC = "synthetic"  # random uint8 images: throughput does not depend on the pixels
 SYNTHETIC_SHAPE = (32, 32, 3)  # CIFAR's shape
@@ -20,11 +20,16 @@ STEPS = 200  # steps per timed repeat: ~6 s of the notebook's loop on 2 cores
 REPEATS = 5  # timed repeats per pipeline (bimodal timings here: 3 is too few); median shown
 ACCURACY_EPOCHS = 20  # the seed lab's epochs
 TRACKING_EPOCHS = 3  # epochs per tracked/untracked fit in --tracking
+BATCH = 32  # the seed lab's batch size: throughput, accuracy and tracking modes
+GPU_CHECK_IMAGES = 50_000  # --gpu-check: CIFAR-10's training set size, random pixels
+GPU_CHECK_EPOCHS = 20
+GPU_CHECK_BATCH = 512  # a GPU step per 32 images is all launch overhead
 
 EPILOG = """\
 example:
   python -m benchmark bench --augmentation seed --steps 100
-  python -m benchmark bench --accuracy --data-dir ../shared/data --epochs 5 --seeds 0,1"""
+  python -m benchmark bench --accuracy --data-dir ../shared/data --epochs 5 --seeds 0,1
+  python -m benchmark bench --gpu-check        (on a machine with a GPU)"""
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +41,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"one of: {', '.join(AUGMENTATIONS)} (default: seed)",
     )
     parser.add_argument(
-        "--batch-size", type=argtypes.positive, default=32, help="images per step (default: 32)"
+        "--batch-size",
+        type=argtypes.positive,
+        default=None,
+        help=f"images per step (default: {BATCH}; --gpu-check: {GPU_CHECK_BATCH})",
     )
     parser.add_argument(
         "--dataset",
@@ -69,6 +77,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     mode.add_argument(
         "--tracking", action="store_true", help="time the suite's fit with/without MLflow"
+    )
+    mode.add_argument(
+        "--gpu-check",
+        action="store_true",
+        help=f"GPU path: the seed net, {GPU_CHECK_EPOCHS} epochs on {GPU_CHECK_IMAGES:,} "
+        "CIFAR-shaped images; images/s, epoch time, GPU utilization",
     )
     parser.add_argument(
         "--epochs",

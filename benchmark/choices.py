@@ -1,7 +1,7 @@
 """The allowed values of every enumerated setting, importable without TensorFlow.
 
 Why a module of its own: `--help` lists dataset, model and augmentation names and must come
-back in well under 2 s, but the registries that own those names (benchmark/datasets.py,
+back in well under 2 s, but the registries that own those names (benchmark/data/,
 models.py, augment.py) import Keras, which takes seconds. So the names are declared here once,
 in registration order, and tests/test_choices.py checks that they equal the registries' names:
 a newly registered model or policy cannot be forgotten here. TrialConfig's validation can read
@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 
-DATASETS = ("cifar10", "cifar100", "flowers17")  # benchmark/datasets.py DATASETS
+DATASETS = ("cifar10", "cifar100", "flowers17")  # benchmark/data/ DATASETS
 FOLDER_PREFIX = "folder:"  # folder:PATH, any folder of class sub-folders
 MODELS = ("cnn", "seed")  # benchmark/models.py MODELS
 AUGMENTATIONS = (  # benchmark/augment.py POLICIES
@@ -36,6 +36,19 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 # Open-ended values a field also takes, shown as written here: any "folder:..." is a dataset.
 PATTERNS: dict[str, tuple[str, ...]] = {"dataset": (FOLDER_PREFIX + "PATH",)}
+
+# How run names and reports show a value whose CLI name would read as something else: the
+# lab's net and the lab's policy are both `seed` on the command line (and in YAML, MLproject
+# and MLflow params, which keep that name); a run name says `lab-net` and `aug=lab`.
+DISPLAY: dict[str, dict[str, str]] = {
+    "model": {"seed": "lab-net"},
+    "augmentation": {"seed": "lab"},
+}
+
+
+def display(field: str, value: object) -> str:
+    """`value` of the TrialConfig field `field` as run names and reports show it."""
+    return DISPLAY.get(field, {}).get(str(value), str(value))
 
 
 def known(field: str, extra: tuple[str, ...] = ()) -> str:

@@ -27,7 +27,7 @@ from typing import NoReturn
 from benchmark import argtypes, choices
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
-from benchmark.space import STRATEGIES
+from benchmark.search.space import STRATEGIES
 
 # Kept for callers of the old names: the types now live in benchmark/argtypes.py.
 parse_bool = argtypes.boolean
@@ -193,15 +193,14 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from benchmark.datasets import DATASETS
+    from benchmark.data import DATASETS, is_builtin
     from benchmark.runtime import prepare_tracking
     from benchmark.search import dry_run
-    from benchmark.space import load_space, space_path
+    from benchmark.search.space import load_space, space_path
 
-    if not args.dataset.startswith("folder:"):
-        DATASETS.get(args.dataset)  # unknown dataset: say so before reading any file
+    DATASETS.get(args.dataset)  # unknown dataset: say so before reading any file
     space = load_space(space_path(args.dataset, args.space), strategy=args.strategy)
-    if space.dataset and space.dataset != args.dataset and not args.dataset.startswith("folder:"):
+    if space.dataset and space.dataset != args.dataset and is_builtin(args.dataset):
         raise UserError(f"{space.path} is a space for {space.dataset!r}, not {args.dataset!r}")
     if args.dry_run:
         dry_run(space, dataset=args.dataset, data_dir=args.data_dir, overrides=_overrides(args),
@@ -215,12 +214,11 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from benchmark.augment import policy_names
-    from benchmark.datasets import DATASETS
+    from benchmark.data import DATASETS
     from benchmark.runtime import prepare_tracking
     from benchmark.search import ablation_space, best_of_latest_search
 
-    if not args.dataset.startswith("folder:"):
-        DATASETS.get(args.dataset)
+    DATASETS.get(args.dataset)  # folder:PATH resolves too: its path is read when loading
     prepare_tracking(args.experiment, dataset=args.dataset)
     run_id, fixed = best_of_latest_search(args.dataset)
     print(f"ablating the best run {run_id} of the latest {args.dataset} search: {fixed}")
@@ -229,6 +227,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def _run_search(space, args: argparse.Namespace, **extra) -> int:
+    from benchmark.report.parent import ParentDescription
     from benchmark.search import run_search
 
     summary = run_search(
@@ -240,6 +239,8 @@ def _run_search(space, args: argparse.Namespace, **extra) -> int:
         seeds=args.seeds,
         overrides=_overrides(args),
         max_failures=args.max_failures,
+        workers=args.workers or 1,
+        describe=ParentDescription(),
         printer=functools.partial(print, flush=True),
         **extra,
     )
@@ -322,7 +323,15 @@ def _add_search_options(p: argparse.ArgumentParser, space: bool = True) -> None:
         "--storage",
         type=argtypes.optional(str),
         default=None,
-        help="Optuna storage URL (default: sqlite:///optuna.db)",
+        help="Optuna storage: a journal file path, journal:///PATH, or an SQLAlchemy URL "
+        "(default: optuna.journal beside mlflow.db)",
+    )
+    p.add_argument(
+        "--workers",
+        type=argtypes.optional(argtypes.positive),
+        default=None,
+        metavar="N",
+        help="trials training at once on this machine, its cores split between them (default 1)",
     )
     p.add_argument("--study-name", type=argtypes.optional(str), default=None)
     p.add_argument(
@@ -453,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="also replay optuna on the grid's curves, N sampler seeds",
     )
-    eff.set_defaults(func=lambda args: _lazy("benchmark.efficiency", "cmd_efficiency")(args))
+    eff.set_defaults(func=lambda args: _lazy("benchmark.search.efficiency", "cmd_efficiency")(args))
 
     bench = add(
         "bench", help="training throughput: seed notebook vs the suite", epilog=bench_options.EPILOG

@@ -9,7 +9,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from benchmark.choices import CHOICES, problem
+from benchmark.choices import CHOICES, display, problem
 from benchmark.errors import UserError
 from benchmark.presets import MODELS, model_preset
 
@@ -174,12 +174,27 @@ class TrialConfig:
 
     @property
     def run_name(self) -> str:
-        """Says the configuration, so the MLflow runs table reads without opening runs."""
-        prefix = "" if self.model == "cnn" else f"{self.model}-"
+        """Says the configuration, so the MLflow runs table reads without opening runs.
+
+        The architecture, then the policy: `d4-k3-w0-gap-aug=strong`, and for the lab's net
+        with the lab's policy (`--model seed --augmentation seed`) `lab-net-d3-k3-w64-aug=lab`
+        (choices.DISPLAY: neither says "seed", which means the random seed everywhere else).
+        """
+        return f"{self.arch_name}-{augmentation_tag(self.augmentation)}"
+
+    @property
+    def arch_name(self) -> str:
+        """The run name without its policy: `lab-net-d3-k3-w64`, `d3-k3-w64-c2-gap`."""
+        prefix = "" if self.model == "cnn" else f"{display('model', self.model)}-"
         arch = f"d{self.depth}-k{self.kernel_size}-w{self.dense_units}"
         arch += f"-c{self.convs_per_block}" if self.convs_per_block > 1 else ""
         arch += "-gap" if self.head == "gap" else ""
-        return f"{prefix}{arch}-{self.augmentation}"
+        return prefix + arch
+
+
+def augmentation_tag(policy: str) -> str:
+    """How a run name ends for the policy `policy`: `aug=none`, `aug=strong`, `aug=lab`."""
+    return f"aug={display('augmentation', policy)}"
 
 
 def _kinds(hint: Any) -> tuple[type, ...]:

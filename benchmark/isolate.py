@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 import optuna
 
 from benchmark.config import TrialConfig
-from benchmark.quiet import import_tensorflow
+from benchmark.quiet import THREADS_ENV, import_tensorflow
 
 if TYPE_CHECKING:
     from benchmark.trial import TrialResult
@@ -41,7 +42,7 @@ class TrialJob:
     parent_run_id: str
     run_name: str
     tags: dict[str, str]
-    storage_url: str | None = None  # with study_name and trial_id: report epochs, prune
+    storage: optuna.storages.BaseStorage | None = None  # with study_name, trial_id: prune
     study_name: str | None = None
     trial_id: int | None = None
     pruner: optuna.pruners.BasePruner | None = None
@@ -67,15 +68,21 @@ class ChildTraceback(Exception):
 
 class _Worker:
     """A spawned trial process that imports TensorFlow and opens the tracking store before
-    its job arrives, so the next trial's start-up overlaps the current trial's training."""
+    its job arrives, so the next trial's start-up overlaps the current trial's training.
 
-    def __init__(self, tracking_uri: str) -> None:
+    `threads` (None: TensorFlow's default, every core) caps the process's TensorFlow and
+    tf.data thread pools: N trials at once on one machine share its cores instead of
+    fighting over all of them."""
+
+    def __init__(self, tracking_uri: str, threads: int | None = None) -> None:
         ctx = multiprocessing.get_context("spawn")  # fork after TF started threads is unsafe
-        self.key = _worker_key(tracking_uri)
+        self.key = _worker_key(tracking_uri, threads)
         job_read, self.job_write = ctx.Pipe(duplex=False)  # (receiving end, sending end)
         self.results, result_write = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
-            target=_serve, args=(job_read, result_write, tracking_uri, os.getpid()), daemon=True
+            target=_serve,
+            args=(job_read, result_write, tracking_uri, os.getpid(), threads),
+            daemon=True,
         )
         self.process.start()
         job_read.close()  # the child's ends: closed here, so EOF means the child is gone
@@ -87,60 +94,88 @@ class _Worker:
         self.process.join(timeout=10)
 
 
-_spare: _Worker | None = None  # at most one warm worker, for the next trial of this search
+# Warm workers for the next trials of this search: one per trial slot (--workers N), each
+# started while a trial trains. Slots are threads of the search process, hence the lock.
+_spares: list[_Worker] = []
+_busy: set[_Worker] = set()  # workers training a job right now
+_lock = threading.Lock()
 
 
-def _worker_key(tracking_uri: str) -> tuple:
-    """A warm worker serves only a job with the store and environment it was started with."""
-    return tracking_uri, tuple(sorted(os.environ.items()))
+def _worker_key(tracking_uri: str, threads: int | None = None) -> tuple:
+    """A warm worker serves only a job with the store, thread count and environment it was
+    started with."""
+    return tracking_uri, threads, tuple(sorted(os.environ.items()))
 
 
-def prestart(tracking_uri: str) -> None:
-    """Start the next trial's process now (it warms up while this one trains)."""
-    global _spare
-    if _spare is not None and _spare.key != _worker_key(tracking_uri):
-        stop_prestarted()
-    if _spare is None:
-        _spare = _Worker(tracking_uri)
+def prestart(tracking_uri: str, threads: int | None = None, keep: int = 1) -> None:
+    """Start a trial process now (it warms up while others train), keeping at most `keep`
+    warm ones: one per trial slot is enough."""
+    key = _worker_key(tracking_uri, threads)
+    with _lock:
+        stale = [w for w in _spares if w.key != key]
+        for w in stale:
+            _spares.remove(w)
+        if len(_spares) < keep:
+            _spares.append(_Worker(tracking_uri, threads))
+    for w in stale:
+        w.stop()
 
 
 def stop_prestarted() -> None:
-    """End the warm worker nobody will use (the search is over, or its settings changed)."""
-    global _spare
-    if _spare is not None:
-        _spare.stop()
-        _spare = None
+    """End the warm workers nobody will use (the search is over, or its settings changed)."""
+    with _lock:
+        spares = list(_spares)
+        _spares.clear()
+    for w in spares:
+        w.stop()
 
 
-def _take_worker(tracking_uri: str) -> _Worker:
-    global _spare
-    worker, _spare = _spare, None
-    if worker is not None and (worker.key != _worker_key(tracking_uri)
-                               or not worker.process.is_alive()):  # fmt: skip
-        worker.stop()
-        worker = None
-    return worker or _Worker(tracking_uri)
+def interrupt_busy() -> int:
+    """Ctrl-C the trial processes that are training: what a terminal's Ctrl-C does, for a
+    search interrupted by a signal to itself alone (kill -INT). Returns how many."""
+    with _lock:
+        busy = [w for w in _busy if w.process.is_alive()]
+    for w in busy:
+        try:
+            os.kill(w.process.pid, signal.SIGINT)
+        except (ProcessLookupError, TypeError):
+            pass
+    return len(busy)
 
 
-def run_isolated(job: TrialJob, prestart_next: bool = False) -> TrialResult:
+def _take_worker(tracking_uri: str, threads: int | None) -> _Worker:
+    key = _worker_key(tracking_uri, threads)
+    with _lock:
+        worker = next((w for w in _spares if w.key == key and w.process.is_alive()), None)
+        if worker is not None:
+            _spares.remove(worker)
+    return worker or _Worker(tracking_uri, threads)
+
+
+def run_isolated(
+    job: TrialJob, prestart_next: bool = False, threads: int | None = None, keep: int = 1
+) -> TrialResult:
     """The trial's result, or the exception the trial raised in the child, re-raised here.
 
     A failure comes back as TrialFailed (the child's one-line reason) caused by a
     ChildTraceback that holds the child's whole traceback. `prestart_next` starts the next
-    trial's process as soon as this one has its job (call stop_prestarted() at the end).
+    trial's process as soon as this one has its job, keeping at most `keep` warm (call
+    stop_prestarted() at the end). `threads` caps the trial process's thread pools.
     """
     from benchmark.trial import TrialFailed, TrialResult, record_wall_time
 
-    worker = _take_worker(job.tracking_uri)
+    worker = _take_worker(job.tracking_uri, threads)
     try:
         worker.job_write.send(job)
     except (BrokenPipeError, OSError):
         worker.stop()  # it died while waiting; a fresh one takes the job
-        worker = _Worker(job.tracking_uri)
+        worker = _Worker(job.tracking_uri, threads)
         worker.job_write.send(job)
     worker.job_write.close()
+    with _lock:
+        _busy.add(worker)
     if prestart_next:
-        prestart(job.tracking_uri)
+        prestart(job.tracking_uri, threads, keep)
     child, receive = worker.process, worker.results
     try:
         message = receive.recv()  # EOFError: the child died without a word (OOM killer...)
@@ -153,6 +188,9 @@ def run_isolated(job: TrialJob, prestart_next: bool = False) -> TrialResult:
     except KeyboardInterrupt:
         child.join(timeout=30)  # Ctrl-C reached the child too: let it mark its run KILLED
         raise
+    finally:
+        with _lock:
+            _busy.discard(worker)
     wall = time.time() - job.created_at  # the trial is over once its message is here
     # No join: the child's exit (TF and MLflow teardown) takes seconds and overlaps the
     # next trial; active_children() reaps it later.
@@ -168,9 +206,11 @@ def run_isolated(job: TrialJob, prestart_next: bool = False) -> TrialResult:
     raise TrialFailed(reason) from ChildTraceback(child_traceback)
 
 
-def _serve(jobs, send, tracking_uri: str, parent_pid: int) -> None:
+def _serve(jobs, send, tracking_uri: str, parent_pid: int, threads: int | None) -> None:
     """The trial process: warm up, wait for one job, run it, report, exit."""
     _die_with_parent(parent_pid)
+    if threads is not None:  # read by runtime.configure_threads and the tf.data pipelines
+        os.environ[THREADS_ENV] = str(threads)
     try:
         _warm_up(tracking_uri)
     except BaseException:  # the job's own run reports whatever is really broken
@@ -191,7 +231,9 @@ def _warm_up(tracking_uri: str) -> None:
 
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
     from benchmark import trial  # noqa: F401  (Keras, the model and pipeline modules)
-    from benchmark.runtime import version_tags
+    from benchmark.runtime import configure_threads, version_tags
+
+    configure_threads()  # before TensorFlow runs its first op
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.MlflowClient().search_experiments(max_results=1)  # engine, schema check
@@ -228,9 +270,7 @@ def _train(job: TrialJob) -> TrialResult:
     if job.trial_id is not None:
         from benchmark.callbacks import PruningCallback
 
-        study = optuna.load_study(
-            study_name=job.study_name, storage=job.storage_url, pruner=job.pruner
-        )
+        study = optuna.load_study(study_name=job.study_name, storage=job.storage, pruner=job.pruner)
         callbacks.append(PruningCallback(optuna.Trial(study, job.trial_id)))
     started = time.perf_counter()
     data = load_for(job.cfg, job.data_dir)

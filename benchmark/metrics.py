@@ -51,6 +51,9 @@ VAL_LOSS_RISE_THRESHOLD = 0.20
 # Tags.
 TAG_OVERFIT = "overfit"
 TAG_DEVICE = "device"
+TAG_GPU_NAME = "gpu_name"  # on a GPU: its name (also in `device`)
+GPU_TIME = "gpu_time_s"  # on a GPU: the fit's wall time holding it
+GPU_MEMORY_PEAK = "gpu_memory_peak_mb"  # on a GPU: TensorFlow's allocator peak in the fit
 TAG_TF = "tensorflow_version"
 TAG_KERAS = "keras_version"
 TAG_DIGEST = "dataset_digest"

@@ -9,6 +9,7 @@ Every model starts with Rescaling(1/255): the pipeline feeds float32 pixels in [
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import keras
@@ -112,8 +113,10 @@ def build_model(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: 
         net.append(layers.Dense(cfg.dense_units, activation="relu"))
     if cfg.dropout:
         net.append(layers.Dropout(cfg.dropout))
-    net += [layers.Dense(n_classes), layers.Softmax()]
-    return keras.Sequential(net, name=cfg.run_name.replace("-", "_"))
+    # float32 softmax: under mixed precision (GPU) float16 probabilities lose the small ones
+    net += [layers.Dense(n_classes), layers.Softmax(dtype="float32")]
+    # TensorFlow scope names take letters, digits, "_" and ".": "lab-net-...-aug=lab" does not fit
+    return keras.Sequential(net, name=re.sub(r"[^A-Za-z0-9_.]", "_", cfg.run_name))
 
 
 def model_summary(model: keras.Model) -> str:

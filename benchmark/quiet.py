@@ -26,6 +26,10 @@ ENVIRONMENT = {
     "MLFLOW_LOGGING_LEVEL": "WARNING",  # "Creating initial MLflow database tables..." per store
 }
 
+# Set in a trial process started by `--workers N`: how many threads its TensorFlow and
+# tf.data pools get (the machine's cores split between the N trials).
+THREADS_ENV = "BENCHMARK_THREADS"
+
 _ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called"
 _LOG_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [^\]]+\] ")
 _CONTINUATION = re.compile(r"^To enable the following instructions: .* compiler flags\.$")

@@ -34,6 +34,10 @@ class Registry(Generic[F]):
 
         return add(fn) if fn is not None else add
 
+    def unregister(self, key: str) -> None:
+        """Remove `key` again: for tests and plugins that clean up after themselves."""
+        del self._items[key]
+
     def names(self) -> list[str]:
         return list(self._items)
 

@@ -64,6 +64,29 @@ def device_name() -> str:
     return f"CPU: {model} x{os.cpu_count()}"
 
 
+def trial_threads() -> int | None:
+    """The thread count this trial process was given (`--workers N`), or None: all cores."""
+    from benchmark.quiet import THREADS_ENV
+
+    value = os.environ.get(THREADS_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def configure_threads() -> None:
+    """Cap TensorFlow's thread pools at trial_threads(), and let trials that share a GPU
+    grow their memory instead of each taking all of it. Call before TF runs an op."""
+    import tensorflow as tf
+
+    try:
+        if (threads := trial_threads()) is not None:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:  # TF already initialised (an op ran): its pools stay as they are
+        pass
+
+
 def jit_compile() -> bool | str:
     """XLA only where it pays: measured 2-3x slower on this CPU, Keras decides on a GPU."""
     return "auto" if gpu_name() else False
@@ -93,7 +116,7 @@ def version_tags() -> dict[str, str]:
         "keras_version": keras.__version__,
         "device": device_name(),
         "git_commit": git_commit(),
-    }
+    } | ({"gpu_name": gpu} if (gpu := gpu_name()) else {})
 
 
 # --- where runs go ----------------------------------------------------------------------

@@ -22,7 +22,14 @@ import optuna
 from benchmark import metrics as M
 from benchmark.augment import build_augmentation, mixes_labels, save_augmentation_preview
 from benchmark.config import TrialConfig
-from benchmark.datasets import Dataset, load_dataset
+from benchmark.data import Dataset, load_dataset
+from benchmark.gpu import (
+    AugmentInStep,
+    gpu_usage,
+    has_geometric_ops,
+    on_gpu,
+    use_mixed_precision,
+)
 from benchmark.models import build_model, model_summary, plan
 from benchmark.pipeline import eval_dataset, train_dataset
 from benchmark.plots import plot_learning_curves
@@ -207,12 +214,20 @@ def compiled_model(
     *,
     steps_per_epoch: int | None = None,
     soft_labels: bool = False,
+    augment_in_step: keras.Layer | None = None,
 ) -> keras.Model:
     """The model as every trial trains it (the bench times this same path).
 
     `soft_labels`: the data gives one-hot (or mixed) targets; label smoothing needs them.
+    `augment_in_step`: a policy applied inside the compiled train step (the GPU path).
     """
+    use_mixed_precision()  # float16 compute on tensor-core GPUs; a no-op on a CPU
     model = build_model(cfg, image_shape, n_classes)
+    jit = jit_compile()
+    if augment_in_step is not None:
+        model = AugmentInStep(model, augment_in_step, mixes_labels(augment_in_step))
+        if has_geometric_ops(augment_in_step):
+            jit = False  # the image-transform op has no XLA kernel
     soft = soft_labels or cfg.label_smoothing > 0
     model.compile(
         optimizer=make_optimizer(cfg, steps_per_epoch),
@@ -221,7 +236,7 @@ def compiled_model(
         else "sparse_categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=cfg.steps_per_execution,
-        jit_compile=jit_compile(),
+        jit_compile=jit,
     )
     return model
 
@@ -239,11 +254,14 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings) -> T
     soft = cfg.label_smoothing > 0 or mixes_labels(augment)
     n_soft = data.n_classes if soft else None  # one-hot labels in every split
     steps_per_epoch = math.ceil(len(data.x_train) / cfg.batch_size)
+    in_step = on_gpu() and augment is not None  # GPU: augment inside the train step
     model = compiled_model(
-        cfg, data.image_shape, data.n_classes, steps_per_epoch=steps_per_epoch, soft_labels=soft
-    )
+        cfg, data.image_shape, data.n_classes, steps_per_epoch=steps_per_epoch, soft_labels=soft,
+        augment_in_step=augment if in_step else None,
+    )  # fmt: skip
     timings[M.BUILD_TIME] = time.perf_counter() - clock
-    train = train_dataset(data.x_train, data.y_train, cfg.batch_size, cfg.seed, augment, n_soft)
+    train = train_dataset(data.x_train, data.y_train, cfg.batch_size, cfg.seed,
+                          None if in_step else augment, n_soft)  # fmt: skip
     val = eval_dataset(data.x_val, data.y_val, EVAL_BATCH, n_soft)
     logger = EpochLogger()
     stopper = None
@@ -255,11 +273,13 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings) -> T
             restore_best_weights=True,
         )
 
+    gpu: dict[str, float] = {}
     start = time.perf_counter()
-    model.fit(
-        train, validation_data=val, epochs=cfg.epochs, verbose=verbose, shuffle=False,
-        callbacks=[logger, *([stopper] if stopper else []), *callbacks],
-    )  # fmt: skip
+    with gpu_usage(gpu):
+        model.fit(
+            train, validation_data=val, epochs=cfg.epochs, verbose=verbose, shuffle=False,
+            callbacks=[logger, *([stopper] if stopper else []), *callbacks],
+        )  # fmt: skip
     train_time = time.perf_counter() - start
     clock = time.perf_counter()
 
@@ -293,7 +313,7 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings) -> T
         M.SELECTED_VAL_ACCURACY: h[M.VAL_ACCURACY][tested],
         M.STOPPED_EPOCH: len(h[M.VAL_ACCURACY]),
         M.VAL_LOSS_RISE: h[M.VAL_LOSS][tested] / min(h[M.VAL_LOSS]) - 1,
-    }
+    } | gpu
     if cfg.tta == "flip":
         final[M.TEST_ACCURACY_TTA] = flip_tta_accuracy(model, data.x_test, data.y_test)
     clock = time.perf_counter()

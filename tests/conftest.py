@@ -40,6 +40,11 @@ def _isolate(monkeypatch, tmp_path, session_cache):
     mlflow.set_tracking_uri(uri)  # the module-level URI outlives a test: reset it every time
     while mlflow.active_run():  # a test that failed inside a run must not nest the next one
         mlflow.end_run()
+    # mlflow.set_experiment (the CLI's train, called in-process) keeps the experiment's id in
+    # a global and in MLFLOW_EXPERIMENT_ID: an id of the last test's store, not this one's.
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
     monkeypatch.delenv("BENCHMARK_DATA_DIR", raising=False)
     # Trials in the test process: fast, and monkeypatches reach them. Tests of the default
     # (a process per trial) remove this or pass isolate=True.

@@ -101,7 +101,7 @@ def test_layers_get_distinct_seeds():
     aug = build_augmentation("all", seed=0)
     seeds = [layer.seed for layer in aug.layers]
     assert len(aug.layers) == 6 and len(set(seeds)) == 6
-    assert all(layer.seed is None for layer in build_augmentation("all").layers)
+    assert [layer.seed for layer in build_augmentation("all").layers] == [None] * 6
 
 
 def test_unknown_policy_lists_known_names():

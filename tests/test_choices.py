@@ -8,7 +8,7 @@ import pytest
 from benchmark import choices
 from benchmark.augment import POLICIES
 from benchmark.config import TrialConfig
-from benchmark.datasets import DATASETS
+from benchmark.data import DATASETS
 from benchmark.models import MODELS
 
 

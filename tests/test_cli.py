@@ -1,10 +1,15 @@
-"""The command line: bad input is one line on stderr and exit code 2, never a traceback."""
+"""The command line: bad input is one line on stderr and exit code 2, never a traceback.
+
+The CLI is called in-process (`benchmark.cli.main(argv)`, what `python -m benchmark` runs);
+only `--help` starts a process, because what it must not import is the point there.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,18 +17,28 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "benchmark", *args],
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+@dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def error_line(out: subprocess.CompletedProcess) -> str:
+@pytest.fixture
+def cli(capsys):
+    """`python -m benchmark ARGS` in this process: its exit code, stdout and stderr."""
+    from benchmark.cli import main
+
+    def run(*args: str) -> Outcome:
+        capsys.readouterr()  # drop what came before
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return Outcome(code, out, err)
+
+    return run
+
+
+def error_line(out: Outcome) -> str:
     lines = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
     assert out.returncode == 2, out.stderr[-3000:]
     assert "Traceback" not in out.stderr, out.stderr[-3000:]
@@ -41,51 +56,55 @@ def error_line(out: subprocess.CompletedProcess) -> str:
         (["--depth", "7", "--padding", "valid"], "does not fit 32px images"),
     ],
 )
-def test_train_rejects_bad_input_in_one_line(tmp_path, shared_data, args, expected):
+def test_train_rejects_bad_input_in_one_line(cli, tmp_path, shared_data, args, expected):
     out = cli("train", "--data-dir", str(shared_data), "--max-train-samples", "100",
-              *(["--dataset", "cifar10"] if "--dataset" not in args else []), *args,
-              cwd=tmp_path)  # fmt: skip
+              *(["--dataset", "cifar10"] if "--dataset" not in args else []), *args)  # fmt: skip
     assert expected in error_line(out)
     assert not list(tmp_path.glob("mlruns"))  # no file store appeared
 
 
-def test_data_missing_offline_names_the_file(tmp_path):
+def test_data_missing_offline_names_the_file(cli, tmp_path, monkeypatch):
+    import urllib.request
+
     empty = tmp_path / "data"
     empty.mkdir()
     # KERAS_HOME is empty and the download cannot reach the host from a sandbox: a proxy that
-    # refuses makes that certain even on a machine with internet.
-    env = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
-    out = cli("train", "--dataset", "cifar100", "--data-dir", str(empty), cwd=tmp_path, env=env)
+    # refuses makes that certain even on a machine with internet. urllib reads the proxy
+    # variables when it builds its opener: no opener built earlier in this process is kept.
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setattr(urllib.request, "_opener", None)
+    out = cli("train", "--dataset", "cifar100", "--data-dir", str(empty))
     line = error_line(out)
     assert "cifar-100-python.tar.gz" in line and "--data-dir" in line
 
 
-def test_corrupt_archive_is_reported_not_raised(tmp_path, shared_data):
+def test_corrupt_archive_is_reported_not_raised(cli, tmp_path, shared_data):
     data = tmp_path / "data"
     data.mkdir()
     blob = (shared_data / "cifar-10-python.tar.gz").read_bytes()[:1_000_000]
     (data / "cifar-10-python.tar.gz").write_bytes(blob)
-    out = cli("train", "--dataset", "cifar10", "--data-dir", str(data), cwd=tmp_path)
+    out = cli("train", "--dataset", "cifar10", "--data-dir", str(data))
     assert "cifar-10-python.tar.gz" in error_line(out)
 
 
-def test_missing_data_dir(tmp_path):
-    out = cli("train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "nope"), cwd=tmp_path)
+def test_missing_data_dir(cli, tmp_path):
+    out = cli("train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "nope"))
     assert "nope" in error_line(out)
 
 
-def test_search_rejects_unknown_dataset_and_bad_space(tmp_path):
-    assert "unknown dataset" in error_line(cli("search", "--dataset", "mnist", cwd=tmp_path))
+def test_search_rejects_unknown_dataset_and_bad_space(cli, tmp_path):
+    assert "unknown dataset" in error_line(cli("search", "--dataset", "mnist"))
     bad = tmp_path / "bad.yaml"
     bad.write_text("space: {depth: {values: [2]}}\nfixd: {}\n")
-    line = error_line(cli("search", "--dataset", "cifar10", "--space", str(bad), cwd=tmp_path))
+    line = error_line(cli("search", "--dataset", "cifar10", "--space", str(bad)))
     assert "unknown key fixd" in line
-    assert not (tmp_path / "optuna.db").exists()  # nothing half-written
+    assert not (tmp_path / "optuna.journal").exists()  # nothing half-written
 
 
-def test_train_end_to_end_prints_the_results(tmp_path, shared_data):
+def test_train_end_to_end_prints_the_results(cli, shared_data):
     out = cli("train", "--dataset", "cifar10", "--data-dir", str(shared_data), "--model", "seed",
-              "--epochs", "1", "--max-train-samples", "200", "--quiet", cwd=tmp_path)  # fmt: skip
+              "--epochs", "1", "--max-train-samples", "200", "--quiet")  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert "test_accuracy" in out.stdout and "overfit" in out.stdout
     assert "params 122,570" in out.stdout
@@ -111,7 +130,7 @@ def test_help_lists_allowed_values_and_an_example_without_tensorflow(tmp_path):
     import json
 
     from benchmark import choices
-    from benchmark.space import STRATEGIES
+    from benchmark.search.space import STRATEGIES
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", HELP_SCRIPT], cwd=tmp_path, env=env,

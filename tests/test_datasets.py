@@ -10,6 +10,7 @@ import io
 import logging
 import os
 import pickle
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -18,9 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark import datasets
-from benchmark.archive import file_md5, restricted_load, safe_extract
-from benchmark.datasets import FLOWERS17_CLASSES, load_dataset
+from benchmark import data
+from benchmark.data import DATASETS, FLOWERS17_CLASSES, Loaded, Request, load_dataset
+from benchmark.data.archive import file_md5, restricted_load, safe_extract
 from benchmark.errors import UserError
 
 # ------------------------------------------------------------------------------ helpers
@@ -90,7 +91,7 @@ def test_cifar10_shapes_classes_and_stratified_val(cifar10):
         assert x.dtype == np.uint8 and y.dtype == np.int32 and x.flags.c_contiguous
     assert np.bincount(cifar10.y_val).tolist() == [100] * 10
     assert np.bincount(cifar10.y_train).tolist() == [900] * 10
-    assert len(cifar10.digest) == 16 and int(cifar10.digest, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{16}", cifar10.digest), cifar10.digest
 
 
 def test_cifar10_test_set_is_the_archive_test_batch_untouched(cifar10, shared_data):
@@ -104,7 +105,7 @@ def test_cifar10_second_load_same_digest(cifar10, shared_data, monkeypatch):
     def no_decode(*args, **kwargs):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(datasets, "_decode_cifar", no_decode)
+    monkeypatch.setattr("benchmark.data.cifar.decode_cifar", no_decode)
     again = load_dataset("cifar10", data_dir=shared_data)  # BENCHMARK_CACHE_DIR = session
     assert again.digest == cifar10.digest
     np.testing.assert_array_equal(again.x_val, cifar10.x_val)
@@ -165,7 +166,7 @@ def test_cifar100_found_in_keras_cache_without_network(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("tried to download although the Keras cache has the archive")
 
-    monkeypatch.setattr(datasets, "_download", no_network)
+    monkeypatch.setattr("benchmark.data.upstream.download", no_network)
     ds = load_dataset("cifar100", val_fraction=0.2)
     assert ds.sizes()["test"] == 100
 
@@ -214,7 +215,7 @@ def test_flowers17_second_load_reads_cache(flowers, shared_data, monkeypatch):
     def no_decode(*args, **kwargs):
         raise AssertionError("decoded JPEGs again despite the cache")
 
-    monkeypatch.setattr(datasets, "_decode_images", no_decode)
+    monkeypatch.setattr("benchmark.data.flowers17.decode_images", no_decode)
     again = load_dataset("flowers17", data_dir=shared_data, image_size=32)
     assert again.digest == flowers.digest
 
@@ -263,7 +264,7 @@ def test_folder_dataset_converts_to_rgb_and_skips_bad_files(tmp_path, caplog):
     Image.new("RGB", (64, 64), (255, 0, 0)).save(good, "JPEG")
     (root / "a_red" / "truncated.jpg").write_bytes(good.getvalue()[:300])
 
-    with caplog.at_level(logging.WARNING, logger="benchmark.datasets"):
+    with caplog.at_level(logging.WARNING, logger="benchmark.data"):
         ds = load_dataset(f"folder:{root}", image_size=16)
     assert ds.name == f"folder:{root}" and ds.class_names == ("a_red", "b_gray")
     assert ds.sizes() == {"train": 6, "val": 2, "test": 2}  # 5 readable per class: 3/1/1
@@ -300,6 +301,53 @@ def test_folder_dataset_bad_layouts(tmp_path):
         load_dataset(f"folder:{root}")
     with pytest.raises(UserError, match="does not exist"):
         load_dataset(f"folder:{tmp_path / 'nope'}")
+
+
+# ------------------------------------------------------------------ the extension point
+
+
+@pytest.fixture
+def tiny_source():
+    """A synthetic source registered for one test, removed from the registry after it."""
+
+    @DATASETS.register(name="tiny", image_size=4)
+    def tiny(req: Request) -> Loaded:
+        size = req.image_size or 4
+        x = np.arange(30 * size * size * 3, dtype=np.int64).reshape(30, size, size, 3) % 256
+        y = np.repeat(np.arange(3), 10)  # 10 images per class
+        part = np.tile(np.arange(10), 3)  # per class: 0-5 train, 6-7 val, 8-9 test
+        splits = {
+            name: (x[(part >= lo) & (part < hi)], y[(part >= lo) & (part < hi)])
+            for name, lo, hi in (("train", 0, 6), ("val", 6, 8), ("test", 8, 10))
+        }
+        return Loaded(("a", "b", "c"), splits, "synthetic")
+
+    yield tiny
+    DATASETS.unregister("tiny")
+    assert "tiny" not in DATASETS and "tiny" not in DATASETS.known()
+
+
+def test_a_new_dataset_is_one_registered_function(tiny_source):
+    ds = load_dataset("tiny", max_train_samples=9)  # subset, dtypes, digest: load_dataset's
+    assert (ds.name, ds.class_names, ds.source) == ("tiny", ("a", "b", "c"), "synthetic")
+    assert ds.sizes() == {"train": 9, "val": 6, "test": 6}
+    assert np.bincount(ds.y_train).tolist() == [3, 3, 3] and ds.y_train.dtype == np.int32
+    assert ds.image_shape == (4, 4, 3) and ds.x_train.dtype == np.uint8
+    assert len(ds.digest) == 16
+    assert load_dataset("tiny", image_size=6).image_shape == (6, 6, 3)
+    assert data.default_image_size("tiny") == 4 and data.is_builtin("tiny")
+    assert DATASETS.known().endswith("flowers17, tiny, folder:PATH")
+
+
+def test_folder_is_a_registered_family():
+    assert data.parse("folder:/x") == ("folder", "/x")
+    assert data.parse("cifar10") == ("cifar10", None)
+    assert data.source_name("folder:/data/pets") == "folder"
+    assert data.source_name("cifar100") == "cifar100"
+    assert not data.is_builtin("folder:/x") and data.is_builtin("flowers17")
+    assert not data.is_builtin("mnist") and "folder:/x" in DATASETS and "mnist" not in DATASETS
+    with pytest.raises(UserError, match="needs a path: folder:PATH"):
+        load_dataset("folder:")
 
 
 # ------------------------------------------------------------------------------- errors
@@ -451,16 +499,16 @@ def test_file_md5_matches_hashlib(tmp_path):
 
 
 def test_default_image_size_and_cache_root(tmp_path, monkeypatch):
-    assert datasets.default_image_size("cifar100") == 32
-    assert datasets.default_image_size("flowers17") == 64
-    assert datasets.default_image_size("folder:/x") == 64
+    assert data.default_image_size("cifar100") == 32
+    assert data.default_image_size("flowers17") == 64
+    assert data.default_image_size("folder:/x") == 64
     with pytest.raises(UserError, match="unknown dataset"):
-        datasets.default_image_size("mnist")
-    assert datasets.cache_root(tmp_path / "c") == tmp_path / "c"
+        data.default_image_size("mnist")
+    assert data.cache_root(tmp_path / "c") == tmp_path / "c"
     monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path / "env"))
-    assert datasets.cache_root() == tmp_path / "env"
+    assert data.cache_root() == tmp_path / "env"
     monkeypatch.delenv("BENCHMARK_CACHE_DIR")
-    assert datasets.cache_root() == Path.home() / ".cache" / "cnn-benchmark"
+    assert data.cache_root() == Path.home() / ".cache" / "cnn-benchmark"
 
 
 def _squares(d: Path, n: int, size: tuple[int, int], value: int) -> None:
@@ -472,7 +520,7 @@ def test_folder_default_size_is_the_images_own_else_64(tmp_path, caplog):
     same = tmp_path / "same"
     _squares(same / "a", 5, (24, 24), 10)
     _squares(same / "b", 5, (24, 24), 200)
-    with caplog.at_level(logging.INFO, logger="benchmark.datasets"):
+    with caplog.at_level(logging.INFO, logger="benchmark.data"):
         ds = load_dataset(f"folder:{same}")
         again = load_dataset(f"folder:{same}")  # from the cache: the same size, the same line
     assert ds.image_shape == again.image_shape == (24, 24, 3)
@@ -484,7 +532,7 @@ def test_folder_default_size_is_the_images_own_else_64(tmp_path, caplog):
     _squares(mixed / "a", 5, (24, 24), 10)
     _squares(mixed / "b", 5, (32, 20), 200)
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="benchmark.datasets"):
+    with caplog.at_level(logging.INFO, logger="benchmark.data"):
         ds = load_dataset(f"folder:{mixed}")
     assert ds.image_shape == (64, 64, 3)
     assert any("image size 64 px: the images differ in size (e.g. 24x24, 32x20)" in r.getMessage()
@@ -507,7 +555,7 @@ def test_folder_skips_dangling_links_and_links_out_of_the_root(tmp_path, caplog)
     with pytest.raises(UserError, match=r"class folder .*/c is empty or missing \(2 unusable"):
         load_dataset(f"folder:{root}")
     (root / "c").unlink()
-    with caplog.at_level(logging.WARNING, logger="benchmark.datasets"):
+    with caplog.at_level(logging.WARNING, logger="benchmark.data"):
         ds = load_dataset(f"folder:{root}")
     assert ds.class_names == ("a", "b", "c_local")
     assert sum(ds.sizes().values()) == 16  # 5 + 5 + 1 link inside the root + 5

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.container import ErrorbarContainer
+from matplotlib.container import BarContainer, ErrorbarContainer
 from PIL import Image
 
 from benchmark import metrics as M
 from benchmark import report
-from benchmark import report_figures as figures
 from benchmark.plots import learning_curves_figure, plot_learning_curves
+from benchmark.report import figures
 
 LONG = "a-configuration-with-a-very-long-name-d3-k5-w256-c2-gap-randaugment"
 
@@ -51,7 +51,8 @@ def test_bars_long_group_names_not_cut_and_no_bar_without_spread(tmp_path, monke
     path = figures.grouped_bars(groups, one_seed, tmp_path / "b.png", ylabel="test accuracy")
     assert _edges_blank(path)
     ax = figs[-1].axes[0]
-    assert not [c for c in ax.containers if isinstance(c, ErrorbarContainer)]  # none at all
+    assert len([c for c in ax.containers if isinstance(c, BarContainer)]) == 2  # the bars...
+    assert not [c for c in ax.containers if isinstance(c, ErrorbarContainer)]  # ...no error bar
 
     spread = {"none": [(0.5, 0.02), (0.6, math.nan)], "seed": [(0.55, 0.01), (0.7, 0.03)]}
     figures.grouped_bars(groups, spread, tmp_path / "b2.png", ylabel="test accuracy")

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
+import re
 
 import mlflow
 import pytest
 
 from benchmark import metrics as M
 from benchmark.config import TrialConfig
-from benchmark.datasets import load_dataset
+from benchmark.data import load_dataset
 from benchmark.errors import UserError
 from benchmark.runtime import prepare_tracking
-from benchmark.space import load_space
+from benchmark.search.space import load_space
 from benchmark.trial import TrialFailed, run_trial
 
 
@@ -54,6 +55,12 @@ def test_a_trial_whose_loss_explodes_fails_with_nan_loss(shared_data, session_ca
         run_trial(cfg, data, verbose=0)
     (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert run.info.status == "FAILED"
-    assert run.data.tags[M.TAG_STATUS_REASON].startswith("nan loss at epoch")
+    reason = run.data.tags[M.TAG_STATUS_REASON]
+    found = re.match(r"nan loss at epoch (\d+)", reason)
+    assert found, reason
+    nan_epoch = int(found[1])
     epochs_logged = mlflow.MlflowClient().get_metric_history(run.info.run_id, M.LOSS)
-    assert all(math.isfinite(m.value) for m in epochs_logged)  # the NaN epoch is not a point
+    # every epoch before the NaN one is a point (step = epoch, 1-based), the NaN one is not;
+    # when the first epoch already blew up there is no point at all
+    assert sorted(m.step for m in epochs_logged) == list(range(1, nan_epoch))
+    assert [m.value for m in epochs_logged if not math.isfinite(m.value)] == []

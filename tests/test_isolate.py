@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 from benchmark import metrics as M
-from benchmark.isolate import ChildTraceback
+from benchmark.config import TrialConfig
+from benchmark.isolate import ChildTraceback, TrialJob, run_isolated
 from benchmark.search import run_search
-from benchmark.space import load_space
+from benchmark.search.space import load_space
 from benchmark.trial import TrialFailed
 
 # val_fraction is a data setting: the search checks the base point's data (0.1) before any
@@ -38,6 +39,26 @@ def _folder(root: Path) -> Path:
     return root
 
 
+def test_a_trial_trains_in_its_own_process(tmp_path):
+    """The default path, cheaply (the quick set's check): one tiny trial in one child process,
+    logged under its parent run as a search logs it."""
+    cfg = TrialConfig.from_options(
+        dataset=f"folder:{_folder(tmp_path / 'imgs')}", val_fraction=0.5, epochs=1,
+        batch_size=4, depth=1, filters_base=4, dense_units=0,
+    )  # fmt: skip
+    with mlflow.start_run() as parent:
+        job = TrialJob(cfg=cfg, data_dir=None, tracking_uri=mlflow.get_tracking_uri(),
+                       parent_run_id=parent.info.run_id, run_name=cfg.run_name,
+                       tags={M.TAG_ROLE: "trial"})  # fmt: skip
+        result = run_isolated(job)  # no spare process warmed up for a next trial
+    run = mlflow.get_run(result.run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == cfg.run_name
+    assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert M.TEST_ACCURACY in run.data.metrics
+    assert run.data.metrics[M.STARTUP_TIME] > 0  # only a trial process has a start-up time
+
+
+@pytest.mark.slow  # two trial processes
 def test_a_failed_trial_process_leaves_its_traceback_under_failures(tmp_path, capfd):
     (tmp_path / "space.yaml").write_text(SPACE)
     lines: list[str] = []
@@ -60,7 +81,7 @@ def test_a_failed_trial_process_leaves_its_traceback_under_failures(tmp_path, ca
     assert "in the trial process:" in text and "isolate.py" in text
     child = text.split("in the trial process:", 1)[1]
     assert "Traceback (most recent call last)" in child
-    assert "_stratified_split" in child and "datasets.py" in child
+    assert "stratified_split" in child and "split.py" in child
     assert "benchmark.errors.UserError" in child and "too few" in child
     # ...then the search's side, ending in the one-line reason
     assert text.rstrip().splitlines()[-1].startswith("benchmark.trial.TrialFailed: ")
@@ -70,8 +91,12 @@ def test_a_failed_trial_process_leaves_its_traceback_under_failures(tmp_path, ca
 
 
 def test_child_traceback_is_the_cause_of_the_failure():
-    err = TrialFailed("boom")
-    err.__cause__ = ChildTraceback('Traceback (most recent call last):\n  File "x.py"\nValueError')
-    assert "in the trial process:" in str(err.__cause__) and 'File "x.py"' in str(err.__cause__)
-    with pytest.raises(TrialFailed):
-        raise err
+    import traceback
+
+    child = 'Traceback (most recent call last):\n  File "x.py"\nValueError'
+    with pytest.raises(TrialFailed) as caught:
+        raise TrialFailed("boom") from ChildTraceback(child)
+    # what the search logs under failures/: the child's frames, then the one-line reason
+    text = "".join(traceback.format_exception(caught.value))
+    assert text.index('File "x.py"') < text.index("direct cause") < text.index("TrialFailed: boom")
+    assert "in the trial process:" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from benchmark import choices
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
 from benchmark.models import MODELS, build_model, plan
@@ -82,6 +83,34 @@ def test_unknown_setting_is_an_error_not_ignored():
 def test_explicit_fields_override_the_preset_and_name_the_run():
     cfg = TrialConfig.from_options(model="seed", dense_units=128, augmentation="shift")
     assert (cfg.depth, cfg.kernel_size, cfg.dense_units, cfg.filters_max) == (3, 3, 128, 64)
-    assert cfg.run_name == "seed-d3-k3-w128-shift"
-    assert TrialConfig.from_options(depth=3, kernel_size=5, dense_units=128,
-                                    augmentation="seed").run_name == "d3-k5-w128-seed"  # fmt: skip
+    assert cfg.run_name == "lab-net-d3-k3-w128-aug=shift"
+    lab_policy = TrialConfig.from_options(depth=3, kernel_size=5, dense_units=128,
+                                          augmentation="seed")  # fmt: skip
+    assert lab_policy.run_name == "d3-k5-w128-aug=lab"
+
+
+def test_the_lab_net_with_the_lab_policy_never_says_seed_in_its_name():
+    """`--model seed --augmentation seed` keep their CLI names; the run name reads."""
+    cfg = TrialConfig.from_options(model="seed", augmentation="seed")
+    assert (cfg.model, cfg.augmentation) == ("seed", "seed")  # params keep the CLI values
+    assert cfg.run_name == "lab-net-d3-k3-w64-aug=lab"
+    assert "lab-net" in cfg.run_name and "aug=lab" in cfg.run_name
+    assert "seed" not in cfg.run_name
+    gap = TrialConfig.from_options(depth=4, dense_units=0, head="gap", augmentation="strong")
+    assert gap.run_name == "d4-k3-w0-gap-aug=strong"
+    assert TrialConfig.from_options(depth=2, kernel_size=5).run_name == "d2-k5-w64-aug=none"
+
+
+def test_display_names_keep_run_names_distinct():
+    """A display name is no other value's name: distinct configurations, distinct names."""
+    for field, shown in choices.DISPLAY.items():
+        values = choices.CHOICES[field]
+        assert set(shown) <= set(values), field
+        names = [choices.display(field, v) for v in values]
+        assert len(set(names)) == len(values), names
+    names = {
+        TrialConfig.from_options(model=m, augmentation=a).run_name
+        for m in choices.MODELS
+        for a in choices.AUGMENTATIONS
+    }
+    assert len(names) == len(choices.MODELS) * len(choices.AUGMENTATIONS)

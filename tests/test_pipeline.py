@@ -54,4 +54,17 @@ def test_eval_keeps_order_and_both_pipelines_use_fixed_buffers():
     assert np.array_equal(labels, y) and np.array_equal(images, x.astype(np.float32))
     for ds in (train_dataset(x, y, 8, 0), eval_dataset(x, y, 16)):
         assert ds.options().autotune.enabled is False
-    assert PREFETCH >= 2
+        # a fixed read-ahead of PREFETCH batches (>= 2: one in use, one ready), as the last
+        # stage before the model: not autotuned, not dropped
+        assert _prefetch_buffer(ds) == PREFETCH >= 2
+
+
+def _prefetch_buffer(ds) -> int:
+    """The buffer size of the prefetch nearest the model's end of `ds`; 0 when none."""
+    while ds is not None:
+        if type(ds).__name__ == "_PrefetchDataset":
+            return int(ds._buffer_size)
+        if type(ds).__name__ != "_OptionsDataset":  # with_options wraps it; nothing else may
+            return 0
+        ds = ds._input_dataset
+    return 0

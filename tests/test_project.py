@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import mlflow
+import pytest
 import yaml
 
 from benchmark.cli import build_parser
@@ -50,6 +51,7 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
     assert test_cmd in (REPO / ".ci" / "run").read_text()
 
 
+@pytest.mark.slow
 def test_mlflow_run_main_entry_point_runs_a_search(tmp_path, shared_data):
     space = tmp_path / "tiny.yaml"
     space.write_text(
@@ -97,10 +99,10 @@ def test_mlflow_run_main_entry_point_runs_a_search(tmp_path, shared_data):
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert sorted(k.info.run_name for k in kids) == [
-        "seed-d3-k3-w64-grayscale", "seed-d3-k3-w64-none",
+        "lab-net-d3-k3-w64-aug=grayscale", "lab-net-d3-k3-w64-aug=none",
     ]  # fmt: skip
     assert parents[0].data.tags["strategy"] == "grid"
-    assert (tmp_path / "optuna.db").exists()  # the study beside mlflow.db, not in the repo
+    assert (tmp_path / "optuna.journal").exists()  # the study beside mlflow.db, not in the repo
     # `mlflow run` put its run in Default; the search went to the dataset's experiment, as
     # `python -m benchmark search` does, and the run left behind says where
     assert mlflow.get_experiment(parents[0].info.experiment_id).name == "cnn-benchmark/cifar10"

@@ -14,7 +14,7 @@ import pytest
 from benchmark import metrics as M
 from benchmark.augment import build_augmentation, mixes_labels, policy_names
 from benchmark.config import TrialConfig
-from benchmark.datasets import load_dataset
+from benchmark.data import load_dataset
 from benchmark.errors import UserError
 from benchmark.models import build_model, plan
 from benchmark.pipeline import train_dataset
@@ -65,7 +65,7 @@ def test_two_convs_per_block_and_block_dropout_are_in_the_model():
     drops = [x for x in model.layers if isinstance(x, keras.layers.Dropout)]
     assert len(convs) == 6 and [c.filters for c in convs] == [32, 32, 64, 64, 128, 128]
     assert len(drops) == 3 and all(d.rate == 0.25 for d in drops)
-    assert cfg.run_name == "d3-k3-w64-c2-none"
+    assert cfg.run_name == "d3-k3-w64-c2-aug=none"
     assert plan(cfg, (32, 32, 3), 10).flops > plan(cfg.replace(convs_per_block=1), (32, 32, 3),
                                                     10).flops  # fmt: skip
 
@@ -196,6 +196,7 @@ def test_every_policy_keeps_shape_and_range_and_has_a_preview(tmp_path):
         assert not np.allclose(images, x), name
 
 
+@pytest.mark.slow
 def test_label_smoothing_and_cutmix_train_end_to_end(cifar_small):
     cfg = TrialConfig.from_options(epochs=1, label_smoothing=0.1, augmentation="cutmix",
                                    batch_norm=True, head="gap", steps_per_execution=2)  # fmt: skip
@@ -206,6 +207,7 @@ def test_label_smoothing_and_cutmix_train_end_to_end(cifar_small):
 # --- early stopping and TTA --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_early_stopping_tests_the_restored_best_weights(cifar_small, tmp_path):
     """The logged test accuracy is that of the best validation epoch's weights."""
     saver = keras.callbacks.ModelCheckpoint(str(tmp_path / "e{epoch}.weights.h5"),
@@ -252,6 +254,7 @@ def test_flip_tta_is_the_mean_of_the_image_and_its_mirror():
     assert flip_tta_accuracy(model, x, y) == 1.0
 
 
+@pytest.mark.slow
 def test_tta_flip_logs_test_accuracy_tta_beside_test_accuracy(cifar_small):
     cfg = TrialConfig.from_options(epochs=1, tta="flip", steps_per_execution=2)
     run = mlflow.get_run(run_trial(cfg, cifar_small, verbose=0).run_id)

@@ -23,7 +23,7 @@ from benchmark.config import TrialConfig
 from benchmark.errors import UserError
 from benchmark.report import cmd_report, delta_ci, pareto_front, slug, write_reports
 from benchmark.search import ablation_space, best_of_latest_search, run_search
-from benchmark.space import load_space
+from benchmark.search.space import load_space
 
 SPACE = """\
 strategy: grid
@@ -87,9 +87,9 @@ def _log_partial_run(client: MlflowClient, dataset: str) -> None:
     """A copy of a real trial run with batch_size 4 and no test_accuracy: a missing metric."""
     src = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
-        "attributes.run_name = 'd1-k3-w8-none-s0'",
+        "attributes.run_name = 'd1-k3-w8-aug=none-s0'",
     )[0]
-    run = client.create_run(src.info.experiment_id, run_name="d1-k3-w8-none-bs4")
+    run = client.create_run(src.info.experiment_id, run_name="d1-k3-w8-aug=none-bs4")
     params = src.data.params | {"batch_size": "4"}
     tags = {k: v for k, v in src.data.tags.items() if not k.startswith("mlflow.")}
     metrics = {k: v for k, v in src.data.metrics.items() if k != M.TEST_ACCURACY}
@@ -148,6 +148,7 @@ def _fmt(values: list[float]) -> str:
     return text.replace("-", "−")  # the report writes a true minus sign
 
 
+@pytest.mark.slow
 def test_leaderboard_holds_mlflow_numbers_ranked_by_validation(store, report):
     uri, _ = store
     rows = _rows(_section(report[2], "Leaderboard"))
@@ -165,21 +166,23 @@ def test_leaderboard_holds_mlflow_numbers_ranked_by_validation(store, report):
     vals = [statistics.fmean(r.data.metrics[M.VAL_ACCURACY] for r in expected[row["configuration"]])
             for row in rows]  # fmt: skip
     assert vals == sorted(vals, reverse=True)  # ranked by validation, never by test
-    assert next(r for r in rows if r["configuration"] == "d2-k3-w8-seed")["seeds"] == "1"
+    assert next(r for r in rows if r["configuration"] == "d2-k3-w8-aug=lab")["seeds"] == "1"
 
 
+@pytest.mark.slow
 def test_missing_metric_shows_a_dash(report):
     rows = _rows(_section(report[2], "Leaderboard"))
-    partial = next(r for r in rows if r["configuration"] == "d1-k3-w8-none-bs4")
+    partial = next(r for r in rows if r["configuration"] == "d1-k3-w8-aug=none-bs4")
     assert partial["test acc"] == "—"
     assert partial["val acc (tested weights)"] != "—"
 
 
+@pytest.mark.slow
 def test_failed_run_listed_with_its_reason(store, report):
     uri, _ = store
     rows = _rows(_section(report[2], "Pruned and failed trials"))
     assert [(r["state"], r["configuration"], r["seed"]) for r in rows] == [
-        ("failed", "d2-k3-w8-seed", "1")
+        ("failed", "d2-k3-w8-aug=lab", "1")
     ]
     assert BOOM in rows[0]["reason"]
     mlflow.set_tracking_uri(uri)
@@ -188,6 +191,7 @@ def test_failed_run_listed_with_its_reason(store, report):
     assert rows[0]["run"] == f"`{failed[0].info.run_id}`"
 
 
+@pytest.mark.slow
 def test_augmentation_effect_and_ablation(store, report):
     uri, _ = store
     expected = _expected(uri)
@@ -197,17 +201,18 @@ def test_augmentation_effect_and_ablation(store, report):
     def test_acc(name):
         return [r.data.metrics[M.TEST_ACCURACY] for r in expected[name]]
 
-    a, b = test_acc("d1-k3-w8-none"), test_acc("d1-k3-w8-seed")
+    a, b = test_acc("d1-k3-w8-aug=none"), test_acc("d1-k3-w8-aug=lab")
     ci = stats.ttest_ind(b, a, equal_var=False).confidence_interval()
     d = f"{np.mean(b) - np.mean(a):+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]".replace("-", "−")
     assert rows["d1-k3-w8"]["Δ test acc"] == d  # Welch's 95% CI, 2 seeds a side
     assert "[" not in rows["d2-k3-w8"]["Δ test acc"]  # one seed with augmentation: no CI
 
     ablation = _rows(_section(report[2], "Ablation"))
-    assert sorted(r["augmentation"] for r in ablation) == ["none", "seed"]
+    assert sorted(r["augmentation"] for r in ablation) == ["lab", "none"]  # seed shows as lab
     assert all(r["seeds"] == "1" for r in ablation)
 
 
+@pytest.mark.slow
 def test_header_findings_and_index(store, report):
     uri, dataset = store
     out, paths, md = report
@@ -227,6 +232,7 @@ def test_header_findings_and_index(store, report):
     assert paths[-1] == out / "README.md"
 
 
+@pytest.mark.slow
 def test_same_runs_same_bytes_and_png_figures(store, report, tmp_path):
     uri, dataset = store
     out, paths, md = report
@@ -235,7 +241,7 @@ def test_same_runs_same_bytes_and_png_figures(store, report, tmp_path):
     figures = [p for p in paths if p.suffix == ".png"]
     names = {p.name for p in figures}
     assert {"learning_curves.png", "accuracy_vs_params.png", "accuracy_vs_time.png",
-            "augmentation_effect.png", "augmentation_seed.png"} <= names  # fmt: skip
+            "augmentation_effect.png", "augmentation_lab.png"} <= names  # fmt: skip
     for p in figures:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({p.parent.name}/{p.name})" in md  # embedded in the markdown
@@ -243,6 +249,7 @@ def test_same_runs_same_bytes_and_png_figures(store, report, tmp_path):
     assert all(twin[p.name] == p.read_bytes() for p in figures)
 
 
+@pytest.mark.slow
 def test_empty_store_and_unknown_dataset_get_a_clear_message(store, tmp_path):
     uri, _ = store
     empty = f"sqlite:///{tmp_path / 'empty.db'}"
@@ -255,6 +262,7 @@ def test_empty_store_and_unknown_dataset_get_a_clear_message(store, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_cmd_report_prints_the_paths(store, tmp_path, capsys):
     uri, dataset = store
     args = argparse.Namespace(dataset=dataset, out=str(tmp_path / "r"), tracking_uri=uri)
@@ -305,6 +313,23 @@ def test_runs_logged_before_split_sizes_merge_with_later_reruns():
     assert t["config"].nunique() == 1 and set(t["label"]) == {"d2-k3-w64-seed"}
 
 
+def test_architecture_label_drops_the_policy_from_new_and_older_run_names():
+    import pandas as pd
+
+    from benchmark.report import _annotate
+
+    rows = [("new", "lab-net-d3-k3-w64-aug=lab", "seed"), ("old", "seed-d3-k3-w64-seed", "seed"),
+            ("none", "d2-k5-w64-aug=none", "none")]  # fmt: skip
+    trials = pd.DataFrame([
+        {"run_id": i, "status": "FINISHED", "params.seed": "0", "params.augmentation": aug,
+         "params.depth": i, "tags.mlflow.runName": name}
+        for i, name, aug in rows
+    ])  # fmt: skip
+    t = _annotate(trials, ablation_ids=set()).set_index("run_id")
+    assert t.loc["new", "label"] == "lab-net-d3-k3-w64-aug=lab"
+    assert list(t["arch_label"]) == ["lab-net-d3-k3-w64", "seed-d3-k3-w64", "d2-k5-w64"]
+
+
 def test_only_trials_count_not_reports_or_failed_mlflow_run_runs(tmp_path):
     """`mlflow run` logs its -P parameters (dataset among them) on every run it makes: the
     report's own run and a run that failed before its search are no trials."""
@@ -343,6 +368,7 @@ def test_only_trials_count_not_reports_or_failed_mlflow_run_runs(tmp_path):
     assert "- **Trial runs**: 2 (1 complete, 1 running)" in md
 
 
+@pytest.mark.slow
 def test_what_matters_reference_points_and_json_summary(store, report):
     uri, dataset = store
     out, paths, md = report

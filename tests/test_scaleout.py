@@ -22,6 +22,7 @@ import pytest
 from optuna.trial import TrialState
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # a PostgreSQL server and two worker processes
 
 
 def _free_port() -> int:

@@ -22,7 +22,8 @@ from optuna.trial import TrialState
 
 from benchmark import search as search_mod
 from benchmark.errors import UserError
-from benchmark.space import load_space
+from benchmark.search.space import load_space
+from benchmark.search.storage import make_storage
 from benchmark.trial import EpochLogger, TrialFailed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +53,7 @@ def children_of(parent_id: str) -> list:
     )
 
 
+@pytest.mark.slow
 def test_grid_runs_every_point_once_as_nested_runs(tmp_path, shared_data):
     space = load_space(write_space(tmp_path, GRID))
     lines: list[str] = []
@@ -76,7 +78,8 @@ def test_grid_runs_every_point_once_as_nested_runs(tmp_path, shared_data):
     )[0]  # fmt: skip
     kids = children_of(parent.info.run_id)
     assert sorted(k.info.run_name for k in kids) == [
-        "d2-k3-w64-none", "d2-k3-w64-shift", "seed-d3-k3-w64-none", "seed-d3-k3-w64-shift",
+        "d2-k3-w64-aug=none", "d2-k3-w64-aug=shift", "lab-net-d3-k3-w64-aug=none",
+        "lab-net-d3-k3-w64-aug=shift",
     ]  # fmt: skip
     assert all(k.info.status == "FINISHED" for k in kids)
     assert parent.data.metrics["n_complete"] == 4 and parent.data.metrics["n_failed"] == 0
@@ -113,6 +116,7 @@ def test_pruner_really_prunes_and_runs_say_so(tmp_path, shared_data):
         assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 1  # not 3
 
 
+@pytest.mark.slow
 def test_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, shared_data, monkeypatch):
     import benchmark.trial as trial_mod
 
@@ -140,9 +144,10 @@ def test_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, shared_data, 
     study = optuna.load_study(study_name=summary.study_name,
                               storage=f"sqlite:///{tmp_path / 'optuna.db'}")  # fmt: skip
     fails = [t for t in study.trials if t.state == TrialState.FAIL]
-    assert all("OOM" in t.user_attrs["fail_reason"] for t in fails)
+    assert len(fails) == 2 and all("OOM" in t.user_attrs["fail_reason"] for t in fails)
 
 
+@pytest.mark.slow
 def test_max_failures_stops_with_a_summary(tmp_path, shared_data, monkeypatch):
     import benchmark.trial as trial_mod
 
@@ -173,6 +178,7 @@ def _search_cmd(space: Path, data: Path) -> list[str]:
             str(space), "--data-dir", str(data), "--max-train-samples", "200"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_reruns_only_the_interrupted_trial(tmp_path, shared_data):
     space = write_space(tmp_path, GRID.replace("epochs: 1", "epochs: 3"))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -210,9 +216,9 @@ def test_resume_after_kill_9_reruns_only_the_interrupted_trial(tmp_path, shared_
     assert out.returncode == 0, out.stderr[-2000:]
     assert "grid covered; 4 complete" in out.stdout
 
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    (summary,) = optuna.get_all_study_summaries(storage)
-    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    store = make_storage(str(tmp_path / "optuna.journal"))  # the default, beside mlflow.db
+    (summary,) = optuna.get_all_study_summaries(store)
+    study = optuna.load_study(study_name=summary.study_name, storage=store)
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     keys = sorted((t.params["depth"], t.params["augmentation"]) for t in complete)
     assert keys == [(2, "none"), (2, "shift"), (3, "none"), (3, "shift")]  # each exactly once
@@ -228,6 +234,7 @@ def test_resume_after_kill_9_reruns_only_the_interrupted_trial(tmp_path, shared_
     assert statuses.count("KILLED") == 2  # the killed trial's run and its parent: orphans
 
 
+@pytest.mark.slow
 def test_trials_in_their_own_processes_keep_memory_flat(tmp_path, shared_data):
     """The default: each trial in a fresh process; the search's own RSS stays flat."""
     space = load_space(write_space(tmp_path, GRID))
@@ -283,22 +290,24 @@ def test_shipped_spaces_load_and_contain_the_seed_net():
     for name in ("flowers17", "cifar10", "cifar100"):
         space = load_space(REPO / "search_spaces" / f"{name}.yaml")
         names = {space.config(p).run_name for p in space.grid_points()}
-        assert {"seed-d3-k3-w64-none", "seed-d3-k3-w64-seed"} <= names, name
+        assert {"lab-net-d3-k3-w64-aug=none", "lab-net-d3-k3-w64-aug=lab"} <= names, name
         dims = {d.name for d in space.dimensions}
         assert {"depth", "kernel_size", "dense_units", "augmentation"} <= dims
 
 
+@pytest.mark.slow
 def test_dry_run_lists_every_configuration_without_training_runs(tmp_path, shared_data):
     space = load_space(write_space(tmp_path, GRID))
     lines: list[str] = []
     est = search_mod.dry_run(space, dataset="cifar10", data_dir=str(shared_data),
                              overrides=TINY, printer=lines.append)  # fmt: skip
     table = "\n".join(lines)
-    assert "seed-d3-k3-w64-none" in table and "122,570" in table
+    assert "lab-net-d3-k3-w64-aug=none" in table and "122,570" in table
     assert "estimated total" in lines[-1] and est > 0
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
 
 
+@pytest.mark.slow
 def test_ablation_trains_the_best_architecture_with_every_policy(tmp_path, shared_data):
     from benchmark.augment import policy_names
 
@@ -321,8 +330,9 @@ def test_ablation_trains_the_best_architecture_with_every_policy(tmp_path, share
     assert {k.data.params["depth"] for k in kids} == {best.data.params["depth"]}
 
 
+@pytest.mark.slow
 def test_efficiency_gives_optuna_a_fraction_of_the_grids_epochs(tmp_path, shared_data, capsys):
-    from benchmark.efficiency import compare
+    from benchmark.search.efficiency import compare
 
     pruned = "optuna: {pruner: {type: threshold, lower: 0.99}}\n"
     fixed = "epochs: 2, max_train_samples: 200"  # 20 images a class
@@ -348,6 +358,7 @@ def test_an_epoch_budget_is_an_optuna_setting(tmp_path):
         search_mod.run_search(space, dataset="cifar10", max_epochs=10, printer=lambda s: None)
 
 
+@pytest.mark.slow
 def test_optuna_does_not_retrain_a_configuration_it_proposes_again(tmp_path, shared_data):
     space = load_space(write_space(tmp_path, """
         strategy: optuna
@@ -363,7 +374,7 @@ def test_optuna_does_not_retrain_a_configuration_it_proposes_again(tmp_path, sha
                                     printer=lines.append)  # fmt: skip
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
-    assert lines[1].startswith("[2/3] seed-d3-k3-w64-none  val_accuracy")
+    assert lines[1].startswith("[2/3] lab-net-d3-k3-w64-aug=none  val_accuracy")
     assert "(as trial 0: not trained again)" in lines[1]
     assert [t.user_attrs.get("duplicate_of") for t in study.trials] == [None, 0, 0]
     assert len({t.value for t in study.trials}) == 1

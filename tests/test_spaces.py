@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from benchmark import search as search_mod
-from benchmark.space import SPACES_DIR, load_space, space_path
+from benchmark.search.space import SPACES_DIR, load_space, space_path
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO / "search_spaces").glob("*.yaml"))
@@ -43,12 +43,13 @@ def _shapes(root: Path, size: int = 16, per_class: int = 10) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_the_default_folder_space_dry_runs_on_a_folder_tree(tmp_path, caplog):
     dataset = f"folder:{_shapes(tmp_path / 'shapes')}"
     space = load_space(space_path(dataset))  # what `search --dataset folder:PATH` reads
     assert Path(space.path).name == "folder.yaml"
     lines: list[str] = []
-    with caplog.at_level(logging.INFO, logger="benchmark.datasets"):
+    with caplog.at_level(logging.INFO, logger="benchmark.data"):
         est = search_mod.dry_run(space, dataset=dataset, printer=lines.append)
     assert "image size 16 px: the images' own (all 16x16)" in caplog.text  # not upscaled to 64
     rows = [line for line in lines[1:-1] if line.strip()]
@@ -57,3 +58,40 @@ def test_the_default_folder_space_dry_runs_on_a_folder_tree(tmp_path, caplog):
     assert "estimated total" in lines[-1] and est > 0
     assert "on 18 images" in lines[-1]  # 6 of each class's 10: 2 go to val, 2 to test
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
+
+
+def test_a_new_pruner_or_sampler_is_one_registered_function(tmp_path):
+    """The extension point: a decorated function; a space names it, its keywords are the
+    keys the space may give it, and the search builds it."""
+    import optuna
+
+    from benchmark.errors import UserError
+    from benchmark.search.parts import PRUNERS, SAMPLERS, make_pruner, make_sampler
+
+    @PRUNERS.register
+    def patient(n_warmup_steps: int = 0, patience: int = 2):
+        return optuna.pruners.PatientPruner(
+            optuna.pruners.MedianPruner(n_warmup_steps=n_warmup_steps), patience=patience
+        )
+
+    @SAMPLERS.register
+    def qmc(space, seed):
+        return optuna.samplers.QMCSampler(seed=seed)
+
+    try:
+        path = tmp_path / "s.yaml"
+        path.write_text("strategy: optuna\nspace: {dropout: {low: 0.0, high: 0.5}}\n"
+                        "optuna: {n_trials: 2, sampler: qmc,\n"
+                        "         pruner: {type: patient, patience: 1}}\n")  # fmt: skip
+        space = load_space(str(path))
+        pruner = make_pruner(space)
+        assert isinstance(pruner, optuna.pruners.PatientPruner) and pruner._patience == 1
+        assert isinstance(make_sampler(space, seed=0), optuna.samplers.QMCSampler)
+        path.write_text(path.read_text().replace("patience: 1", "patients: 1"))
+        with pytest.raises(UserError, match="patients.*n_warmup_steps, patience"):
+            load_space(str(path))
+    finally:
+        PRUNERS.unregister("patient")
+        SAMPLERS.unregister("qmc")
+    with pytest.raises(UserError, match="optuna.sampler 'qmc' is not allowed; allowed: tpe"):
+        load_space(str(path))

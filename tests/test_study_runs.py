@@ -16,7 +16,8 @@ from benchmark import metrics as M
 from benchmark import runtime
 from benchmark import search as search_mod
 from benchmark.errors import UserError
-from benchmark.space import load_space
+from benchmark.report.parent import ParentDescription
+from benchmark.search.space import load_space
 
 TINY = dict(max_train_samples=200)
 OPTUNA = """
@@ -41,11 +42,13 @@ def _runs(**filters) -> list:
     )
 
 
+@pytest.mark.slow
 def test_resumed_study_links_its_parents_and_every_parent_shows_the_study(tmp_path, shared_data):
     space = _space(tmp_path)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     common = dict(dataset="cifar10", data_dir=str(shared_data), overrides=TINY,
-                  storage=storage, printer=lambda s: None)  # fmt: skip
+                  storage=storage, printer=lambda s: None,
+                  describe=ParentDescription())  # the CLI's: leaderboard + report  # fmt: skip
     first = search_mod.run_search(space, n_trials=1, **common)
     second = search_mod.run_search(space, n_trials=2, **common)  # the same study, resumed
     assert first.study_name == second.study_name
@@ -181,7 +184,9 @@ def test_a_search_that_dies_ends_its_parent_with_the_reason(
     def drive(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(search_mod, "_drive", drive)
+    from benchmark.search import driver
+
+    monkeypatch.setattr(driver, "drive", drive)
     with pytest.raises(type(error)):
         search_mod.run_search(_space(tmp_path), dataset="cifar10", data_dir=str(shared_data),
                               overrides=TINY, n_trials=1, printer=lambda s: None,

@@ -9,7 +9,7 @@ import pytest
 
 from benchmark import metrics as M
 from benchmark.search import run_search
-from benchmark.space import load_space
+from benchmark.search.space import load_space
 
 SPACE = """\
 strategy: grid
@@ -20,6 +20,7 @@ space:
 """
 
 
+@pytest.mark.slow  # two real searches; the quick set's search in trial processes: test_isolate
 @pytest.mark.parametrize("isolate", [True, False], ids=["own-process", "in-process"])
 def test_timing_metrics_exist_and_add_up(tmp_path, shared_data, isolate):
     (tmp_path / "space.yaml").write_text(SPACE)

@@ -7,7 +7,7 @@ import pytest
 
 from benchmark import metrics as M
 from benchmark.config import TrialConfig
-from benchmark.datasets import load_dataset
+from benchmark.data import load_dataset
 from benchmark.trial import run_trial
 
 
@@ -24,7 +24,7 @@ def test_trial_logs_params_curves_metrics_tags_and_artifacts(cifar_small):
     run = mlflow.get_run(result.run_id)
     client = mlflow.MlflowClient()
 
-    assert run.info.run_name == "seed-d3-k3-w64-seed"
+    assert run.info.run_name == "lab-net-d3-k3-w64-aug=lab"
     assert run.info.status == "FINISHED"
     p = run.data.params
     for key in ("depth", "kernel_size", "dense_units", "filters_base", "filters_max", "dataset",
@@ -60,6 +60,7 @@ def test_trial_logs_params_curves_metrics_tags_and_artifacts(cifar_small):
     assert "122,570" in summary
 
 
+@pytest.mark.slow
 def test_same_seed_same_run(cifar_small):
     cfg = TrialConfig.from_options(model="seed", augmentation="seed", epochs=1,
                                    steps_per_execution=4)  # fmt: skip

@@ -1,29 +1,28 @@
-"""What a search says about its ingredients, where the suite stands against published numbers,
-and the machine-readable summary of the best configuration.
+"""What a search says about its ingredients, and where the suite stands against published
+numbers.
 
 - `what_matters`: Optuna's fANOVA importance of each searched dimension, fitted on the
   completed trials as MLflow holds them (so a grid counts as much as an Optuna study), and
-  the mean validation accuracy for each value of each dimension.
+  the mean validation accuracy for each value of each dimension; `matters_by_study` gives
+  one such analysis per study.
 - `reference_points`: the lab's net as this suite measured it, beside the published
   numbers of `REFERENCES` with their conditions and sources.
-- `summary_json`: `reports/<dataset>.json`, the best configuration (chosen on validation)
-  with its test accuracy per seed and the command that reproduces one seed.
+
+May import benchmark.metrics, benchmark.config and benchmark.report.load only.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Any
 
-import numpy as np
 import optuna
 import pandas as pd
 
 from benchmark import metrics as M
-from benchmark.config import TrialConfig
+from benchmark.config import TrialConfig, augmentation_tag
+from benchmark.report.load import TAG_ROLE, DatasetRuns, P, T, col, numbers, tested_val
 
-DASH = "–"
+NO_NUMBER = "–"  # an en dash: the reference table always showed this one
 # Params that never differ between configurations on purpose (or are derived from others).
 NOT_DIMENSIONS = {"seed", "dataset", "filters", *M.SPLIT_SIZE_PARAMS}
 MIN_TRIALS_FOR_IMPORTANCE = 4
@@ -114,31 +113,11 @@ REFERENCES: dict[str, list[tuple[str, str, str, str]]] = {
 }
 
 
-def _p(name: str) -> str:
-    return f"params.{name}"
-
-
-def _x(name: str) -> str:
-    return f"metrics.{name}"
-
-
-def _num(df: pd.DataFrame, metric: str) -> pd.Series:
-    """A metric as numbers; all-missing when no run logged it."""
-    if _x(metric) not in df:
-        return pd.Series(np.nan, index=df.index, dtype=float)
-    return pd.to_numeric(df[_x(metric)], errors="coerce")
-
-
-def _val(done: pd.DataFrame) -> pd.Series:
-    """Val accuracy of the tested weights (early stopping: the restored best epoch's)."""
-    return _num(done, M.SELECTED_VAL_ACCURACY).fillna(_num(done, M.VAL_ACCURACY))
-
-
 def searched_dimensions(done: pd.DataFrame) -> list[str]:
     """Config fields whose value differs between completed trials, in TrialConfig order."""
     dims = []
     for name in TrialConfig.field_names():
-        column = _p(name)
+        column = P(name)
         if name in NOT_DIMENSIONS or column not in done:
             continue
         if done[column].fillna("None").astype(str).nunique() > 1:
@@ -160,11 +139,11 @@ def importances(done: pd.DataFrame, dims: list[str]) -> dict[str, float]:
     and an Optuna study's suggestions alike; each completed run is one trial whose value is
     its validation accuracy.
     """
-    values = _val(done)
+    values = tested_val(done)
     ok = values.notna()
     if ok.sum() < MIN_TRIALS_FOR_IMPORTANCE or not dims:
         return {}
-    keys = {d: done.loc[ok, _p(d)].fillna("None").astype(str) for d in dims}
+    keys = {d: done.loc[ok, P(d)].fillna("None").astype(str) for d in dims}
     dists = {
         d: optuna.distributions.CategoricalDistribution(sorted(set(keys[d]), key=_sort_key))
         for d in dims
@@ -189,7 +168,7 @@ def what_matters(done: pd.DataFrame) -> str:
     if not dims:
         return "Every completed trial used the same settings: nothing to compare."
     imp = importances(done, dims)
-    values = _val(done)
+    values = tested_val(done)
     order = sorted(dims, key=lambda d: -imp.get(d, 0.0)) if imp else dims
     lines = []
     if imp:
@@ -214,7 +193,7 @@ def what_matters(done: pd.DataFrame) -> str:
         )
     per_value = {}
     for d in order:
-        key = done[_p(d)].fillna("None").astype(str)
+        key = done[P(d)].fillna("None").astype(str)
         g = values.groupby(key)
         stats = pd.DataFrame({"mean": g.mean(), "n": g.count(), "max": g.max()})
         stats = stats.loc[sorted(stats.index, key=_sort_key)]
@@ -243,22 +222,22 @@ def reference_points(dataset: str, done: pd.DataFrame, best: dict | None) -> str
         "| what | test accuracy | conditions | source |",
         "| --- | --- | --- | --- |",
     ]
-    test = _num(done, M.TEST_ACCURACY)
-    if _p("model") in done:
-        lab = done[done[_p("model")].astype(str) == "seed"]
-        for aug, rows in sorted(lab.groupby(lab[_p("augmentation")].astype(str))):
+    test = numbers(done, M.TEST_ACCURACY)
+    if P("model") in done:
+        lab = done[done[P("model")].astype(str) == "seed"]
+        for aug, rows in sorted(lab.groupby(lab[P("augmentation")].astype(str))):
             acc = test[rows.index].dropna()
             if acc.empty:
                 continue
-            epochs = ", ".join(sorted(set(rows[_p("epochs")].astype(str))))
+            epochs = ", ".join(sorted(set(rows[P("epochs")].astype(str))))
             lines.append(
-                f"| The lab's net, measured here (aug={aug}) | {_mean_std(acc)} | "
-                f"{len(acc)} run(s), {epochs} epochs, {rows[_p('optimizer')].iloc[0]}, "
-                f"train {rows[_p('train_size')].iloc[0]} images | this suite |"
+                f"| The lab's net, measured here ({augmentation_tag(aug)}) | {_mean_std(acc)} | "
+                f"{len(acc)} run(s), {epochs} epochs, {rows[P('optimizer')].iloc[0]}, "
+                f"train {rows[P('train_size')].iloc[0]} images | this suite |"
             )
     if best:
         acc = best["test_accuracy"]
-        shown = DASH if acc["mean"] is None else f"{acc['mean']:.4f} ± {acc['std']:.4f}"
+        shown = NO_NUMBER if acc["mean"] is None else f"{acc['mean']:.4f} ± {acc['std']:.4f}"
         lines.append(
             f"| Best configuration here (`{best['run_name']}`) | "
             f"{shown} | {len(acc['per_seed'])} seed(s), "
@@ -278,82 +257,18 @@ def _mean_std(values: pd.Series) -> str:
     return f"{values.mean():.4f}" + ("" if math.isnan(std) else f" ± {std:.4f}")
 
 
-def _typed(name: str, text: Any) -> Any:
-    """An MLflow param (a string) back to the config field's type."""
-    if text is None or (isinstance(text, float) and math.isnan(text)) or text == "None":
-        return None
-    default = next(f.default for f in dataclasses.fields(TrialConfig) if f.name == name)
-    if isinstance(default, bool):
-        return str(text).lower() == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
+def matters_by_study(runs: DatasetRuns) -> str:
+    """One "what matters" analysis per study: settings fixed in one search and searched in
+    another must not be compared across searches (their other settings differ)."""
+    searches = runs.parents[col(runs.parents, T(TAG_ROLE)) == "search"]
+    if searches.empty:
+        return what_matters(runs.main)
+    study = col(searches, T("study_name")).fillna(searches["run_id"])
+    parts = []
+    for name, group in sorted(searches.groupby(study), key=lambda kv: kv[1]["start_time"].min()):
+        done = runs.children_of(list(group["run_id"]))
+        if done.empty:
             continue
-    return str(text)
-
-
-def best_summary(done: pd.DataFrame, board_row: pd.Series) -> dict[str, Any]:
-    """The best configuration (board row 0: ranked on validation) as plain data."""
-    rows = done[done["run_id"].isin(board_row["run_ids"])].sort_values("seed")
-    first = rows.iloc[0]
-    config = {
-        name: _typed(name, first.get(_p(name)))
-        for name in TrialConfig.field_names()
-        if _p(name) in rows and name != "seed"  # the seeds are listed apart
-    }
-    test = _num(rows, M.TEST_ACCURACY)
-    per_seed = {int(s): float(a) for s, a in zip(rows["seed"], test, strict=True) if a == a}
-    seeds = sorted(int(s) for s in rows["seed"])
-    tested = test.dropna()
-    out: dict[str, Any] = {
-        "run_name": str(board_row["label"]),
-        "config": config,
-        "seeds": seeds,
-        "epochs": config.get("epochs"),
-        "test_accuracy": {  # null where no run of it logged one (JSON has no NaN)
-            "mean": float(tested.mean()) if len(tested) else None,
-            "std": float(tested.std()) if len(tested) > 1 else (0.0 if len(tested) else None),
-            "per_seed": per_seed,
-        },
-        "val_accuracy": {"mean": float(_val(rows).mean())},
-        "run_ids": list(rows["run_id"]),
-    }
-    tta = _num(rows, M.TEST_ACCURACY_TTA)
-    if tta.notna().any():
-        out["test_accuracy_tta"] = {
-            "mean": float(tta.mean()),
-            "per_seed": {
-                int(s): float(a) for s, a in zip(rows["seed"], tta, strict=True) if a == a
-            },
-        }
-    stopped = _num(rows, M.STOPPED_EPOCH)
-    if stopped.notna().any():
-        out["stopped_epoch"] = {
-            int(s): int(e) for s, e in zip(rows["seed"], stopped, strict=True) if e == e
-        }
-    train_time = _num(rows, M.TRAIN_TIME)
-    if train_time.notna().any():
-        out["train_time_s"] = {"mean": float(np.nanmean(train_time))}
-    out["command"] = reproduce_command(config, seed=seeds[0])
-    out["command_offline"] = out["command"] + " --data-dir ../shared/data"
-    return out
-
-
-def reproduce_command(config: dict[str, Any], seed: int) -> str:
-    """`python -m benchmark train` with every field that differs from the defaults."""
-    defaults = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
-    parts = ["python -m benchmark train"]
-    for name, value in config.items():
-        if name == "seed":
-            continue
-        if name == "dataset" or value != defaults.get(name):
-            parts.append(f"--{name.replace('_', '-')} {_flag(value)}")
-    parts.append(f"--seed {seed}")
-    return " ".join(parts)
-
-
-def _flag(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "none" if value is None else str(value)
+        parts.append(f"### Study `{name}` ({len(done)} completed trial runs)\n\n"
+                     + what_matters(done))  # fmt: skip
+    return "\n\n".join(parts) if parts else what_matters(runs.main)

@@ -4,21 +4,40 @@ Drawn on pyplot-free Figures with the Agg canvas (no global backend, nothing lef
 saved without the Software/date metadata, so the same runs give the same bytes. Saved with
 bbox_inches="tight": whatever a label needs (a long configuration name, rotated group names)
 is inside the image, never cut at its edge.
+
+draw_figures picks what to draw from a dataset's runs and leaderboard (the top
+configurations' metric histories are the report's only per-run fetches) and copy_previews
+copies each policy's augmentation preview artifact.
+
+May import benchmark.metrics, benchmark.report.load and benchmark.report.stats only.
 """
 
 from __future__ import annotations
 
+import math
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import mlflow
 import numpy as np
+import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from mlflow.exceptions import MlflowException
+
+from benchmark import metrics as M
+from benchmark.report.load import DatasetRuns, slug
+from benchmark.report.stats import Effect, pareto_front
 
 DPI = 100  # 800 x 400 px figures: sharp on GitHub, a few tens of kB each
 PNG_METADATA = {"Software": None}  # no matplotlib version in the bytes
 PAD_INCHES = 0.15  # white margin around the tight bounding box
+TOP_CURVES = 3  # configurations whose learning curves are drawn (the only history fetches)
+CURVE_PAIRS = ((M.ACCURACY, M.VAL_ACCURACY), (M.LOSS, M.VAL_LOSS))
+PREVIEW_ARTIFACT = "augmentation_preview.png"  # written by benchmark/trial.py
 
 
 def _figure(width: float, height: float, ncols: int = 1, nrows: int = 1):
@@ -136,3 +155,70 @@ def grouped_bars(
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, title="augmentation", title_fontsize=8)
     return _save(fig, path)
+
+
+# --- a dataset's figures ----------------------------------------------------------------
+
+
+def draw_figures(
+    runs: DatasetRuns, board: pd.DataFrame, effects: list[Effect], fig_dir: Path
+) -> list[Path]:
+    files: list[Path] = []
+    if board.empty:
+        return files
+    curves = {}
+    client = mlflow.MlflowClient()
+    for r in board.head(TOP_CURVES).to_dict("records"):
+        per_step: dict[str, dict[int, list[float]]] = {}
+        for run_id in r["run_ids"]:
+            for key in (k for pair in CURVE_PAIRS for k in pair):
+                for m in client.get_metric_history(run_id, key):
+                    per_step.setdefault(key, {}).setdefault(m.step, []).append(m.value)
+        curves[f"{r['label']} ({r['n']} seed(s))"] = {
+            k: [float(np.mean(v[s])) for s in sorted(v)] for k, v in per_step.items()
+        }
+    files.append(learning_curves(curves, fig_dir / "learning_curves.png", CURVE_PAIRS))
+
+    for metric, name, xlabel, logx in (
+        (M.PARAM_COUNT, "accuracy_vs_params.png", "parameters", True),
+        (M.TRAIN_TIME, "accuracy_vs_time.png", "training time (s)", False),
+    ):
+        ok = board[metric].notna() & board[M.VAL_ACCURACY].notna()
+        if ok.any():
+            xs, ys = list(board.loc[ok, metric]), list(board.loc[ok, M.VAL_ACCURACY])
+            files.append(scatter(
+                xs, ys, list(board.loc[ok, "label"]), fig_dir / name, xlabel=xlabel,
+                ylabel="validation accuracy", front=pareto_front(xs, ys), logx=logx,
+            ))  # fmt: skip
+
+    if effects:
+        archs = sorted({e.arch for e in effects})
+        policies = sorted({e.policy for e in effects})
+        series = {"none": [next(e.test_none for e in effects if e.arch == a) for a in archs]}
+        for p in policies:
+            found = {e.arch: e.test_aug for e in effects if e.policy == p}
+            series[p] = [found.get(a, (math.nan, math.nan)) for a in archs]
+        files.append(
+            grouped_bars(archs, series, fig_dir / "augmentation_effect.png", ylabel="test accuracy")
+        )
+    files += copy_previews(runs, fig_dir)
+    return files
+
+
+def copy_previews(runs: DatasetRuns, fig_dir: Path) -> list[Path]:
+    """One preview per policy, from its first run by (name, seed, id); none logged: skip."""
+    done = runs.complete
+    done = done[done["aug"] != "none"].sort_values(["aug", "label", "seed", "run_id"])
+    files = []
+    for policy, run_id in done.groupby("aug", sort=True)["run_id"].first().items():
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                got = mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=PREVIEW_ARTIFACT, dst_path=tmp
+                )
+            except (MlflowException, OSError):
+                continue  # no preview logged, or the artifact store is gone
+            target = fig_dir / f"augmentation_{slug(str(policy))}.png"
+            shutil.copyfile(got, target)
+            files.append(target)
+    return files

@@ -19,17 +19,13 @@ import yaml
 
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
+from benchmark.search.parts import PRUNERS, SAMPLERS, pruner_options
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 STRATEGIES = ("grid", "optuna")
-SAMPLERS = ("tpe", "random", "grid")
-PRUNERS = ("median", "hyperband", "threshold", "none")
 TOP_KEYS = ("description", "dataset", "strategy", "fixed", "space", "seeds", "optuna", "budget")
 DIM_KEYS = ("values", "low", "high", "log", "step")
 OPTUNA_KEYS = ("n_trials", "timeout", "max_epochs", "sampler", "startup_trials", "pruner")
-PRUNER_KEYS = (
-    "type", "n_startup_trials", "n_warmup_steps", "min_resource", "reduction_factor", "lower",
-)  # fmt: skip
 NOT_SEARCHABLE = ("dataset", "seed", "max_train_samples", "epochs")
 
 
@@ -102,7 +98,9 @@ class SearchSpace:
 def space_path(dataset: str, space: str | None = None) -> Path:
     if space:
         return Path(space)
-    stem = "folder" if dataset.startswith("folder:") else dataset
+    from benchmark.data import source_name  # lazy: the loaders import numpy and Pillow
+
+    stem = source_name(dataset)  # folder:PATH -> folder
     return SPACES_DIR / f"{stem}.yaml"
 
 
@@ -173,16 +171,16 @@ def load_space(path: str | Path, strategy: str | None = None) -> SearchSpace:
     _check_keys(opt, OPTUNA_KEYS, "optuna.", bad)
     sampler = opt.get("sampler", "tpe")
     if sampler not in SAMPLERS:
-        raise bad(f"optuna.sampler {sampler!r} is not allowed; allowed: {', '.join(SAMPLERS)}")
+        raise bad(f"optuna.sampler {sampler!r} is not allowed; allowed: {SAMPLERS.known()}")
     pruner = opt.get("pruner") or {"type": "median"}
     if not isinstance(pruner, dict):
         raise bad("optuna.pruner should be a mapping with `type`")
-    _check_keys(pruner, PRUNER_KEYS, "optuna.pruner.", bad)
     if pruner.get("type", "median") not in PRUNERS:
         raise bad(
-            f"optuna.pruner.type {pruner.get('type')!r} is not allowed; "
-            f"allowed: {', '.join(PRUNERS)}"
+            f"optuna.pruner.type {pruner.get('type')!r} is not allowed; allowed: {PRUNERS.known()}"
         )
+    _check_keys(pruner, ("type", *pruner_options(pruner.get("type", "median"))),
+                "optuna.pruner.", bad)  # fmt: skip
     seeds = raw.get("seeds", 1)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise bad(f"`seeds` should be a positive integer; got {seeds!r}")
@@ -228,7 +226,7 @@ def _check_configs(space: SearchSpace, bad) -> None:
     trials with their reason.
     """
     from benchmark.augment import POLICIES
-    from benchmark.datasets import default_image_size
+    from benchmark.data import default_image_size
     from benchmark.models import MODELS, plan
 
     try:

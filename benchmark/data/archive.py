@@ -1,5 +1,9 @@
 """Getting bytes out of downloaded archives and pickles without trusting them.
 
+Owns: safe tar extraction, restricted unpickling, file md5, atomic .npz writes and the
+cache-directory error that names ``BENCHMARK_CACHE_DIR``. Imports: benchmark.errors only
+(the bottom of the data package: every other data module may import this one).
+
 Dataset archives come from the network or from wherever a user found them, so
 everything here assumes the input may be truncated, corrupt or hostile:
 

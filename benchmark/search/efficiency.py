@@ -18,17 +18,16 @@ import optuna
 from optuna.trial import TrialState
 
 from benchmark.errors import UserError
-from benchmark.search import (
-    default_storage,
+from benchmark.search.driver import run_search
+from benchmark.search.parts import make_pruner, make_sampler
+from benchmark.search.space import SearchSpace, load_space, space_path
+from benchmark.search.storage import default_storage, make_storage
+from benchmark.search.study import (
     epochs_trained,
     finished_with_params,
     fits_budget,
-    make_pruner,
-    make_sampler,
-    run_search,
     study_name_for,
 )
-from benchmark.space import SearchSpace, load_space, space_path
 
 TARGET_GAP_PP = 1.0  # "within 1 percentage point of the grid's best"
 TRIALS_PER_POINT = 4  # default cap on Optuna trials: re-proposed points cost no epochs
@@ -93,13 +92,16 @@ def compare(
     if not 0 < budget <= 1:
         raise UserError(f"--budget should be a fraction in (0, 1]; got {budget}")
     printer = functools.partial(print, flush=True)
-    storage = storage or default_storage()
     grid_space = load_space(space_path(dataset, space_file), strategy="grid")
     opt_space = dataclasses.replace(grid_space, strategy="optuna")
+    storage = storage or default_storage(
+        study_name_for(grid_space, dataset, {"seeds": grid_space.seeds})
+    )
+    store = make_storage(storage)
     results: dict[str, float] = {}
 
     def record(label: str, study_name: str) -> None:
-        study = optuna.load_study(study_name=study_name, storage=storage)
+        study = optuna.load_study(study_name=study_name, storage=store)
         results[f"{label}_best"] = best_value(study)
         results[f"{label}_epochs"] = epochs_trained(study, grid_space.seeds)
         results[f"{label}_trials"] = len(study.trials)
@@ -118,7 +120,7 @@ def compare(
     record("optuna", summary.study_name)
     results["max_epochs"] = max_epochs
     if replays:
-        grid = optuna.load_study(study_name=grid_name, storage=storage)
+        grid = optuna.load_study(study_name=grid_name, storage=store)
         runs = [replay(grid, opt_space, max_epochs, n_trials, s) for s in range(replays)]
         gaps = [100 * (results["grid_best"] - best) for best, _ in runs]
         results["replay_hits"] = sum(g <= TARGET_GAP_PP for g in gaps)

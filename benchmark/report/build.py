@@ -1,0 +1,144 @@
+"""One report per dataset, and the command: `build_report` puts a dataset's sections and
+figures together, `write_reports` writes them (with the JSON summary and the README index),
+`cmd_report` is `python -m benchmark report`.
+
+May import benchmark.errors, benchmark.runtime (to tag the command's own `mlflow run` run)
+and every benchmark.report module; nothing imports this one but the package's __init__.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark import runtime
+from benchmark.errors import UserError
+from benchmark.report.figures import TOP_CURVES, draw_figures
+from benchmark.report.findings import findings
+from benchmark.report.load import DatasetRuns, load_runs, slug, split_by_dataset, tracking
+from benchmark.report.markdown import (
+    ablations,
+    effect_table,
+    failures,
+    header,
+    index,
+    leaderboard,
+    run_index,
+)
+from benchmark.report.matters import matters_by_study, reference_points
+from benchmark.report.stats import augmentation_effects, summarize
+from benchmark.report.summary import best_summary
+
+PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+CAPTIONS = {
+    "learning_curves.png": f"Learning curves of the top {TOP_CURVES} configurations "
+    "(mean over seeds)",
+    "accuracy_vs_params.png": "Validation accuracy vs parameters (Pareto front in red)",
+    "accuracy_vs_time.png": "Validation accuracy vs training time (Pareto front in red)",
+    "augmentation_effect.png": "Test accuracy with and without augmentation",
+}
+
+
+@dataclass
+class Report:
+    dataset: str
+    markdown: str
+    board: pd.DataFrame  # the leaderboard (for the index)
+    files: list[Path]
+    summary: dict | None = None  # the best configuration, for <dataset>.json
+
+
+def build_report(runs: DatasetRuns, out: Path) -> Report:
+    """The dataset's markdown and figures; figures are written, markdown is returned."""
+    board = summarize(runs.main)
+    effects = augmentation_effects(board)
+    fig_dir = out / slug(runs.dataset)
+    files = draw_figures(runs, board, effects, fig_dir)
+
+    parts = [
+        f"# {runs.dataset}: CNN benchmark report",
+        header(runs),
+        "## Findings\n\n" + findings(board, effects),
+        "## Leaderboard\n\n" + leaderboard(board),
+        "## What matters\n\n" + matters_by_study(runs),
+        "## Augmentation effect\n\n" + effect_table(effects),
+    ]
+    best = best_summary(runs.main, board.iloc[0]) if len(board) else None
+    parts.insert(4, "## Reference points\n\n" + reference_points(runs.dataset, runs.main, best))
+    if runs.ablation_ids:
+        parts.append("## Ablation: augmentation policies on one architecture\n\n" + ablations(runs))
+    rel = fig_dir.name
+    shown = [f"![{CAPTIONS.get(f.name, f.stem.replace('_', ' '))}]({rel}/{f.name})" for f in files]
+    parts.append("## Figures\n\n" + ("\n\n".join(shown) if shown else "No completed trials."))
+    parts.append("## Pruned and failed trials\n\n" + failures(runs))
+    parts.append("## Runs\n\n" + run_index(board))
+    return Report(runs.dataset, "\n\n".join(parts) + "\n", board, files, best)
+
+
+@contextlib.contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """MLflow draws a progress bar per artifact read on stderr; the report prints paths only."""
+    old = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[PROGRESS_ENV]
+        else:
+            os.environ[PROGRESS_ENV] = old
+
+
+def write_reports(
+    dataset: str = "all", out: str | Path = "reports", tracking_uri: str | None = None
+) -> list[Path]:
+    """Write `<out>/<dataset>.md` (figures in `<out>/<dataset>/`) and `<out>/README.md`.
+
+    `dataset="all"` reports every dataset found. The index always covers every dataset in
+    the store, so reporting one dataset never drops the others from it. Returns the paths
+    written: each report, its figures, then the index.
+    """
+    out = Path(out)
+    with tracking(tracking_uri) as uri, _no_progress_bar():
+        by_dataset = split_by_dataset(load_runs())
+        if dataset != "all" and dataset not in by_dataset:
+            raise UserError(
+                f"no runs for dataset {dataset!r} in {uri}; run "
+                f"`mlflow run . -P dataset={dataset}` first"
+            )
+        if not by_dataset:
+            raise UserError(f"no runs in {uri}; run `mlflow run . -P dataset=flowers17` first")
+        out.mkdir(parents=True, exist_ok=True)
+        written, boards = [], {}
+        for name, runs in by_dataset.items():
+            if dataset not in ("all", name):
+                boards[name] = summarize(runs.main)  # index only
+                continue
+            rep = build_report(runs, out)
+            path = out / f"{slug(name)}.md"
+            path.write_text(rep.markdown, encoding="utf-8")
+            written += [path, *rep.files]
+            if rep.summary is not None:
+                summary = out / f"{slug(name)}.json"
+                text = json.dumps({"dataset": name, "best": rep.summary}, indent=2, sort_keys=True)
+                summary.write_text(text + "\n", encoding="utf-8")
+                written.append(summary)
+            boards[name] = rep.board
+        readme = out / "README.md"
+        readme.write_text(index(boards), encoding="utf-8")
+    return [*written, readme]
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    # Under `mlflow run -e report` the command has a run of its own: say it is no trial.
+    runtime.mark_project_run("report")
+    for path in write_reports(args.dataset, args.out, getattr(args, "tracking_uri", None)):
+        print(path)
+    return 0

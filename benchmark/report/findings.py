@@ -1,0 +1,140 @@
+"""The findings in words: the best model, what augmentation did, who overfits, and how
+accuracy relates to parameters and training time (a trend is claimed only from enough
+configurations; the Pareto front is always named).
+
+May import benchmark.metrics and benchmark.report.stats only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from benchmark import metrics as M
+from benchmark.report.stats import (
+    CI_LEVEL,
+    Effect,
+    has_value,
+    mean_std,
+    num,
+    pareto_front,
+    spearman,
+)
+
+MAX_NAMED = 12  # configurations named in one sentence; the tables have them all
+MIN_TREND = 5  # configurations needed before the findings claim a trend
+
+
+def findings(board: pd.DataFrame, effects: list[Effect]) -> str:
+    """Plain answers to the lab's questions, generated from the numbers above."""
+    if board.empty:
+        return "No trial completed, so there is nothing to compare yet."
+    best = board.iloc[0]
+    n_cfg = len(board)
+    out = [
+        f"**Best model.** Of {n_cfg} configuration(s), `{best['label']}` has the highest "
+        f"validation accuracy ({mean_std(best, M.VAL_ACCURACY)}, {best['n']} seed(s)); its "
+        f"test accuracy is {mean_std(best, M.TEST_ACCURACY)} with "
+        f"{num(best[M.PARAM_COUNT], 0)} parameters and {mean_std(best, M.TRAIN_TIME, 1)} s "
+        "of training."
+    ]
+    by_test = board.dropna(subset=[M.TEST_ACCURACY]).sort_values(
+        [M.TEST_ACCURACY, "label"], ascending=[False, True]
+    )
+    if len(by_test) and by_test.iloc[0]["label"] != best["label"]:
+        out.append(
+            f"On the test split `{by_test.iloc[0]['label']}` scores highest "
+            f"({mean_std(by_test.iloc[0], M.TEST_ACCURACY)}); validation picks the "
+            "model, so that is not the winner."
+        )
+    out.append(_augmentation_sentence(effects))
+    over = board[board["overfit"].map(lambda v: v == "yes" or (" yes" in v and v[0] != "0"))]
+    if len(over):
+        names = ", ".join(f"`{x}`" for x in over["label"][:MAX_NAMED])
+        if len(over) > MAX_NAMED:
+            names += f" and {len(over) - MAX_NAMED} more (see the leaderboard)"
+        out.append(
+            f"**Overfitting.** {len(over)} of {n_cfg} configuration(s) overfit on at "
+            f"least one seed: {names}."
+        )
+    else:
+        out.append(
+            f"**Overfitting.** None of the {n_cfg} configuration(s) overfit by the rule above."
+        )
+    out.append(_relation("parameter count", "more parameters", "fewer parameters",
+                         board[M.PARAM_COUNT], board))  # fmt: skip
+    out.append(_relation("training time", "longer training", "shorter training",
+                         board[M.TRAIN_TIME], board))  # fmt: skip
+    return "\n\n".join(out)
+
+
+def _augmentation_sentence(effects: list[Effect]) -> str:
+    if not effects:
+        return (
+            "**Augmentation.** No architecture was trained both with and without "
+            "augmentation, so its effect cannot be read here."
+        )
+    parts = []
+    for policy in sorted({e.policy for e in effects}):
+        es = [e for e in effects if e.policy == policy and has_value(e.test[0])]
+        if not es:
+            continue
+        up = sum(e.test[0] > 0 for e in es)
+        sure = sum(has_value(e.test[1]) and e.test[1] > 0 for e in es)
+        down = sum(has_value(e.test[2]) and e.test[2] < 0 for e in es)
+        gaps = [e.gap[0] for e in es if has_value(e.gap[0])]
+        times = [e.time[0] for e in es if has_value(e.time[0])]
+        text = (
+            f"`{policy}` raised test accuracy on {up} of {len(es)} architecture(s) "
+            f"(mean Δ {num(np.mean([e.test[0] for e in es]), 4, True)}"
+        )
+        if any(has_value(e.test[1]) for e in es):
+            text += f"; {CI_LEVEL:.0%} CI above zero for {sure}, below zero for {down}"
+        text += ")"
+        if gaps:
+            text += (
+                f"; the overfit gap shrank on {sum(g < 0 for g in gaps)} of {len(gaps)} "
+                f"(mean Δ {num(np.mean(gaps), 4, True)})"
+            )
+        if times:
+            text += f"; mean Δ training time {num(np.mean(times), 1, True)} s"
+        parts.append(text + ".")
+    deltas = [e.test[0] for e in effects if has_value(e.test[0])]
+    verdict = (
+        "helped" if all(d > 0 for d in deltas)
+        else "did not help" if all(d <= 0 for d in deltas)
+        else "helped some architectures, not others"
+    )  # fmt: skip
+    return f"**Augmentation {verdict}.** " + " ".join(parts)
+
+
+def _relation(what: str, more: str, less: str, xs: pd.Series, board: pd.DataFrame) -> str:
+    """Spearman's ρ of validation accuracy against xs, and the Pareto front in words.
+
+    No trend is claimed from fewer than MIN_TREND configurations: ρ of 4 points is ±1 one
+    time in 12 by chance alone. The Pareto front is a fact of the table and always named.
+    """
+    head = f"**Accuracy vs {what}.**"
+    ok = xs.notna() & board[M.VAL_ACCURACY].notna()
+    labels = list(board.loc[ok, "label"])
+    front = pareto_front(list(xs[ok]), list(board.loc[ok, M.VAL_ACCURACY]))
+    named = (
+        f"No configuration with {less} scores higher than these (the Pareto front): "
+        + ", ".join(f"`{labels[i]}`" for i in front)
+        + "."
+    )
+    rho = spearman(xs, board[M.VAL_ACCURACY])
+    if ok.sum() < MIN_TREND or not has_value(rho):
+        return (
+            f"{head} Too few configurations to tell a trend ({ok.sum()}; {MIN_TREND} with "
+            f"distinct values needed). " + (named if front else "")
+        ).rstrip()
+    trend = (
+        f"those with {more} tended to score higher" if rho >= 0.3
+        else f"those with {less} tended to score higher" if rho <= -0.3
+        else f"validation accuracy shows no clear relation to {what}"
+    )  # fmt: skip
+    return (
+        f"{head} Over {ok.sum()} configurations {trend} (Spearman ρ = {num(rho, 2, True)}). "
+        + named
+    )

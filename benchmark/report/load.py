@@ -1,0 +1,217 @@
+"""MLflow runs -> DataFrames: one query for the store, the role of each run, trial runs by
+dataset (`DatasetRuns`), the runs of one study, and the column helpers every report module
+reads them with (`P`, `T`, `X`, `col`, `numbers`, `tested_val`).
+
+May import benchmark.metrics and benchmark.config only (and MLflow, pandas): every other
+report module builds on this one, so it imports none of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+from benchmark import metrics as M
+from benchmark.choices import display
+from benchmark.config import augmentation_tag
+
+# Tags and params that benchmark/search.py sets on its parent runs.
+TAG_ROLE, TAG_DATASET, TAG_BEST_CONFIG = M.TAG_ROLE, M.TAG_DATASET, M.TAG_BEST_CONFIG
+PARENT_ROLES = ("search", "ablation")
+TAG_PARENT = "mlflow.parentRunId"
+TAG_RUN_NAME = "mlflow.runName"
+
+
+def P(name: str) -> str:
+    return f"params.{name}"
+
+
+def T(name: str) -> str:
+    return f"tags.{name}"
+
+
+def X(name: str) -> str:  # "X" for measured: a metric column
+    return f"metrics.{name}"
+
+
+def col(df: pd.DataFrame, name: str) -> pd.Series:
+    """A column, or all-missing when no run logged it (a missing metric never breaks us)."""
+    if name in df.columns:
+        return df[name]
+    return pd.Series(np.nan, index=df.index, dtype=object if name.startswith(("p", "t")) else float)
+
+
+def numbers(df: pd.DataFrame, metric: str) -> pd.Series:
+    """A metric as numbers; all-missing when no run logged it."""
+    return pd.to_numeric(col(df, X(metric)), errors="coerce")
+
+
+def tested_val(runs: pd.DataFrame) -> pd.Series:
+    """Val accuracy of the weights that were tested: under early stopping the restored best
+    epoch's, not the last epoch's (runs from before it was logged: the last epoch's)."""
+    return numbers(runs, M.SELECTED_VAL_ACCURACY).fillna(numbers(runs, M.VAL_ACCURACY))
+
+
+def slug(dataset: str) -> str:
+    """A file name for a dataset: folder:/data/pets -> folder-data-pets."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", dataset).strip("-.") or "dataset"
+
+
+@dataclass
+class DatasetRuns:
+    dataset: str
+    trials: pd.DataFrame  # every trial run of the dataset, any state, ablation children too
+    parents: pd.DataFrame  # its search and ablation parent runs
+
+    @cached_property
+    def complete(self) -> pd.DataFrame:
+        """Finished trials, one run per (configuration, seed) and table: the latest wins a
+        rerun; each ablation keeps its own runs."""
+        done = self.trials[self.trials["state"] == "complete"].sort_values(["start_time", "run_id"])
+        table = col(done, T(TAG_PARENT)).where(done["ablation"], "")
+        return done[~done.assign(table=table).duplicated(["table", "config", "seed"], keep="last")]
+
+    @property
+    def ablation_ids(self) -> list[str]:
+        return list(self.parents.loc[col(self.parents, T(TAG_ROLE)) == "ablation", "run_id"])
+
+    def children_of(self, parent_ids: Sequence[str]) -> pd.DataFrame:
+        """Completed runs nested under these parent runs."""
+        done = self.complete
+        return done[col(done, T(TAG_PARENT)).isin(list(parent_ids))]
+
+    @property
+    def main(self) -> pd.DataFrame:
+        """Completed runs of searches and single trainings: what the leaderboard ranks.
+        An ablation reruns the best architecture, so its runs get their own table."""
+        return self.complete[~self.complete["ablation"]]
+
+
+@contextlib.contextmanager
+def tracking(uri: str | None) -> Iterator[str]:
+    """Point mlflow at `uri` for the report only. MLflow's own helper restores the caller's
+    state exactly, "unset" included, so MLFLOW_TRACKING_URI keeps working afterwards."""
+    with _use_tracking_uri(uri) if uri else contextlib.nullcontext():
+        yield mlflow.get_tracking_uri()
+
+
+def load_runs() -> pd.DataFrame:
+    """Every run of every experiment, in one query."""
+    df = mlflow.search_runs(search_all_experiments=True, output_format="pandas")
+    return df if isinstance(df, pd.DataFrame) else pd.DataFrame()
+
+
+def run_roles(df: pd.DataFrame) -> pd.Series:
+    """What each run is (trial, search, ablation, report, wrapper); NaN for runs logged
+    before roles were tagged, and for runs no command of this project got to tag."""
+    role = col(df, T(M.TAG_BENCHMARK_ROLE))
+    return role.where(role.notna(), col(df, T(TAG_ROLE)))
+
+
+def is_trial(df: pd.DataFrame) -> pd.Series:
+    """Trial runs: tagged so, or untagged runs that trained (run_trial tags the data digest
+    when it starts and the trial state when it ends: single `train` runs, older stores).
+
+    Not trials: parents, the report's own `mlflow run` run, and the run of an `mlflow run`
+    that failed before a search or trial started (a typo, missing data): its MLproject
+    parameters (`dataset` among them) made it look like one.
+    """
+    role = run_roles(df)
+    trained = col(df, T(M.TAG_DIGEST)).notna() | col(df, T(M.TAG_TRIAL_STATE)).notna()
+    return (role == "trial") | (role.isna() & trained)
+
+
+def split_by_dataset(df: pd.DataFrame) -> dict[str, DatasetRuns]:
+    """Trial runs by `params.dataset`, parent runs by `tags.dataset`, annotated for grouping;
+    every other run (reports, `mlflow run` wrappers) is left out."""
+    if df.empty:
+        return {}
+    roles = run_roles(df)
+    is_parent = roles.isin(PARENT_ROLES)
+    parents, trials = df[is_parent], df[~is_parent & is_trial(df)]
+    trial_ds, parent_ds = col(trials, P("dataset")), col(parents, T(TAG_DATASET))
+    names = sorted(set(trial_ds.dropna()) | set(parent_ds.dropna()))
+    ablation_ids = set(parents.loc[roles[is_parent] == "ablation", "run_id"])
+    return {
+        name: DatasetRuns(
+            name,
+            _annotate(trials[trial_ds == name], ablation_ids),
+            parents[parent_ds == name].sort_values(["start_time", "run_id"]),
+        )
+        for name in names
+    }
+
+
+def load_study_runs(study_name: str) -> DatasetRuns:
+    """The trial runs of one Optuna study (tag `study_name`), annotated as for a report:
+    what a search parent's leaderboard is made of."""
+    quoted = f'"{study_name}"' if "'" in study_name else f"'{study_name}'"
+    df = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"tags.study_name = {quoted}",
+        output_format="pandas",
+    )
+    if not isinstance(df, pd.DataFrame) or df.empty:
+        df = pd.DataFrame(columns=["run_id", "status", "start_time", "experiment_id"])
+    parents = df.iloc[0:0]  # the leaderboard is one table: no parent, no ablation split
+    return DatasetRuns(study_name, _annotate(df[is_trial(df)], set()), parents)
+
+
+def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
+    """Adds state, seed, config (params but seed), arch (config but augmentation) and labels.
+
+    A label is the run name without its "-s<seed>" suffix (it says depth, kernel, dense
+    and policy); configurations that share one within a table (ablation runs have their
+    own) get the params that tell them apart.
+    """
+    t = trials.copy()
+    status = {"FINISHED": "complete", "FAILED": "failed", "KILLED": "killed"}
+    fallback = t["status"].map(lambda s: status.get(s, str(s).lower()))
+    t["state"] = col(t, T(M.TAG_TRIAL_STATE)).fillna(fallback)
+    t["seed"] = pd.to_numeric(col(t, P("seed")), errors="coerce").fillna(-1).astype(int)
+    policy = col(t, P("augmentation")).fillna("none").astype(str)  # the CLI's name: seed
+    t["aug"] = policy.map(lambda a: display("augmentation", a))  # as run names show it: lab
+    # Split sizes follow from the data settings (and runs before they were logged lack
+    # them), so they never tell two configurations apart.
+    derived = {P("seed"), *(P(k) for k in M.SPLIT_SIZE_PARAMS)}
+    pcols = sorted(c for c in t.columns if c.startswith("params.") and c not in derived)
+    keys = t[pcols].astype(object).where(t[pcols].notna(), "").astype(str)
+    arch_cols = [c for c in pcols if c != P("augmentation")]
+    t["config"], t["arch"] = _joined(keys, pcols), _joined(keys, arch_cols)
+    names = col(t, T(TAG_RUN_NAME)).fillna("").astype(str)
+    t["base"] = pd.Series(
+        [n.removesuffix(f"-s{s}") or r[:8]
+         for n, s, r in zip(names, t["seed"], t["run_id"], strict=True)],
+        index=t.index, dtype=object,
+    )  # fmt: skip
+    t["suffix"] = ""
+    t["ablation"] = col(t, T(TAG_PARENT)).isin(ablation_ids)
+    shared = t.groupby(["ablation", "base"])["config"].transform("nunique") > 1
+    for rows in t[shared].groupby(["ablation", "base"]).groups.values():
+        same = keys.loc[rows]
+        differ = [c for c in pcols if same[c].nunique() > 1]
+        t.loc[same.index, "suffix"] = [
+            " (" + ", ".join(f"{k.removeprefix('params.')}={v}" for k, v in r.items()) + ")"
+            for r in same[differ].to_dict("records")
+        ]
+    t["label"] = t["base"] + t["suffix"]
+    t["arch_label"] = [  # the name less its policy: "-aug=lab" (names before it: "-seed")
+        b.removesuffix(f"-{augmentation_tag(a)}").removesuffix(f"-{a}") + s
+        for b, a, s in zip(t["base"], policy, t["suffix"], strict=True)
+    ]
+    return t
+
+
+def _joined(keys: pd.DataFrame, cols: list[str]) -> pd.Series:
+    """The row's values of `cols` as one key ("" when there are none: an empty store)."""
+    if not cols:
+        return pd.Series("", index=keys.index, dtype=object)
+    return keys[cols[0]].str.cat(keys[cols[1:]], sep="\x1f")

@@ -1,0 +1,294 @@
+"""The report's markdown: tables and safe cells, and the sections that are tables of the runs
+(header, searches, leaderboard, augmentation effect, ablations, failures, run index) and the
+README index over datasets. The sentences of the findings are in findings.py.
+
+May import benchmark.metrics, benchmark.report.load and benchmark.report.stats only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import yaml
+from mlflow.exceptions import MlflowException
+
+from benchmark import metrics as M
+from benchmark.report.load import TAG_BEST_CONFIG, TAG_ROLE, DatasetRuns, P, T, X, col, slug
+from benchmark.report.stats import (
+    CI_LEVEL,
+    DASH,
+    Effect,
+    augmentation_effects,
+    epoch_range,
+    has_value,
+    mean_std,
+    num,
+    spearman,
+    summarize,
+    with_ci,
+)
+
+
+def cell(v: Any) -> str:
+    """Text safe inside a markdown table cell."""
+    if not has_value(v) or v == "":
+        return DASH
+    return str(v).replace("|", "\\|").replace("\n", " ").strip()
+
+
+def table(headers: str, rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> str:
+    """A markdown table; `headers` is "a | b | c", `right` the right-aligned columns."""
+    headers = headers.split(" | ")
+    align = ["---:" if i in right else "---" for i in range(len(headers))]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def utc(ts: Any) -> str:
+    return DASH if pd.isna(ts) else pd.Timestamp(ts).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def distinct(series: pd.Series) -> str:
+    values = sorted({str(v) for v in series.dropna() if str(v)})
+    return ", ".join(values) if values else DASH
+
+
+# --- one dataset ------------------------------------------------------------------------
+
+
+def header(runs: DatasetRuns) -> str:
+    t, p = runs.trials, runs.parents
+    states = t["state"].value_counts()
+    counts = ", ".join(f"{states[s]} {s}" for s in sorted(states.index)) or "none"
+    times = pd.concat([t["start_time"], p["start_time"]]).dropna()
+    dates = f"{utc(times.min())} to {utc(times.max())}" if len(times) else DASH
+    fixed = _shared_settings(runs.complete)
+    lines = [
+        f"- **Dataset**: `{runs.dataset}` (digest {distinct(col(t, T(M.TAG_DIGEST)))})",
+        f"- **Image size**: {distinct(col(t, P('image_size')))} px (square)",
+        f"- **Split sizes**: train {distinct(col(t, P('train_size')))}, validation "
+        f"{distinct(col(t, P('val_size')))}, test {distinct(col(t, P('test_size')))} "
+        f"(max_train_samples={distinct(col(t, P('max_train_samples')))})",
+        f"- **Hardware**: {distinct(col(t, T(M.TAG_DEVICE)))}",
+        f"- **Software**: TensorFlow {distinct(col(t, T(M.TAG_TF)))}, "
+        f"Keras {distinct(col(t, T(M.TAG_KERAS)))}",
+        f"- **Git commit**: {distinct(col(t, T(M.TAG_GIT)))}",
+        f"- **Trial runs**: {len(t)} ({counts}), {dates}",
+        f"- **Settings shared by every completed trial**: {fixed}",
+    ]
+    if len(p):
+        lines.append("- **Searches** (MLflow parent runs):\n\n" + searches(p))
+    else:
+        lines.append("- **Searches**: none logged (single `train` runs only)")
+    return "\n".join(lines)
+
+
+def _shared_settings(done: pd.DataFrame) -> str:
+    skip = {P(n) for n in ("seed", "dataset", "augmentation", "depth", "kernel_size",
+                           "dense_units", "filters")}  # fmt: skip
+    same = [
+        f"{c.removeprefix('params.')}={done[c].iloc[0]}"
+        for c in sorted(c for c in done.columns if c.startswith("params.") and c not in skip)
+        if done[c].notna().all() and done[c].nunique() == 1
+    ]
+    return ", ".join(same) if same else DASH
+
+
+def searches(parents: pd.DataFrame) -> str:
+    rows = []
+    for r in parents.to_dict("records"):
+        counts = "/".join(num(r.get(X(f"n_{k}")), 0) for k in ("complete", "pruned", "failed"))
+        # tags: the resolved values (params may hold what was typed to `mlflow run`, "none")
+        budget = f"{cell(r.get(T('n_trials')))} trials × {cell(r.get(T('seeds')))} seed(s)"
+        epochs = r.get(P("fixed.epochs"))
+        if has_value(epochs):
+            budget += f" × {epochs} epochs"
+        subset = r.get(P("fixed.max_train_samples"))
+        if has_value(subset) and subset != "None":
+            budget += f", {subset} train images"
+        note = _space_budget(r)
+        budget += f" ({note})" if note else ""
+        rows.append([r.get(T(TAG_ROLE)), f"`{r['run_id']}`", utc(r["start_time"]),
+                     r.get(T("strategy")), _relative(r.get(T("space_file"))), budget, counts,
+                     r.get(T(TAG_BEST_CONFIG))])  # fmt: skip
+    return table("role | run | started | strategy | space | budget | complete/pruned/failed | "
+                 "best", rows)  # fmt: skip
+
+
+def _relative(path: Any) -> Any:
+    """A logged path as a shared report may show it: a relative one as is, an absolute one
+    (a folder of the machine that ran the search) by its file name only."""
+    if not has_value(path) or not os.path.isabs(str(path)):
+        return path
+    return Path(str(path)).name
+
+
+def _space_budget(parent: dict) -> str:
+    """The space file's own `budget:` note, read from the parent's logged copy if any."""
+    space = parent.get(T("space_file"))
+    if not has_value(space):
+        return ""
+    try:
+        uri = f"runs:/{parent['run_id']}/search_space/{Path(str(space)).name}"
+        doc = yaml.safe_load(mlflow.artifacts.load_text(uri))
+    except (MlflowException, OSError, yaml.YAMLError):
+        return ""
+    return str(doc.get("budget") or "") if isinstance(doc, dict) else ""
+
+
+def leaderboard(board: pd.DataFrame) -> str:
+    if board.empty:
+        return "No completed trials."
+    heads = ("# | configuration | depth | kernel | dense | augmentation | params | MFLOPs | "
+             "epochs | train time (s) | images/s | val acc (tested weights) | "
+             "best val acc (epoch) | test acc | overfit gap | overfit | seeds | run")  # fmt: skip
+    rows = []
+    for i, r in enumerate(board.to_dict("records"), 1):
+        rows.append([
+            str(i), r["label"], r["depth"], r["kernel_size"], r["dense_units"], r["aug"],
+            num(r[M.PARAM_COUNT], 0), num(r[M.FLOPS] / 1e6, 2), r["epochs"],
+            mean_std(r, M.TRAIN_TIME, 1), mean_std(r, M.IMAGES_PER_S, 0),
+            mean_std(r, M.VAL_ACCURACY), mean_std(r, M.BEST_VAL_ACCURACY) + epoch_range(r),
+            mean_std(r, M.TEST_ACCURACY), mean_std(r, M.OVERFIT_GAP), r["overfit"], str(r["n"]),
+            f"`{r['run_ids'][0][:8]}`" + ("…" if r["n"] > 1 else ""),
+        ])  # fmt: skip
+    return (
+        "Ranked by validation accuracy of the tested weights (the last epoch's; with early "
+        "stopping the restored best epoch's); test accuracy is shown, never used "
+        "to rank. Values are mean ± sample std over seeds (a single seed shows the value "
+        "alone). Train time is the wall time of all epochs, the first (tracing) epoch "
+        "included; images/s leaves that warm-up epoch out. Overfit: gap = clean-train "
+        f"accuracy − validation accuracy > {M.OVERFIT_GAP_THRESHOLD:.2f} or validation loss "
+        f"rise > {M.VAL_LOSS_RISE_THRESHOLD:.2f}.\n\n" + table(heads, rows, right=range(6, 15))
+    )
+
+
+def effect_table(effects: list[Effect]) -> str:
+    if not effects:
+        return "No architecture was trained both with and without augmentation."
+    heads = "architecture | policy | Δ test acc | Δ overfit gap | Δ train time (s) | seeds"
+    rows = [[e.arch, e.policy, with_ci(e.test), with_ci(e.gap), with_ci(e.time, 1),
+             f"{e.n_none} none, {e.n_aug} aug"] for e in effects]  # fmt: skip
+    return (
+        "Each policy minus the same architecture without augmentation (difference of the "
+        f"means over seeds). Brackets: {CI_LEVEL:.0%} confidence interval (Welch's t), given "
+        "when both sides have 2 or more seeds. A negative Δ overfit gap means less "
+        "overfitting.\n\n" + table(heads, rows, right=range(2, 5))
+    )
+
+
+def ablations(runs: DatasetRuns) -> str:
+    """One table per ablation parent run, the latest first."""
+    parents = runs.parents.set_index("run_id")
+    parts = []
+    ids = sorted(runs.ablation_ids, key=lambda i: (parents.loc[i, "start_time"], i), reverse=True)
+    for pid in ids:
+        board = summarize(runs.children_of([pid]))
+        title = f"Ablation run `{pid}` ({utc(parents.loc[pid, 'start_time'])})"
+        if board.empty:
+            parts.append(f"{title}: no completed trials.")
+            continue
+        vs_none = {(e.arch, e.policy): e.test for e in augmentation_effects(board)}
+        rows = []
+        for r in board.to_dict("records"):
+            vs = vs_none.get((r["arch_label"], r["aug"]))
+            rows.append([
+                r["aug"], r["arch_label"], mean_std(r, M.VAL_ACCURACY),
+                mean_std(r, M.TEST_ACCURACY), with_ci(vs) if vs else DASH,
+                mean_std(r, M.OVERFIT_GAP), r["overfit"], mean_std(r, M.TRAIN_TIME, 1),
+                mean_std(r, M.IMAGES_PER_S, 0), str(r["n"]),
+            ])  # fmt: skip
+        heads = ("augmentation | architecture | val acc | test acc | Δ test vs none | "
+                 "overfit gap | overfit | train time (s) | images/s | seeds")  # fmt: skip
+        parts.append(
+            f"{title}, ranked by validation accuracy:\n\n"
+            + table(heads, rows, right=(2, 3, 4, 5, 7, 8, 9))
+        )
+    return "\n\n".join(parts)
+
+
+def failures(runs: DatasetRuns) -> str:
+    bad = runs.trials[runs.trials["state"] != "complete"]
+    if bad.empty:
+        return "None: every trial run completed."
+    bad = bad.sort_values(["state", "label", "seed", "run_id"])
+    rows = [
+        [r["state"], r["label"], str(r["seed"]), r.get(T(M.TAG_STATUS_REASON)), f"`{r['run_id']}`"]
+        for r in bad.to_dict("records")
+    ]
+    return table("state | configuration | seed | reason | run", rows)
+
+
+def run_index(board: pd.DataFrame) -> str:
+    if board.empty:
+        return DASH
+    rows = [[r["label"], ", ".join(map(str, r["seeds"])), ", ".join(f"`{i}`" for i in r["run_ids"])]
+            for r in board.to_dict("records")]  # fmt: skip
+    return "MLflow run ids behind every leaderboard row.\n\n" + table(
+        "configuration | seeds | runs", rows
+    )
+
+
+# --- the index --------------------------------------------------------------------------
+
+
+def index(boards: Mapping[str, pd.DataFrame]) -> str:
+    """Best configuration per dataset (`boards`: dataset -> its leaderboard), and whether
+    architecture rankings carry over."""
+    rows = []
+    for dataset, b in boards.items():
+        if b.empty:
+            rows.append([f"[{dataset}]({slug(dataset)}.md)", DASH, DASH, DASH, DASH, DASH, "0"])
+            continue
+        r = b.iloc[0]
+        rows.append([f"[{dataset}]({slug(dataset)}.md)", f"`{r['label']}`",
+                     mean_std(r, M.VAL_ACCURACY), mean_std(r, M.TEST_ACCURACY),
+                     num(r[M.PARAM_COUNT], 0), r["overfit"], str(len(b))])  # fmt: skip
+    heads = "dataset | best configuration | val acc | test acc | params | overfit | configurations"
+    parts = [
+        "# CNN benchmark reports",
+        "Generated by `python -m benchmark report` from the MLflow runs; each dataset's page "
+        "has the leaderboard, augmentation effect, figures and run ids. Best = highest "
+        "validation accuracy of the tested weights.",
+        table(heads, rows, right=(2, 3, 4, 6)),
+        "## Does the ranking carry over between datasets?",
+        rank_correlations(boards),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def rank_correlations(boards: Mapping[str, pd.DataFrame]) -> str:
+    """Spearman ρ of validation accuracy over the configurations (by name: depth, kernel,
+    dense, augmentation) that two datasets share; the best run of a name counts."""
+    by_name = {}
+    for dataset, board in boards.items():
+        if not board.empty:
+            b = board.assign(base=board["label"].str.replace(r" \(.*\)$", "", regex=True))
+            by_name[dataset] = b.groupby("base")[M.VAL_ACCURACY].max()
+    rows, sentences = [], []
+    names = sorted(by_name)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            shared = sorted(set(by_name[a].index) & set(by_name[b].index))
+            rho = spearman(by_name[a][shared], by_name[b][shared]) if shared else math.nan
+            rows.append([a, b, str(len(shared)), num(rho, 2, sign=True)])
+            if has_value(rho):
+                how = ("rank alike" if rho >= 0.7 else "rank somewhat alike" if rho >= 0.3
+                       else "rank in opposite order" if rho <= -0.3
+                       else "do not rank alike")  # fmt: skip
+                sentences.append(
+                    f"The {len(shared)} configurations shared by {a} and {b} "
+                    f"{how} (ρ = {num(rho, 2, sign=True)})."
+                )
+    if not rows:
+        return "Only one dataset has completed trials: nothing to compare yet."
+    note = " ".join(sentences) or "Too few shared configurations (need 3) to compare ranks."
+    heads = "dataset | dataset | shared configurations | Spearman ρ"
+    return table(heads, rows, right=(2, 3)) + "\n\n" + note

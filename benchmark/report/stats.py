@@ -1,0 +1,182 @@
+"""The report's numbers and how they are written: the leaderboard (`summarize`: seeds of a
+configuration -> mean, std, count), augmentation effects with Welch intervals (`delta_ci`),
+rank correlation, the Pareto front, and the fixed formats of a number, a mean ± std and an
+interval.
+
+May import benchmark.metrics and benchmark.report.load only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from benchmark import metrics as M
+from benchmark.report.load import P, T, X, col, numbers, tested_val
+
+DASH = "—"  # any missing number or name
+CI_LEVEL = 0.95
+SUMMARY_METRICS = (
+    M.VAL_ACCURACY,
+    M.BEST_VAL_ACCURACY,
+    M.BEST_EPOCH,
+    M.TEST_ACCURACY,
+    M.TEST_ACCURACY_TTA,
+    M.STOPPED_EPOCH,
+    M.OVERFIT_GAP,
+    M.TRAIN_TIME,
+    M.IMAGES_PER_S,
+    M.PARAM_COUNT,
+    M.FLOPS,
+)
+Row = Mapping[str, Any]  # one summary row: a record of `summarize`'s DataFrame
+Delta = tuple[float, float, float]  # difference of means, lower and upper CI bound
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration: mean, std and count of each metric, ranked by validation
+    accuracy at the last epoch (test accuracy is shown, never ranked on)."""
+    if runs.empty:
+        return pd.DataFrame()
+    runs = runs.sort_values(["config", "seed", "run_id"]).copy()
+    runs[X(M.VAL_ACCURACY)] = tested_val(runs)
+    g = runs.groupby("config", sort=True)
+    out = g[["label", "arch_label", "arch", "aug"]].first()
+    for name in ("depth", "kernel_size", "dense_units", "epochs"):
+        out[name] = g[P(name)].first() if P(name) in runs else np.nan
+    out["n"] = g.size()
+    out["run_ids"] = g["run_id"].agg(list)
+    out["seeds"] = g["seed"].agg(list)
+    for m in SUMMARY_METRICS:
+        values = numbers(runs, m).groupby(runs["config"])
+        out[m], out[m + ":std"], out[m + ":n"] = values.mean(), values.std(), values.count()
+        out[m + ":min"], out[m + ":max"] = values.min(), values.max()
+    out["overfit"] = col(runs, T(M.TAG_OVERFIT)).groupby(runs["config"]).agg(_verdict)
+    out["_rank"] = out[M.VAL_ACCURACY].fillna(-np.inf)
+    out = out.reset_index().sort_values(["_rank", "label", "config"], ascending=[False, True, True])
+    return out.drop(columns="_rank").reset_index(drop=True)
+
+
+def _verdict(tags: pd.Series) -> str:
+    """yes / no when the seeds agree, else "2/3 yes"; missing tags count as unknown."""
+    known = [t for t in tags if isinstance(t, str)]
+    if not known:
+        return DASH
+    yes = sum(t == "yes" for t in known)
+    if yes in (0, len(known)) and len(known) == len(tags):
+        return known[0]
+    return f"{yes}/{len(tags)} yes"
+
+
+def delta_ci(a: Row, b: Row, metric: str) -> Delta:
+    """mean(b) - mean(a) of a metric between two summary rows, with its 95% Welch
+    t-interval (NaN bounds unless both sides have 2 or more seeds)."""
+    (ma, sa, na), (mb, sb, nb) = ((r[metric], r[metric + ":std"], r[metric + ":n"]) for r in (a, b))
+    if not (na and nb):
+        return math.nan, math.nan, math.nan
+    d = float(mb - ma)
+    if na < 2 or nb < 2:
+        return d, math.nan, math.nan
+    va, vb = sa**2 / na, sb**2 / nb
+    if va + vb == 0:
+        return d, d, d
+    dof = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
+    half = float(stats.t.ppf(0.5 + CI_LEVEL / 2, dof)) * math.sqrt(va + vb)
+    return d, d - half, d + half
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Rank correlation; NaN when fewer than 3 points or one side is constant."""
+    x, y = pd.Series(x, dtype=float), pd.Series(y, dtype=float)
+    ok = x.notna() & y.notna()
+    rx, ry = x[ok].rank(), y[ok].rank()
+    if ok.sum() < 3 or rx.nunique() < 2 or ry.nunique() < 2:
+        return math.nan
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def pareto_front(xs: Sequence[float], ys: Sequence[float]) -> list[int]:
+    """Indices of the points no other point beats with fewer or as many x, by increasing x."""
+    order = sorted(range(len(xs)), key=lambda i: (xs[i], -ys[i], i))
+    front, best = [], -math.inf
+    for i in order:
+        if ys[i] > best:
+            front.append(i)
+            best = ys[i]
+    return front
+
+
+@dataclass
+class Effect:
+    arch: str
+    policy: str
+    n_none: int
+    n_aug: int
+    test: Delta
+    gap: Delta
+    time: Delta
+    test_none: tuple[float, float]  # mean, std
+    test_aug: tuple[float, float]
+
+
+def augmentation_effects(board: pd.DataFrame) -> list[Effect]:
+    """Per architecture, each policy against the same architecture without augmentation."""
+    rows = board.sort_values(["arch_label", "aug"]).to_dict("records") if len(board) else []
+    nones = {r["arch"]: r for r in rows if r["aug"] == "none"}
+    return [
+        Effect(
+            a["arch_label"], b["aug"], a["n"], b["n"],
+            *(delta_ci(a, b, m) for m in (M.TEST_ACCURACY, M.OVERFIT_GAP, M.TRAIN_TIME)),
+            (a[M.TEST_ACCURACY], a[M.TEST_ACCURACY + ":std"]),
+            (b[M.TEST_ACCURACY], b[M.TEST_ACCURACY + ":std"]),
+        )
+        for b in rows
+        if b["aug"] != "none" and (a := nones.get(b["arch"])) is not None
+    ]  # fmt: skip
+
+
+# --- formats ----------------------------------------------------------------------------
+
+
+def has_value(v: Any) -> bool:
+    """Not None, NaN or pd.NA: a number (or name) to show."""
+    return v is not None and not (isinstance(v, float) and math.isnan(v)) and v is not pd.NA
+
+
+def num(v: Any, digits: int = 4, sign: bool = False) -> str:
+    if not has_value(v):
+        return DASH
+    text = f"{float(v):+,.{digits}f}" if sign else f"{float(v):,.{digits}f}"
+    return text.replace("-", "−")  # a true minus: as wide as the plus, tables line up
+
+
+def mean_std(row: Row, metric: str, digits: int = 4) -> str:
+    """ "0.7123 ± 0.0101" over seeds, the value alone for one seed, "—" for none."""
+    n = row[metric + ":n"]
+    if not n:
+        return DASH
+    if n == 1:
+        return num(row[metric], digits)
+    return f"{num(row[metric], digits)} ± {num(row[metric + ':std'], digits)}"
+
+
+def with_ci(d: Delta, digits: int = 4) -> str:
+    value, lo, hi = d
+    if not has_value(value):
+        return DASH
+    if not has_value(lo):
+        return num(value, digits, sign=True)
+    return f"{num(value, digits, sign=True)} [{num(lo, digits, True)}, {num(hi, digits, True)}]"
+
+
+def epoch_range(row: Row) -> str:
+    lo, hi = row[M.BEST_EPOCH + ":min"], row[M.BEST_EPOCH + ":max"]
+    if not has_value(lo):
+        return ""
+    return f" (ep {int(lo)})" if lo == hi else f" (ep {int(lo)}–{int(hi)})"

@@ -1,0 +1,55 @@
+"""The search stage: a space file -> one Optuna study -> trial runs under one MLflow parent.
+
+    space.py     the YAML space, validated on load (no TensorFlow: the CLI's --help reads it)
+    parts.py     samplers and pruners, registered by name
+    storage.py   where the study lives (journal file, SQLite, PostgreSQL)
+    study.py     what a study holds, read back (counts, grid coverage, dead workers' trials)
+    slots.py     the trial slots: claim, run, report; N at once with --workers N
+    driver.py    run_search: the parent run, the objective, resume
+    summary.py   the summary, progress lines, what every parent of the study shows
+    dryrun.py    every model built, none trained, the time estimated
+    ablation.py  lab task 2: the best architecture with every augmentation policy
+    efficiency.py  grid vs Optuna on the same space
+
+May import the stages before it (config, data, augment, models, the train stage), never the
+report or the CLI. The names below load their module on first use, so that
+`from benchmark.search.space import ...` stays free of TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "run_search": "driver",
+    "trial_threads": "driver",
+    "SearchSummary": "summary",
+    "dry_run": "dryrun",
+    "ablation_space": "ablation",
+    "best_of_latest_search": "ablation",
+    "study_name_for": "study",
+    "study_parents": "study",
+    "epochs_trained": "study",
+    "fits_budget": "study",
+    "finished_with_params": "study",
+    "parent_run_name": "summary",
+    "default_storage": "storage",
+    "journal_path": "storage",
+    "make_storage": "storage",
+    "redact": "storage",
+    "make_sampler": "parts",
+    "make_pruner": "parts",
+    "SAMPLERS": "parts",
+    "PRUNERS": "parts",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'benchmark.search' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"benchmark.search.{_WHERE[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -1,0 +1,77 @@
+"""Lab task 2: the latest search's best architecture, fixed, with every augmentation policy.
+May import: benchmark.metrics, benchmark.errors, benchmark.search.space, benchmark.search.study.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+import yaml
+
+from benchmark import metrics as M
+from benchmark.errors import UserError
+from benchmark.search.space import Dimension, SearchSpace
+from benchmark.search.study import quoted
+
+ARCHITECTURE_FIELDS = (
+    "model", "depth", "kernel_size", "dense_units", "filters_base", "filters_max", "padding",
+    "batch_norm", "dropout", "optimizer", "learning_rate", "batch_size", "image_size",
+    "epochs", "label_mode", "split", "val_fraction", "max_train_samples", "steps_per_execution",
+)  # fmt: skip
+
+
+def best_of_latest_search(dataset: str) -> tuple[str, dict[str, Any]]:
+    """The latest search's best trial run on `dataset` (by validation accuracy) and its
+    settings, read back from MLflow so the ablation needs no state of its own. A resumed
+    study's trials hang under several parents: all of them count."""
+    parents = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"tags.{M.TAG_ROLE} = 'search' and tags.{M.TAG_DATASET} = '{dataset}'",
+        order_by=["attributes.start_time DESC"],
+        output_format="list",
+    )
+    for parent in parents:
+        study = parent.data.tags.get("study_name")
+        same = (
+            f"tags.study_name = {quoted(study)}"
+            if study
+            else f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+        )
+        children = mlflow.search_runs(
+            search_all_experiments=True,
+            filter_string=f"{same} and tags.{M.TAG_TRIAL_STATE} = 'complete'",
+            order_by=[f"metrics.{M.OBJECTIVE} DESC"],
+            max_results=1,
+            output_format="list",
+        )
+        if children:
+            p = children[0].data.params
+            return children[0].info.run_id, {k: _parse_param(p[k]) for k in ARCHITECTURE_FIELDS}
+    raise UserError(
+        f"no completed search on {dataset!r} in {mlflow.get_tracking_uri()}; run "
+        f"`mlflow run . -P dataset={dataset}` first"
+    )
+
+
+def _parse_param(text: str) -> Any:
+    """MLflow params come back as strings; YAML reads them back to their types."""
+    value = yaml.safe_load(text)
+    return None if value == "None" else value
+
+
+def ablation_space(fixed: dict[str, Any], seeds: int, policies: list[str]) -> SearchSpace:
+    """The best architecture, fixed, times every augmentation policy: a one-dimension grid."""
+
+    doc = {"strategy": "grid", "seeds": seeds, "fixed": fixed,
+           "space": {"augmentation": {"values": policies}}}  # fmt: skip
+    text = yaml.safe_dump(doc, sort_keys=False)
+    return SearchSpace(
+        path="ablation.yaml",
+        text=text,
+        dataset=None,
+        strategy="grid",
+        fixed=fixed,
+        dimensions=(Dimension(name="augmentation", values=tuple(policies)),),
+        seeds=seeds,
+    )

@@ -1,0 +1,225 @@
+"""The dry run: every model of a space built, none trained, and the search's wall time
+estimated, the per-trial overhead included.
+
+A trial's wall time is overhead + tracing + epochs x epoch time. The epoch time is measured,
+not guessed: two real epochs (with validation, as a trial runs them) of the cheapest and the
+most expensive configuration, interpolated linearly in FLOPs for the others, plus each
+augmentation policy's own cost per epoch. The overhead (process hand-over, data, build,
+evaluation, logging) and, under early stopping, the share of epochs trials really run come
+from the finished trials the tracking store already holds when there are any (a user's own
+machine), else from this machine's measurement (TRIAL_OVERHEAD_S).
+
+May import: benchmark.models, benchmark.augment, the train stage, benchmark.metrics,
+benchmark.search.space, benchmark.search.summary.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+
+from benchmark import metrics as M
+from benchmark.errors import UserError
+from benchmark.search.space import SearchSpace
+from benchmark.search.summary import hms
+from benchmark.trial import load_for
+
+# Median overhead_s of a trial (wall time the search saw minus fit_s) measured here with the
+# next trial's process warmed up while one trains: flowers17, 2-core AMD EPYC (AVX-512).
+TRIAL_OVERHEAD_S = 3.5
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Measured seconds: one steady epoch at `flops`, and the first epoch's extra (tracing)."""
+
+    flops: int
+    epoch_s: float
+    trace_s: float
+
+
+def dry_run(
+    space: SearchSpace,
+    *,
+    dataset: str,
+    data_dir: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    seeds: int | None = None,
+    n_trials: int | None = None,
+    printer=print,
+) -> float:
+    """Build every model of the space (no training, no new MLflow run) and estimate the
+    search's wall time with one worker, in seconds."""
+    from benchmark.models import build_model, plan
+
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    seeds = seeds or space.seeds
+    base = {"dataset": dataset, **overrides}
+    points = space.grid_points() if space.strategy == "grid" else []
+    if not points:  # Optuna ranges: show the corners the sampler can reach
+        points = [{d.name: (d.values or (d.low,))[0] for d in space.dimensions}]
+    data = load_for(space.config({}, **base), data_dir)
+    rows = []
+    for p in points:
+        cfg = space.config(p, **base).replace(image_size=data.image_shape[0])
+        try:
+            flops = plan(cfg, data.image_shape, data.n_classes).flops
+            params = build_model(cfg, data.image_shape, data.n_classes).count_params()
+            rows.append((cfg, params, flops))
+        except UserError as exc:
+            rows.append((cfg, None, str(exc)))
+        _release()
+    ok = [r for r in rows if r[1] is not None]
+    if not ok:
+        raise UserError("no configuration of the space fits its images; nothing to estimate")
+    cheap, dear = min(ok, key=lambda r: r[2]), max(ok, key=lambda r: r[2])
+    probes = [_probe(cheap[0], data, cheap[2])]
+    if dear[2] > cheap[2]:
+        probes.append(_probe(dear[0], data, dear[2]))
+    aug_cost = {a: _augmentation_s(a, data, ok[0][0]) for a in {r[0].augmentation for r in ok}}
+    overhead, seen = _history(M.OVERHEAD_TIME)
+    overhead = overhead if overhead is not None else TRIAL_OVERHEAD_S
+
+    printer(f"{'configuration':36} {'params':>10} {'MFLOPs':>9} {'est. min':>9}")
+    total_s, shares = 0.0, []
+    for cfg, params, flops in rows:
+        if params is None:
+            printer(f"{cfg.run_name:36} rejected: {flops}")
+            continue
+        epoch_s, trace_s = _interpolate(probes, flops)
+        epochs = cfg.epochs
+        if cfg.early_stopping_patience:
+            share = _stop_share(cfg)
+            if share is not None:
+                shares.append(share)
+                epochs = cfg.epochs * share
+        est = (overhead + trace_s + epochs * (epoch_s + aug_cost[cfg.augmentation])) * seeds
+        total_s += est
+        printer(f"{cfg.run_name:36} {params:>10,} {flops / 1e6:>9.1f} {est / 60:>9.1f}")
+    n = len(ok)
+    if space.strategy == "optuna":
+        n = n_trials or space.n_trials or 1
+        total_s = total_s / len(ok) * n
+    how = f"overhead {overhead:.1f} s a trial" + (
+        f" (median of {seen} finished trials in this store)" if seen else " (measured here)"
+    )
+    if shares:
+        how += f"; early stopping: {statistics.fmean(shares):.0%} of the epochs, as trials here ran"
+    elif any(r[0].early_stopping_patience for r in ok):
+        how += "; every epoch counted (early stopping usually ends trials sooner)"
+    printer(
+        f"{n} trial(s) x {seeds} seed(s) on {len(data.x_train)} images; epochs timed on "
+        f"{len(probes)} configuration(s); {how}; estimated total {hms(total_s)} with 1 worker"
+    )
+    return total_s
+
+
+def _probe(cfg, data, flops: int) -> Probe:
+    """Two real epochs of `cfg` with validation, without augmentation (timed apart)."""
+    import math
+
+    import keras
+
+    from benchmark.pipeline import eval_dataset, train_dataset
+    from benchmark.trial import EVAL_BATCH, compiled_model
+
+    n_soft = data.n_classes if cfg.label_smoothing > 0 else None
+    model = compiled_model(cfg, data.image_shape, data.n_classes,
+                           steps_per_epoch=math.ceil(len(data.x_train) / cfg.batch_size),
+                           soft_labels=n_soft is not None)  # fmt: skip
+    times: list[float] = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.t0)
+
+    train = train_dataset(data.x_train, data.y_train, cfg.batch_size, 0, None, n_soft)
+    val = eval_dataset(data.x_val, data.y_val, EVAL_BATCH, n_soft)
+    model.fit(train, validation_data=val, epochs=2, verbose=0, shuffle=False,
+              callbacks=[Clock()])  # fmt: skip
+    _release()
+    return Probe(flops=flops, epoch_s=times[1], trace_s=max(times[0] - times[1], 0.0))
+
+
+def _interpolate(probes: list[Probe], flops: int) -> tuple[float, float]:
+    """Epoch and tracing seconds at `flops`: a line through the probes (one probe: a point)."""
+    if len(probes) == 1:
+        return probes[0].epoch_s, probes[0].trace_s
+    a, b = probes
+    w = (flops - a.flops) / (b.flops - a.flops)
+    return a.epoch_s + w * (b.epoch_s - a.epoch_s), a.trace_s + w * (b.trace_s - a.trace_s)
+
+
+def _augmentation_s(policy: str, data, cfg) -> float:
+    """What one epoch of `policy` adds to an epoch without augmentation (the pipeline only)."""
+    from benchmark.augment import build_augmentation, mixes_labels
+    from benchmark.pipeline import train_dataset
+
+    if policy == "none":
+        return 0.0
+
+    def epoch(augment) -> float:
+        n_soft = data.n_classes if mixes_labels(augment) else None
+        ds = train_dataset(data.x_train, data.y_train, cfg.batch_size, 0, augment, n_soft)
+        next(iter(ds))  # tracing
+        t0 = time.perf_counter()
+        for _ in ds:
+            pass
+        return time.perf_counter() - t0
+
+    return max(epoch(build_augmentation(policy, seed=0)) - epoch(None), 0.0)
+
+
+def _history(metric: str) -> tuple[float | None, int]:
+    """Median of `metric` over finished trial runs already in the tracking store, and how
+    many; (None, 0) when there are none, or the store is a file that does not exist yet (a
+    dry run creates nothing)."""
+    runs = _finished_trials(f"metrics.{metric} > 0")
+    values = [r.data.metrics[metric] for r in runs if metric in r.data.metrics]
+    return (statistics.median(values), len(values)) if values else (None, 0)
+
+
+def _stop_share(cfg) -> float | None:
+    """The mean share of the epochs trials with this dataset, epoch count and patience ran
+    before early stopping ended them, from the store; None without such trials."""
+    where = (
+        f"params.dataset = '{cfg.dataset}' and params.epochs = '{cfg.epochs}' and "
+        f"params.early_stopping_patience = '{cfg.early_stopping_patience}'"
+    )
+    runs = _finished_trials(where)
+    stops = [r.data.metrics[M.STOPPED_EPOCH] for r in runs if M.STOPPED_EPOCH in r.data.metrics]
+    return statistics.fmean(stops) / cfg.epochs if stops else None
+
+
+def _finished_trials(where: str) -> list:
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///") and not os.path.exists(uri.removeprefix("sqlite:///")):
+        return []
+    try:
+        return mlflow.search_runs(
+            search_all_experiments=True,
+            filter_string=f"tags.`{M.TAG_ROLE}` = 'trial' and attributes.status = 'FINISHED'"
+            f" and {where}",
+            max_results=500,
+            output_format="list",
+        )
+    except Exception:  # an unreachable server: estimate without history
+        return []
+
+
+def _release() -> None:
+    """Keras keeps every model built in this process: the dry run builds them all."""
+    import gc
+
+    import keras
+
+    keras.backend.clear_session(free_memory=True)
+    gc.collect()

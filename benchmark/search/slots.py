@@ -1,0 +1,213 @@
+"""The trial slots: claim a trial, run it, report it, until the study says stop.
+
+`--workers N` runs N slots as threads of the search process (each trial trains in its own
+process, so the threads only wait); one slot runs in the main thread, where Ctrl-C arrives.
+May import: benchmark.search.study, benchmark.search.summary, benchmark.isolate.
+"""
+
+from __future__ import annotations
+
+import resource
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import mlflow
+import optuna
+import psutil
+from optuna.trial import TrialState
+
+from benchmark.isolate import interrupt_busy
+from benchmark.search.study import (
+    POLL_S,
+    epochs_trained,
+    grid_left,
+    own_trial,
+    requeue_interrupted,
+    trial_counts,
+)
+from benchmark.search.summary import SearchSummary, progress_line
+
+
+def drive(
+    study, store, objective, slot, space, total, timeout, budget, max_failures, printer,
+    workers=1, parent=None,
+) -> SearchSummary:  # fmt: skip
+    """Claim and run trials, `workers` at a time, until the grid is covered or the budget
+    spent.
+
+    `budget` is (max_epochs, epochs per run, seeds per trial): no trial starts that could
+    take the study past max_epochs (running trials count as if they ran every epoch;
+    duplicates and pruned trials cost less, so more fit).
+
+    Each slot (a thread; the trial itself runs in its own process) runs one trial per
+    `optimize` call, so between trials it can requeue interrupted trials, wait for other
+    workers' last trials (and take them over if their worker died), and stop on a run of
+    failures. A slot holds `claim` from its look at what is left until its trial has its
+    parameters, so two slots never take the same grid point or overshoot n_trials.
+    """
+    summary = SearchSummary(study_name="", storage="", counts={})
+    state = _DriveState(started=time.monotonic(), rss=psutil.Process(),
+                        epochs_at_start=None if budget is None
+                        else epochs_trained(study, budget[2]))  # fmt: skip
+
+    def release_claim() -> None:
+        if getattr(slot, "holds_claim", False):
+            slot.holds_claim = False
+            state.claim.release()
+
+    def run_slot() -> None:
+        slot.release_claim = release_claim
+        while not state.stop.is_set():
+            state.claim.acquire()
+            slot.holds_claim = True
+            try:
+                reason = _stop_reason(study, store, space, total, timeout, budget, state)
+                if reason == WAIT:
+                    release_claim()
+                    state.stop.wait(POLL_S)  # another worker's trial: wait for it or its heartbeat
+                    continue
+                if reason:
+                    summary.stopped_reason = summary.stopped_reason or reason
+                    state.stop.set()
+                    break
+                slot.trial_number = None
+                t0 = time.monotonic()
+                study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+                took = time.monotonic() - t0
+            finally:
+                release_claim()
+            _after_trial(study, slot.trial_number, took, summary, state, total, budget,
+                         max_failures, printer, parent)  # fmt: skip
+
+    if workers == 1:  # the main thread: Ctrl-C arrives where the trial waits
+        run_slot()
+    else:
+        _run_slots(run_slot, workers, state)
+    summary.counts = trial_counts(study)
+    return summary
+
+
+WAIT = "wait"  # _stop_reason: nothing to claim now, but trials still running
+
+
+@dataclass
+class _DriveState:
+    """What the trial slots of one search share."""
+
+    started: float
+    rss: psutil.Process
+    epochs_at_start: int | None
+    claim: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the summary and printer
+    failures_in_row: int = 0
+
+
+def _stop_reason(study, store, space, total, timeout, budget, state: _DriveState) -> str:
+    """Why no slot may start another trial ("" if one may; WAIT if it may later)."""
+    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # dead workers' trials -> FAIL + retry
+    requeue_interrupted(study, store)
+    counts = trial_counts(study)
+    if space.strategy == "grid":
+        left = grid_left(study, space)
+        if not left["unclaimed"] and not left["waiting"]:
+            return WAIT if left["running"] else "grid covered"
+    elif counts["finished"] >= total:
+        return f"{total} trials done"
+    elif counts["finished"] + counts["running"] >= total and not counts["waiting"]:
+        return WAIT  # the last trials are running: one of them may yet fail and be retried
+    if budget is not None:
+        max_epochs, epochs, seeds = budget
+        running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+        reserved = sum(max(epochs - len(t.intermediate_values), 0) * seeds for t in running)
+        if epochs_trained(study, seeds) + reserved + epochs * seeds > max_epochs:
+            if running:
+                return WAIT
+            return f"epoch budget: {epochs_trained(study, seeds)} of {max_epochs} epochs used"
+    if timeout is not None and time.monotonic() - state.started > timeout:
+        return f"timeout {timeout:.0f} s"
+    return ""
+
+
+def _after_trial(study, number, took, summary, state: _DriveState, total, budget,
+                 max_failures, printer, parent) -> None:  # fmt: skip
+    """The progress line and the memory metrics for the trial a slot just ran."""
+    trial = own_trial(study, number)
+    if trial is None:
+        return
+    with state.lock:
+        summary.durations.append(took)
+        step = len(summary.durations)
+        counts = trial_counts(study)
+        failed = trial.state == TrialState.FAIL
+        state.failures_in_row = state.failures_in_row + 1 if failed else 0
+        spent = None
+        if budget is not None:  # (epochs used, the limit, epochs this command trained)
+            used = epochs_trained(study, budget[2])
+            spent = (used, budget[0], used - state.epochs_at_start)
+        printer(progress_line(trial, counts, total, took, summary.durations, spent))
+        if max_failures and state.failures_in_row >= max_failures and not state.stop.is_set():
+            summary.stopped_reason = f"stopped after {state.failures_in_row} failures in a row"
+            printer(f"search {summary.stopped_reason}: last reason: "
+                    f"{trial.user_attrs.get('fail_reason', '?')}")  # fmt: skip
+            state.stop.set()
+    if parent is not None:
+        client, parent_id = parent
+        now = int(time.time() * 1000)
+        client.log_batch(
+            parent_id,
+            metrics=[
+                mlflow.entities.Metric(k, v, now, step) for k, v in _memory_mb(state.rss).items()
+            ],
+        )
+
+
+def _run_slots(run_slot, workers: int, state: _DriveState) -> None:
+    """`workers` slots as threads; the first exception (Ctrl-C included) stops them all and
+    is raised here once every slot has finished its trial."""
+    errors: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            run_slot()
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the main thread)
+            errors.append(exc)
+            state.stop.set()
+
+    threads = [threading.Thread(target=guarded, name=f"trial-slot-{i}", daemon=True)
+               for i in range(workers)]  # fmt: skip
+    for i, t in enumerate(threads):
+        t.start()
+        if i + 1 < workers:
+            time.sleep(0.2)  # the first slot opens the study's data before the others
+    interrupted = None
+    while any(t.is_alive() for t in threads):
+        try:
+            for t in threads:
+                t.join(timeout=0.5)
+        except KeyboardInterrupt as exc:  # a second Ctrl-C: stop waiting politely
+            if interrupted is not None:
+                raise
+            interrupted = exc
+            state.stop.set()
+            time.sleep(2)  # a terminal's Ctrl-C reached the trials too; give them a moment
+            interrupt_busy()  # kill -INT of the search alone: pass it on to the trials
+    if interrupted is not None:
+        raise interrupted
+    if errors:
+        raise errors[0]
+
+
+def _memory_mb(proc: psutil.Process) -> dict[str, float]:
+    """The search process's RSS now and at its peak, and the largest trial process's peak
+    (children are reaped by the time we look, so their high-water mark is what is left)."""
+    rss = proc.memory_info().rss / 2**20
+    # ru_maxrss (KiB on Linux) follows the kernel's lazily updated high-water mark, which
+    # can lag the RSS just read by a fraction of a MB
+    peak = max(rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"rss_mb": rss, "peak_rss_mb": peak, "peak_trial_rss_mb": children}

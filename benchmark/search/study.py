@@ -1,0 +1,189 @@
+"""What a study holds, read back: counts, grid coverage, epochs spent, dead workers' trials,
+and the MLflow parent runs of a study. Shared by the driver, the summary and the ablation.
+May import: benchmark.metrics, benchmark.search.space, benchmark.search.storage.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from typing import Any
+
+import mlflow
+import optuna
+import psutil
+from optuna.trial import TrialState
+
+from benchmark import metrics as M
+from benchmark.search.space import SearchSpace
+from benchmark.search.storage import RETRY
+
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+POLL_S = 5  # how often a worker with nothing left to claim checks on others' trials
+
+
+def study_name_for(space: SearchSpace, dataset: str, overrides: dict[str, Any]) -> str:
+    """Same space + same overrides -> same study, so rerunning the command resumes it."""
+    suffix = "-".join(f"{k}{v}" for k, v in sorted(overrides.items()) if v is not None)
+    stem = os.path.splitext(os.path.basename(space.path))[0]
+    name = f"{dataset}-{stem}-{space.strategy}-{space.digest}"
+    return f"{name}-{suffix}" if suffix else name
+
+
+def finished_with_params(study, number: int, params: dict[str, Any]):
+    """An earlier finished trial with these exact parameters, if any."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if t.number != number and t.params == params:
+            return t
+    return None
+
+
+def epochs_trained(study: optuna.Study, seeds: int = 1) -> int:
+    """Epochs actually run. Every trial reports once per epoch of its first seed; pruning
+    stops it there, while a completed one also trained its other seeds in full."""
+    return sum(
+        len(t.intermediate_values) * (seeds if t.state == TrialState.COMPLETE else 1)
+        for t in study.get_trials(deepcopy=False)
+    )
+
+
+def fits_budget(study: optuna.Study, max_epochs: int, epochs: int, seeds: int = 1) -> bool:
+    """Whether one more full trial (every seed, no pruning) stays within max_epochs."""
+    return epochs_trained(study, seeds) + epochs * seeds <= max_epochs
+
+
+def trial_counts(study) -> dict[str, int]:
+    trials = study.get_trials(deepcopy=False)
+    by = {s: sum(t.state == s for t in trials) for s in TrialState}
+    fail_model = sum(
+        t.state == TrialState.FAIL and "fail_reason" in t.user_attrs for t in trials
+    )  # failures that are the configuration's own, not interruptions
+    return {
+        "complete": by[TrialState.COMPLETE],
+        "pruned": by[TrialState.PRUNED],
+        "failed": fail_model,
+        "interrupted": by[TrialState.FAIL] - fail_model,
+        "running": by[TrialState.RUNNING],
+        "waiting": by[TrialState.WAITING],
+        "finished": by[TrialState.COMPLETE] + by[TrialState.PRUNED] + fail_model,
+    }
+
+
+def _point_key(params: dict[str, Any]) -> tuple:
+    return tuple(sorted(params.items()))
+
+
+def grid_left(study, space: SearchSpace) -> dict[str, int]:
+    """Grid points by state; a point is done once a trial with its params finished for real."""
+    points = {_point_key(p) for p in space.grid_points()}
+    done, running, waiting = set(), set(), 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.WAITING:
+            waiting += 1
+        key = _point_key(t.params)
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+            t.state == TrialState.FAIL and "fail_reason" in t.user_attrs
+        ):
+            done.add(key)
+        elif t.state == TrialState.RUNNING:
+            running.add(key)
+    # An interrupted point with no retry yet is neither done nor running: unclaimed.
+    return {
+        "unclaimed": len(points - done - running),
+        "running": len(running - done),
+        "waiting": waiting,
+    }
+
+
+def requeue_interrupted(study, store) -> None:
+    """Ctrl-C'd trials, and RUNNING ones whose local worker process is gone (kill -9), are
+    failed and enqueued again with the same parameters, once each."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.system_attrs.get("failed_trial") for t in trials}
+    host = socket.gethostname()
+    for t in trials:
+        worker = t.user_attrs.get("worker", "")
+        w_host, _, w_pid = worker.rpartition(":")
+        dead_local = (
+            t.state == TrialState.RUNNING
+            and w_host == host
+            and w_pid.isdigit()
+            and not psutil.pid_exists(int(w_pid))
+        )
+        if dead_local:
+            store.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        interrupted = t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs
+        if (dead_local or interrupted) and t.number not in retried:
+            RETRY(study, t)
+            retried.add(t.number)
+
+
+def mark_orphans(study_name: str, store) -> None:
+    """MLflow runs left RUNNING by a dead local worker of this study become KILLED."""
+    host = socket.gethostname()
+    runs = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"tags.study_name = '{study_name}' and attributes.status = 'RUNNING'",
+        output_format="list",
+    )
+    client = mlflow.MlflowClient()
+    for run in runs:
+        w_host, _, w_pid = run.data.tags.get("worker", "").rpartition(":")
+        if w_host == host and w_pid.isdigit() and not psutil.pid_exists(int(w_pid)):
+            client.set_tag(run.info.run_id, M.TAG_STATUS_REASON, "worker died (orphan run)")
+            client.set_terminated(run.info.run_id, status="KILLED")
+
+
+def own_trial(study, number: int | None) -> optuna.trial.FrozenTrial | None:
+    """The trial a slot just ran (None: it failed before its objective started)."""
+    if number is None:
+        return None
+    return next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+
+
+def quoted(text: str) -> str:
+    """A string literal for an MLflow filter."""
+    return f'"{text}"' if "'" in text else f"'{text}'"
+
+
+def study_parents(study_name: str) -> list:
+    """The study's parent runs (searches, ablations) in any experiment, oldest first."""
+    runs = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"tags.study_name = {quoted(study_name)} and tags.{M.TAG_ROLE} != 'trial'",
+        output_format="list",
+    )
+    runs = [r for r in runs if r.data.tags.get(M.TAG_ROLE) in ("search", "ablation")]
+    return sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
+
+
+def already_done(study, store, space: SearchSpace, total: int, budget) -> str | None:
+    """Why the study has nothing left to train for any worker, or None."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    requeue_interrupted(study, store)  # an interrupted trial is work left
+    counts = trial_counts(study)
+    if counts["running"] or counts["waiting"]:
+        return None
+    if space.strategy == "grid":
+        return None if grid_left(study, space)["unclaimed"] else "grid covered"
+    if counts["finished"] >= total:
+        return f"{total} trials done"
+    if budget is not None and not fits_budget(study, *budget):
+        return f"epoch budget spent: {epochs_trained(study, budget[2])} of {budget[0]} epochs"
+    return None
+
+
+def best_trial(study, summary):
+    """The study's best completed trial (also fills the summary), or None."""
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not complete:
+        return None
+    best = max(complete, key=lambda t: t.value)
+    summary.best_params, summary.best_value = best.params, best.value
+    summary.best_run_id = best.user_attrs.get("run_id_0")
+    return best

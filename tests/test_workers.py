@@ -1,0 +1,140 @@
+"""`--workers N`: N trial processes of one study at once on one machine, on the embedded
+journal storage (PostgreSQL: tests/test_scaleout.py). Every grid point runs exactly once,
+every trial run hangs under the one parent, and a kill -9 leaves nothing to clean by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from benchmark.search import journal_path, make_storage, run_search, trial_threads
+from benchmark.search.space import load_space
+
+REPO = Path(__file__).resolve().parents[1]
+
+GRID = """
+    strategy: grid
+    fixed: {epochs: EPOCHS, padding: valid, filters_max: 64, steps_per_execution: 4}
+    space:
+      depth: {values: [2, 3]}
+      augmentation: {values: [none, shift]}
+"""
+
+
+def _space(tmp_path: Path, epochs: int = 1) -> Path:
+    path = tmp_path / "grid.yaml"
+    path.write_text(textwrap.dedent(GRID.replace("EPOCHS", str(epochs))))
+    return path
+
+
+def _study(storage: str) -> optuna.Study:
+    store = make_storage(storage)
+    (summary,) = optuna.get_all_study_summaries(store)
+    return optuna.load_study(study_name=summary.study_name, storage=store)
+
+
+def _points(study: optuna.Study) -> Counter:
+    return Counter(
+        tuple(sorted(t.params.items())) for t in study.trials if t.state == TrialState.COMPLETE
+    )
+
+
+def test_storage_strings_name_journal_files_or_databases(tmp_path):
+    assert journal_path("journal:///abs/optuna.journal") == "/abs/optuna.journal"
+    assert journal_path("journal:rel/optuna.journal") == "rel/optuna.journal"
+    assert journal_path("runs/optuna.journal") == "runs/optuna.journal"  # as optuna-dashboard
+    assert journal_path("sqlite:///optuna.db") is None
+    assert journal_path("postgresql://u@h/db") is None
+    assert isinstance(make_storage(str(tmp_path / "j.journal")), optuna.storages.JournalStorage)
+
+
+def test_threads_split_the_cores_between_workers():
+    cores = len(os.sched_getaffinity(0))
+    assert trial_threads(1) is None  # one worker: TensorFlow's default, every core
+    assert trial_threads(2) == max(1, cores // 2)
+    assert trial_threads(10 * cores) == 1
+
+
+@pytest.mark.slow
+def test_two_workers_cover_the_grid_once_under_one_parent(tmp_path, shared_data):
+    storage = str(tmp_path / "optuna.journal")
+    lines: list[str] = []
+    summary = run_search(
+        load_space(str(_space(tmp_path))), dataset="cifar10", data_dir=str(shared_data),
+        overrides={"max_train_samples": 200}, storage=storage, printer=lines.append,
+        isolate=True, workers=2,
+    )  # fmt: skip
+    assert summary.stopped_reason == "grid covered"
+    study = _study(storage)
+    assert len(study.trials) == 4 and set(_points(study).values()) == {1}  # each exactly once
+    assert sorted(line.split("]")[0] for line in lines) == ["[1/4", "[2/4", "[3/4", "[4/4"]
+
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    (parent,) = [r for r in runs if r.data.tags.get("benchmark.role") == "search"]
+    assert parent.data.params["workers"] == "2"
+    kids = [r for r in runs if r.data.tags.get("benchmark.role") == "trial"]
+    assert len(kids) == 4
+    assert {k.data.tags["mlflow.parentRunId"] for k in kids} == {parent.info.run_id}
+    assert all(k.info.status == "FINISHED" for k in kids)
+    # two trials did train at the same time: some pair of runs overlaps
+    spans = sorted((k.info.start_time, k.info.end_time) for k in kids)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:], strict=False))
+
+
+@pytest.mark.slow
+def test_kill_9_with_two_workers_then_a_rerun_leaves_no_duplicate(tmp_path, shared_data):
+    import psutil
+
+    space = _space(tmp_path, epochs=5)
+    cmd = [sys.executable, "-m", "benchmark", "search", "--dataset", "cifar10", "--space",
+           str(space), "--data-dir", str(shared_data), "--max-train-samples", "200",
+           "--workers", "2"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("BENCHMARK_IN_PROCESS")  # workers need trials in their own processes
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # both slots training: two trial runs RUNNING
+        running = mlflow.search_runs(
+            search_all_experiments=True, output_format="list",
+            filter_string="tags.`benchmark.role` = 'trial' and attributes.status = 'RUNNING'",
+        )  # fmt: skip
+        if len(running) == 2:
+            break
+        time.sleep(0.5)
+    assert len(running) == 2, "two trials never trained at once"
+    trial_procs = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _, alive = psutil.wait_procs(trial_procs, timeout=10)
+    assert not alive  # the trial processes died with the search
+
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "grid covered; 4 complete" in out.stdout
+
+    study = _study(str(tmp_path / "optuna.journal"))  # the default, beside mlflow.db
+    assert len(_points(study)) == 4 and set(_points(study).values()) == {1}
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    killed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert 1 <= len(killed) <= 2  # the trials killed mid-epoch, each rerun once, same params
+    for t in killed:
+        assert [r.params for r in study.trials if r.system_attrs.get("failed_trial") == t.number
+                ] == [t.params]  # fmt: skip
+    statuses = [r.info.status for r in mlflow.search_runs(search_all_experiments=True,
+                                                          output_format="list")]  # fmt: skip
+    assert "RUNNING" not in statuses
+    assert statuses.count("KILLED") == len(killed) + 1  # their runs and their parent
