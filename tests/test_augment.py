@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmark import layers as custom_layers
 from benchmark.augment import (
     build_augmentation,
     policy_names,
     save_augmentation_preview,
     seed_lab,
 )
+from benchmark.augment import layers as custom_layers
+from benchmark.augment.layers import RandomSaturationFactor, SeededRandomGrayscale
 from benchmark.errors import UserError
-from benchmark.layers import RandomSaturationFactor, SeededRandomGrayscale
 
 ACTIVE = [name for name in policy_names() if name != "none"]
 

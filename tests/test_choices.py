@@ -9,12 +9,13 @@ from benchmark import choices
 from benchmark.augment import POLICIES
 from benchmark.config import TrialConfig
 from benchmark.data import DATASETS
-from benchmark.models import MODELS
+from benchmark.models import FAMILIES, MODELS
 
 
 def test_declared_names_are_the_registries_names():
     assert list(choices.DATASETS) == DATASETS.names()
-    assert list(choices.MODELS) == MODELS.names()
+    families = [f for f in FAMILIES.names() if f not in MODELS]  # a family is a model name too
+    assert list(choices.MODELS) == MODELS.names() + families
     assert list(choices.AUGMENTATIONS) == POLICIES.names()
     assert choices.known("dataset") == DATASETS.known()  # folder:PATH included, last
 

@@ -14,8 +14,8 @@ from PIL import Image
 
 from benchmark import metrics as M
 from benchmark import report
-from benchmark.plots import learning_curves_figure, plot_learning_curves
 from benchmark.report import figures
+from benchmark.train.plots import learning_curves_figure, plot_learning_curves
 
 LONG = "a-configuration-with-a-very-long-name-d3-k5-w256-c2-gap-randaugment"
 

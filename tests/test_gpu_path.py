@@ -11,9 +11,9 @@ import pytest
 from benchmark import metrics as M
 from benchmark.augment import build_augmentation
 from benchmark.config import TrialConfig
-from benchmark.gpu import AugmentInStep, gpu_usage, has_geometric_ops, on_gpu
-from benchmark.pipeline import train_dataset
-from benchmark.trial import compiled_model
+from benchmark.train.gpu import AugmentInStep, gpu_usage, has_geometric_ops, on_gpu
+from benchmark.train.pipeline import train_dataset
+from benchmark.train.trial import compiled_model
 
 
 class CountingLayer(keras.layers.Layer):

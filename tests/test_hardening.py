@@ -12,9 +12,9 @@ from benchmark import metrics as M
 from benchmark.config import TrialConfig
 from benchmark.data import load_dataset
 from benchmark.errors import UserError
-from benchmark.runtime import prepare_tracking
 from benchmark.search.space import load_space
-from benchmark.trial import TrialFailed, run_trial
+from benchmark.train.runtime import prepare_tracking
+from benchmark.train.trial import TrialFailed, run_trial
 
 
 def test_unreachable_tracking_store_fails_fast_before_training(monkeypatch):

@@ -12,10 +12,10 @@ from PIL import Image
 
 from benchmark import metrics as M
 from benchmark.config import TrialConfig
-from benchmark.isolate import ChildTraceback, TrialJob, run_isolated
 from benchmark.search import run_search
 from benchmark.search.space import load_space
-from benchmark.trial import TrialFailed
+from benchmark.train.isolate import ChildTraceback, TrialJob, run_isolated
+from benchmark.train.trial import TrialFailed
 
 # val_fraction is a data setting: the search checks the base point's data (0.1) before any
 # trial, each trial process loads its own point's; 0.99 leaves no image to train on.
@@ -84,7 +84,7 @@ def test_a_failed_trial_process_leaves_its_traceback_under_failures(tmp_path, ca
     assert "stratified_split" in child and "split.py" in child
     assert "benchmark.errors.UserError" in child and "too few" in child
     # ...then the search's side, ending in the one-line reason
-    assert text.rstrip().splitlines()[-1].startswith("benchmark.trial.TrialFailed: ")
+    assert text.rstrip().splitlines()[-1].startswith("benchmark.train.trial.TrialFailed: ")
 
     err = capfd.readouterr().err  # the trial process wrote to this stderr too
     assert "cuInit" not in err and "absl::InitializeLog" not in err and "I0000" not in err

@@ -9,19 +9,26 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "benchmark"
 
 
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(
+        ".__init__"
+    )
+
+
 def import_graph() -> dict[str, set[str]]:
     """benchmark module -> the benchmark modules it imports anywhere in its body."""
+    paths = sorted(PACKAGE.rglob("*.py"))
+    modules = {_module_name(p) for p in paths}
     graph: dict[str, set[str]] = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-        name = name.removesuffix(".__init__")
+    for path in paths:
+        name = _module_name(path)
         edges = graph.setdefault(name, set())
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.ImportFrom) and node.module:
-                if node.module == "benchmark":  # from benchmark import metrics
-                    edges |= {f"benchmark.{a.name}" for a in node.names}
-                elif node.module.startswith("benchmark."):
-                    edges.add(node.module)
+                if node.module == "benchmark" or node.module.startswith("benchmark."):
+                    # from benchmark import argtypes: the module argtypes, not the package
+                    subs = {f"{node.module}.{a.name}" for a in node.names} & modules
+                    edges |= subs or {node.module}
             elif isinstance(node, ast.Import):
                 edges |= {a.name for a in node.names if a.name.startswith("benchmark.")}
         edges.discard(name)
@@ -68,3 +75,44 @@ def test_no_import_circles():
 
 def test_the_circle_finder_finds_a_circle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# The data flow, in order: a module may import its own stage and earlier ones, never a later
+# one. The settings layer (config, choices, presets, registry, errors, metrics, quiet,
+# argtypes) is the top-level modules every stage shares.
+STAGES = ("settings", "data", "augment", "models", "train", "search", "report", "bench", "cli")
+
+
+def stage(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 1 or parts[1] == "__main__":
+        return "cli"
+    return parts[1] if parts[1] in STAGES else "settings"
+
+
+def later_stage_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    return sorted(
+        (a, b)
+        for a, targets in graph.items()
+        for b in targets
+        if STAGES.index(stage(b)) > STAGES.index(stage(a))
+    )
+
+
+def test_nothing_imports_from_a_later_stage():
+    assert later_stage_imports(import_graph()) == []
+
+
+def test_the_stage_check_catches_a_search_importing_the_report():
+    graph = {"benchmark.search.driver": {"benchmark.report.build"}, "benchmark.config": set()}
+    assert later_stage_imports(graph) == [("benchmark.search.driver", "benchmark.report.build")]
+
+
+def test_every_stage_is_a_package_with_a_docstring_and_no_module_is_long():
+    for name in STAGES[1:-1]:
+        init = PACKAGE / name / "__init__.py"
+        assert init.exists(), f"benchmark/{name}/ is not a package"
+        assert ast.get_docstring(ast.parse(init.read_text())), f"{name}/__init__.py: no docstring"
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}  # fmt: skip
+    assert long == {}

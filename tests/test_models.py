@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import pytest
 
 from benchmark import choices
@@ -114,3 +115,35 @@ def test_display_names_keep_run_names_distinct():
         for a in choices.AUGMENTATIONS
     }
     assert len(names) == len(choices.MODELS) * len(choices.AUGMENTATIONS)
+
+
+def test_a_new_model_family_is_one_registered_builder(monkeypatch):
+    """The extension point: a builder registered in FAMILIES (and its name declared in
+    benchmark/choices.py) is a model the config, the planner and the trial take."""
+    from benchmark import choices
+    from benchmark.models import FAMILIES
+
+    @FAMILIES.register
+    def tiny(cfg, image_shape, n_classes):
+        L = keras.layers
+        return keras.Sequential(
+            [
+                keras.Input(image_shape),
+                L.Rescaling(1 / 255),
+                L.Conv2D(4, 3),
+                L.GlobalAveragePooling2D(),
+                L.Dense(n_classes),
+                L.Softmax(),
+            ]
+        )
+
+    monkeypatch.setitem(choices.CHOICES, "model", (*choices.MODELS, "tiny"))
+    try:
+        cfg = TrialConfig(model="tiny")
+        model = build_model(cfg, (8, 8, 3), 5)
+        assert [type(layer).__name__ for layer in model.layers][1] == "Conv2D"
+        p = plan(cfg, (8, 8, 3), 5)
+        assert p.params == model.count_params() == (3 * 3 * 3 * 4 + 4) + (4 * 5 + 5)
+        assert p.flops == 2 * 3 * 3 * 3 * 4 * 6 * 6 + 2 * 4 * 5  # conv at 6x6, then dense
+    finally:
+        FAMILIES.unregister("tiny")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmark.augment import build_augmentation
-from benchmark.pipeline import PREFETCH, eval_dataset, train_dataset
+from benchmark.train.pipeline import PREFETCH, eval_dataset, train_dataset
 
 
 def _images(n: int = 50) -> tuple[np.ndarray, np.ndarray]:

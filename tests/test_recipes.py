@@ -17,9 +17,9 @@ from benchmark.config import TrialConfig
 from benchmark.data import load_dataset
 from benchmark.errors import UserError
 from benchmark.models import build_model, plan
-from benchmark.pipeline import train_dataset
-from benchmark.schedules import EpochSchedule, lr_at
-from benchmark.trial import compiled_model, flip_tta_accuracy, make_optimizer, run_trial
+from benchmark.train.pipeline import train_dataset
+from benchmark.train.schedules import EpochSchedule, lr_at
+from benchmark.train.trial import compiled_model, flip_tta_accuracy, make_optimizer, run_trial
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from mlflow.entities import Metric, Param, RunTag
 from PIL import Image
 from scipy import stats
 
-import benchmark.trial
+import benchmark.train.trial
 from benchmark import metrics as M
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
@@ -54,7 +54,7 @@ def store(tmp_path_factory, session_cache):
     tmp = tmp_path_factory.mktemp("report_store")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     dataset = f"folder:{_folder_dataset(tmp / 'shapes')}"
-    real_build = benchmark.trial.build_model
+    real_build = benchmark.train.trial.build_model
 
     def build_model(cfg, *args):
         if cfg.depth == 2 and cfg.augmentation == "seed" and cfg.seed == 1:
@@ -65,7 +65,7 @@ def store(tmp_path_factory, session_cache):
         mp.setenv("BENCHMARK_CACHE_DIR", str(session_cache))
         mp.setenv("KERAS_HOME", str(tmp / "keras_home"))
         mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.setattr(benchmark.trial, "build_model", build_model)
+        mp.setattr(benchmark.train.trial, "build_model", build_model)
         mlflow.set_tracking_uri(uri)
         artifacts = (tmp / "artifacts").as_uri()  # not ./mlruns: the default beside sqlite
         mp.setenv("MLFLOW_EXPERIMENT_ID", MlflowClient(uri).create_experiment("t", artifacts))
@@ -310,7 +310,8 @@ def test_runs_logged_before_split_sizes_merge_with_later_reruns():
     sizes = {f"params.{k}": "100" for k in M.SPLIT_SIZE_PARAMS}
     trials = pd.DataFrame([{**base, "run_id": "old"}, {**base, **sizes, "run_id": "new"}])
     t = _annotate(trials, ablation_ids=set())
-    assert t["config"].nunique() == 1 and set(t["label"]) == {"d2-k3-w64-seed"}
+    # labelled as today's config names it, whatever name the run was logged under
+    assert t["config"].nunique() == 1 and set(t["label"]) == {"d2-k3-w64-aug=lab"}
 
 
 def test_architecture_label_drops_the_policy_from_new_and_older_run_names():
@@ -407,3 +408,24 @@ def test_what_matters_reference_points_and_json_summary(store, report):
         k: ("None" if v is None else v) for k, v in best["config"].items()
     }
     assert cfg.seed == min(best["seeds"])
+
+
+def test_runs_logged_under_older_names_read_as_todays():
+    """Labels come from the logged settings: a lab-net run logged as `seed-d3-k3-w64-seed`
+    (the naming before `lab-net` / `aug=lab`) shows under today's name; a run whose params
+    are no config keeps its logged name."""
+    import pandas as pd
+
+    from benchmark.config import TrialConfig
+    from benchmark.report import _annotate
+
+    cfg = TrialConfig.from_options(model="seed", augmentation="seed")
+    lab = {f"params.{k}": str(v) for k, v in cfg.to_params().items()}
+    trials = pd.DataFrame([
+        {**lab, "run_id": "a", "status": "FINISHED", "tags.mlflow.runName": "seed-d3-k3-w64-seed"},
+        {"run_id": "b", "status": "FINISHED", "params.seed": "0", "params.depth": "deep",
+         "tags.mlflow.runName": "someone-elses-run"},
+    ])  # fmt: skip
+    t = _annotate(trials, ablation_ids=set()).set_index("run_id")
+    assert t.loc["a", "label"] == "lab-net-d3-k3-w64-aug=lab"
+    assert t.loc["b", "label"] == "someone-elses-run"

@@ -24,7 +24,7 @@ from benchmark import search as search_mod
 from benchmark.errors import UserError
 from benchmark.search.space import load_space
 from benchmark.search.storage import make_storage
-from benchmark.trial import EpochLogger, TrialFailed
+from benchmark.train.trial import EpochLogger, TrialFailed
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(max_train_samples=200)  # 20 images a class: a trial is a few seconds
@@ -118,7 +118,7 @@ def test_pruner_really_prunes_and_runs_say_so(tmp_path, shared_data):
 
 @pytest.mark.slow
 def test_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, shared_data, monkeypatch):
-    import benchmark.trial as trial_mod
+    import benchmark.train.trial as trial_mod
 
     real_build = trial_mod.build_model
 
@@ -149,7 +149,7 @@ def test_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, shared_data, 
 
 @pytest.mark.slow
 def test_max_failures_stops_with_a_summary(tmp_path, shared_data, monkeypatch):
-    import benchmark.trial as trial_mod
+    import benchmark.train.trial as trial_mod
 
     def always_fail(cfg, *args):
         raise RuntimeError("boom")

@@ -13,11 +13,11 @@ import mlflow
 import pytest
 
 from benchmark import metrics as M
-from benchmark import runtime
 from benchmark import search as search_mod
 from benchmark.errors import UserError
 from benchmark.report.parent import ParentDescription
 from benchmark.search.space import load_space
+from benchmark.train import runtime
 
 TINY = dict(max_train_samples=200)
 OPTUNA = """

@@ -8,7 +8,7 @@ import pytest
 from benchmark import metrics as M
 from benchmark.config import TrialConfig
 from benchmark.data import load_dataset
-from benchmark.trial import run_trial
+from benchmark.train.trial import run_trial
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_same_seed_same_run(cifar_small):
 
 
 def test_a_failing_trial_marks_its_run_failed_with_the_reason(cifar_small, monkeypatch):
-    import benchmark.trial as trial_mod
+    import benchmark.train.trial as trial_mod
 
     def explode(*args, **kwargs):
         raise RuntimeError("out of memory (simulated)")

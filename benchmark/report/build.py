@@ -2,7 +2,7 @@
 figures together, `write_reports` writes them (with the JSON summary and the README index),
 `cmd_report` is `python -m benchmark report`.
 
-May import benchmark.errors, benchmark.runtime (to tag the command's own `mlflow run` run)
+May import benchmark.errors, benchmark.train.runtime (to tag the command's own `mlflow run` run)
 and every benchmark.report module; nothing imports this one but the package's __init__.
 """
 
@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark import runtime
 from benchmark.errors import UserError
 from benchmark.report.figures import TOP_CURVES, draw_figures
 from benchmark.report.findings import findings
@@ -35,6 +34,7 @@ from benchmark.report.markdown import (
 from benchmark.report.matters import matters_by_study, reference_points
 from benchmark.report.stats import augmentation_effects, summarize
 from benchmark.report.summary import best_summary
+from benchmark.train import runtime
 
 PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 CAPTIONS = {

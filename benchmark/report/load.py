@@ -17,11 +17,12 @@ from functools import cached_property
 import mlflow
 import numpy as np
 import pandas as pd
+import yaml
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from benchmark import metrics as M
 from benchmark.choices import display
-from benchmark.config import augmentation_tag
+from benchmark.config import TrialConfig, augmentation_tag
 
 # Tags and params that benchmark/search.py sets on its parent runs.
 TAG_ROLE, TAG_DATASET, TAG_BEST_CONFIG = M.TAG_ROLE, M.TAG_DATASET, M.TAG_BEST_CONFIG
@@ -187,9 +188,11 @@ def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
     arch_cols = [c for c in pcols if c != P("augmentation")]
     t["config"], t["arch"] = _joined(keys, pcols), _joined(keys, arch_cols)
     names = col(t, T(TAG_RUN_NAME)).fillna("").astype(str)
+    fields = [c for c in pcols if c.removeprefix("params.") in TrialConfig.field_names()]
     t["base"] = pd.Series(
-        [n.removesuffix(f"-s{s}") or r[:8]
-         for n, s, r in zip(names, t["seed"], t["run_id"], strict=True)],
+        [_config_name(p) or n.removesuffix(f"-s{s}") or r[:8]
+         for p, n, s, r in zip(t[fields].to_dict("records"), names, t["seed"], t["run_id"],
+                               strict=True)],
         index=t.index, dtype=object,
     )  # fmt: skip
     t["suffix"] = ""
@@ -208,6 +211,21 @@ def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
         for b, a, s in zip(t["base"], policy, t["suffix"], strict=True)
     ]
     return t
+
+
+def _config_name(params: dict[str, object]) -> str | None:
+    """The run name today's TrialConfig gives these logged settings, so runs logged under an
+    older naming (`seed-d3-k3-w64-seed`) read as today's (`lab-net-d3-k3-w64-aug=lab`); None
+    when the params do not make a config (a run from another tool)."""
+    values = {}
+    for key, text in params.items():
+        if isinstance(text, str) and text != "":
+            value = yaml.safe_load(text)
+            values[key.removeprefix("params.")] = None if value == "None" else value
+    try:
+        return TrialConfig(**values).run_name
+    except Exception:  # not a config this code can rebuild: keep the logged name
+        return None
 
 
 def _joined(keys: pd.DataFrame, cols: list[str]) -> pd.Series:

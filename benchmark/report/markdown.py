@@ -84,7 +84,8 @@ def header(runs: DatasetRuns) -> str:
         f"- **Settings shared by every completed trial**: {fixed}",
     ]
     if len(p):
-        lines.append("- **Searches** (MLflow parent runs):\n\n" + searches(p))
+        labels = dict(zip(t["run_id"], t["label"], strict=True)) if "label" in t else {}
+        lines.append("- **Searches** (MLflow parent runs):\n\n" + searches(p, labels))
     else:
         lines.append("- **Searches**: none logged (single `train` runs only)")
     return "\n".join(lines)
@@ -101,7 +102,10 @@ def _shared_settings(done: pd.DataFrame) -> str:
     return ", ".join(same) if same else DASH
 
 
-def searches(parents: pd.DataFrame) -> str:
+def searches(parents: pd.DataFrame, labels: dict[str, str] | None = None) -> str:
+    """One row per parent run; its best configuration as the leaderboard labels it (today's
+    names, also for runs logged under older ones), else as the parent logged it."""
+    labels = labels or {}
     rows = []
     for r in parents.to_dict("records"):
         counts = "/".join(num(r.get(X(f"n_{k}")), 0) for k in ("complete", "pruned", "failed"))
@@ -115,9 +119,10 @@ def searches(parents: pd.DataFrame) -> str:
             budget += f", {subset} train images"
         note = _space_budget(r)
         budget += f" ({note})" if note else ""
+        best = labels.get(r.get(T(M.TAG_BEST_RUN))) or r.get(T(TAG_BEST_CONFIG))
         rows.append([r.get(T(TAG_ROLE)), f"`{r['run_id']}`", utc(r["start_time"]),
                      r.get(T("strategy")), _relative(r.get(T("space_file"))), budget, counts,
-                     r.get(T(TAG_BEST_CONFIG))])  # fmt: skip
+                     best])  # fmt: skip
     return table("role | run | started | strategy | space | budget | complete/pruned/failed | "
                  "best", rows)  # fmt: skip
 

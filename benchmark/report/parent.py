@@ -3,7 +3,7 @@ description, and the dataset's report and figures as its artifacts (`report/`).
 
 The report stage owns these because they are built from the report's tables; the CLI hands
 `ParentDescription` to the search, which never imports the report itself.
-May import: benchmark.metrics, benchmark.runtime and the report package.
+May import: benchmark.metrics, benchmark.train.runtime and the report package.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 import mlflow
 
 from benchmark import metrics as M
-from benchmark import runtime
 from benchmark.report.load import P, load_study_runs
 from benchmark.report.markdown import table
 from benchmark.report.stats import mean_std, num, summarize
+from benchmark.train import runtime
 
 if TYPE_CHECKING:
     from benchmark.search.space import SearchSpace

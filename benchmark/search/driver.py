@@ -23,12 +23,9 @@ import optuna
 from optuna.trial import TrialState
 
 from benchmark import metrics as M
-from benchmark import runtime
-from benchmark.callbacks import PruningCallback
 from benchmark.config import TrialConfig
 from benchmark.data import Dataset
 from benchmark.errors import UserError
-from benchmark.isolate import TrialJob, isolated_default, run_isolated, stop_prestarted
 from benchmark.search.parts import make_pruner, make_sampler
 from benchmark.search.slots import drive
 from benchmark.search.space import SearchSpace
@@ -44,7 +41,10 @@ from benchmark.search.study import (
     trial_counts,
 )
 from benchmark.search.summary import Describer, SearchSummary, log_summary, parent_run_name
-from benchmark.trial import DATA_FIELDS, load_for, record_wall_time, run_trial
+from benchmark.train import runtime
+from benchmark.train.callbacks import PruningCallback
+from benchmark.train.isolate import TrialJob, isolated_default, run_isolated, stop_prestarted
+from benchmark.train.trial import DATA_FIELDS, load_for, record_wall_time, run_trial
 
 
 def run_search(

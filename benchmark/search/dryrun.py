@@ -27,7 +27,7 @@ from benchmark import metrics as M
 from benchmark.errors import UserError
 from benchmark.search.space import SearchSpace
 from benchmark.search.summary import hms
-from benchmark.trial import load_for
+from benchmark.train.trial import load_for
 
 # Median overhead_s of a trial (wall time the search saw minus fit_s) measured here with the
 # next trial's process warmed up while one trains: flowers17, 2-core AMD EPYC (AVX-512).
@@ -125,8 +125,8 @@ def _probe(cfg, data, flops: int) -> Probe:
 
     import keras
 
-    from benchmark.pipeline import eval_dataset, train_dataset
-    from benchmark.trial import EVAL_BATCH, compiled_model
+    from benchmark.train.pipeline import eval_dataset, train_dataset
+    from benchmark.train.trial import EVAL_BATCH, compiled_model
 
     n_soft = data.n_classes if cfg.label_smoothing > 0 else None
     model = compiled_model(cfg, data.image_shape, data.n_classes,
@@ -161,7 +161,7 @@ def _interpolate(probes: list[Probe], flops: int) -> tuple[float, float]:
 def _augmentation_s(policy: str, data, cfg) -> float:
     """What one epoch of `policy` adds to an epoch without augmentation (the pipeline only)."""
     from benchmark.augment import build_augmentation, mixes_labels
-    from benchmark.pipeline import train_dataset
+    from benchmark.train.pipeline import train_dataset
 
     if policy == "none":
         return 0.0

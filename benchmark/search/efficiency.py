@@ -132,7 +132,7 @@ def compare(
 
 
 def cmd_efficiency(args: argparse.Namespace) -> int:
-    from benchmark.runtime import prepare_tracking
+    from benchmark.train.runtime import prepare_tracking
 
     prepare_tracking(args.experiment, dataset=args.dataset)
     r = compare(args.dataset, args.space, args.data_dir, args.storage, args.n_trials, args.budget,

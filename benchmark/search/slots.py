@@ -2,7 +2,7 @@
 
 `--workers N` runs N slots as threads of the search process (each trial trains in its own
 process, so the threads only wait); one slot runs in the main thread, where Ctrl-C arrives.
-May import: benchmark.search.study, benchmark.search.summary, benchmark.isolate.
+May import: benchmark.search.study, benchmark.search.summary, benchmark.train.isolate.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import optuna
 import psutil
 from optuna.trial import TrialState
 
-from benchmark.isolate import interrupt_busy
 from benchmark.search.study import (
     POLL_S,
     epochs_trained,
@@ -28,6 +27,7 @@ from benchmark.search.study import (
     trial_counts,
 )
 from benchmark.search.summary import SearchSummary, progress_line
+from benchmark.train.isolate import interrupt_busy
 
 
 def drive(

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from benchmark.augment import build_augmentation
-from benchmark.bench_options import (
+from benchmark.bench.options import (
     GPU_CHECK_BATCH,
     GPU_CHECK_EPOCHS,
     GPU_CHECK_IMAGES,
@@ -25,10 +25,10 @@ from benchmark.bench_options import (
 )
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
-from benchmark.gpu import Utilization, gpu_usage, has_geometric_ops, mixed_precision_pays
-from benchmark.pipeline import train_dataset
-from benchmark.runtime import device_name, gpu_name, jit_compile
-from benchmark.trial import compiled_model
+from benchmark.train.gpu import Utilization, gpu_usage, has_geometric_ops, mixed_precision_pays
+from benchmark.train.pipeline import train_dataset
+from benchmark.train.runtime import device_name, gpu_name, jit_compile
+from benchmark.train.trial import compiled_model
 
 TARGET_S = 30.0  # 20 epochs on one H100
 

@@ -29,7 +29,7 @@ from benchmark.config import TrialConfig
 from benchmark.quiet import THREADS_ENV, import_tensorflow
 
 if TYPE_CHECKING:
-    from benchmark.trial import TrialResult
+    from benchmark.train.trial import TrialResult
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def run_isolated(
     trial's process as soon as this one has its job, keeping at most `keep` warm (call
     stop_prestarted() at the end). `threads` caps the trial process's thread pools.
     """
-    from benchmark.trial import TrialFailed, TrialResult, record_wall_time
+    from benchmark.train.trial import TrialFailed, TrialResult, record_wall_time
 
     worker = _take_worker(job.tracking_uri, threads)
     try:
@@ -230,8 +230,8 @@ def _warm_up(tracking_uri: str) -> None:
     import mlflow
 
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
-    from benchmark import trial  # noqa: F401  (Keras, the model and pipeline modules)
-    from benchmark.runtime import configure_threads, version_tags
+    from benchmark.train import trial  # noqa: F401  (Keras, the model and pipeline modules)
+    from benchmark.train.runtime import configure_threads, version_tags
 
     configure_threads()  # before TensorFlow runs its first op
 
@@ -262,13 +262,13 @@ def _train(job: TrialJob) -> TrialResult:
 
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # as the CLI does
     from benchmark import metrics as M
-    from benchmark.trial import load_for, run_trial
+    from benchmark.train.trial import load_for, run_trial
 
     timings = {M.STARTUP_TIME: time.time() - job.created_at}  # spawn, imports, TF start-up
     mlflow.set_tracking_uri(job.tracking_uri)
     callbacks = []
     if job.trial_id is not None:
-        from benchmark.callbacks import PruningCallback
+        from benchmark.train.callbacks import PruningCallback
 
         study = optuna.load_study(study_name=job.study_name, storage=job.storage, pruner=job.pruner)
         callbacks.append(PruningCallback(optuna.Trial(study, job.trial_id)))
@@ -290,7 +290,7 @@ def _train(job: TrialJob) -> TrialResult:
 def _reason(exc: BaseException) -> str:
     """The one-line reason for the progress line: the message and the frame that raised."""
     text = str(exc) or type(exc).__name__
-    trial = sys.modules.get("benchmark.trial")
+    trial = sys.modules.get("benchmark.train.trial")
     if trial is not None and isinstance(exc, trial.TrialFailed):
         return text  # its message is the whole story ("nan loss at epoch 3")
     last = traceback.extract_tb(exc.__traceback__)[-1:]

@@ -6,7 +6,7 @@ interleaved A, B, A, B... so that a load change on the machine hits both alike:
   (a) notebook: float32 numpy arrays into `model.fit(x, y, batch_size=32)`, augmentation
       layers inside the model before the net, `compile(optimizer="rmsprop")`, Keras defaults
       otherwise, except jit_compile=False (Keras' "auto" may turn XLA on, 3x slower on CPU).
-  (b) suite: benchmark.pipeline.train_dataset (uint8 arrays, augmentation mapped over whole
+  (b) suite: benchmark.train.pipeline.train_dataset (uint8 arrays, augmentation mapped over whole
       batches outside the model, prefetch) compiled as trial.py does (steps_per_execution,
       XLA only where runtime.jit_compile says it pays).
 
@@ -31,7 +31,7 @@ import mlflow
 import numpy as np
 
 from benchmark.augment import build_augmentation
-from benchmark.bench_options import (  # the options' defaults: `bench --help` needs no TF
+from benchmark.bench.options import (  # the options' defaults: `bench --help` needs no TF
     ACCURACY_EPOCHS,
     BATCH,
     SYNTHETIC,
@@ -44,9 +44,9 @@ from benchmark.config import TrialConfig
 from benchmark.data import DATA_ENV, load_dataset
 from benchmark.errors import UserError
 from benchmark.models import build_model
-from benchmark.pipeline import eval_dataset, train_dataset
-from benchmark.runtime import jit_compile, version_tags
-from benchmark.trial import compiled_model
+from benchmark.train.pipeline import eval_dataset, train_dataset
+from benchmark.train.runtime import jit_compile, version_tags
+from benchmark.train.trial import compiled_model
 
 # --- settings ---------------------------------------------------------------------------
 
@@ -270,7 +270,7 @@ def run_accuracy(args: argparse.Namespace) -> None:
 def run_tracking(args: argparse.Namespace) -> float:
     """The suite's fit alone vs inside a tracked run that logs as run_trial does (params,
     tags, per-epoch metrics through EpochLogger, system metrics), interleaved."""
-    from benchmark.trial import EpochLogger
+    from benchmark.train.trial import EpochLogger
 
     cfg = seed_config(args)
     n = args.steps * cfg.batch_size
@@ -314,7 +314,7 @@ def run_tracking(args: argparse.Namespace) -> float:
 def cmd_bench(args: argparse.Namespace) -> int:
     build_augmentation(args.augmentation)  # unknown policy: UserError before any work
     if args.gpu_check:
-        from benchmark.gpu_check import run_gpu_check
+        from benchmark.bench.gpu_check import run_gpu_check
 
         return run_gpu_check(args)
     args.batch_size = args.batch_size or BATCH

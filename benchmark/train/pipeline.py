@@ -20,7 +20,7 @@ def _fixed(ds: tf.data.Dataset) -> tf.data.Dataset:
     mode (exactly 5.11 s instead of 3.1-3.6 s, threads idle): the seed net fitting one
     6,400-image epoch of this pipeline, autotuned vs prefetch 4 with autotune off,
     interleaved in one process, was slow in 6 of 10 epochs vs 0 of 10 (3.15-4.10 s)."""
-    from benchmark.runtime import trial_threads
+    from benchmark.train.runtime import trial_threads
 
     options = tf.data.Options()
     options.autotune.enabled = False

@@ -23,18 +23,18 @@ from benchmark import metrics as M
 from benchmark.augment import build_augmentation, mixes_labels, save_augmentation_preview
 from benchmark.config import TrialConfig
 from benchmark.data import Dataset, load_dataset
-from benchmark.gpu import (
+from benchmark.models import build_model, model_summary, plan
+from benchmark.train.gpu import (
     AugmentInStep,
     gpu_usage,
     has_geometric_ops,
     on_gpu,
     use_mixed_precision,
 )
-from benchmark.models import build_model, model_summary, plan
-from benchmark.pipeline import eval_dataset, train_dataset
-from benchmark.plots import plot_learning_curves
-from benchmark.runtime import jit_compile, version_tags
-from benchmark.schedules import learning_rate
+from benchmark.train.pipeline import eval_dataset, train_dataset
+from benchmark.train.plots import plot_learning_curves
+from benchmark.train.runtime import jit_compile, version_tags
+from benchmark.train.schedules import learning_rate
 
 EVAL_BATCH = 256  # evaluation batch: larger is faster and does not change the result
 

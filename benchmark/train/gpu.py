@@ -11,7 +11,7 @@ there). With a GPU:
 - each trial logs `gpu_time_s` (the fit's wall time holding the GPU), `gpu_memory_peak_mb`
   (TensorFlow's allocator peak during the fit) and the `gpu_name` tag.
 
-May import: benchmark.metrics, benchmark.runtime (the train stage's own helpers).
+May import: benchmark.metrics, benchmark.train.runtime (the train stage's own helpers).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import keras
 
 from benchmark import metrics as M
-from benchmark.runtime import gpu_name
+from benchmark.train.runtime import gpu_name
 
 
 def on_gpu() -> bool:

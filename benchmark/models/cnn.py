@@ -1,7 +1,8 @@
-"""The CNN builder and its planner (shapes, FLOPs, parameters before anything is built).
+"""The plain CNN family (`cnn`, and the lab's `seed` preset of it): its builder and its
+planner (shapes, FLOPs, parameters before anything is built).
 
-The registered model names and their presets live in benchmark/presets.py, which the
-config reads without importing Keras.
+The registered model names and their presets live in benchmark/models/presets.py, which the
+config reads without importing Keras; benchmark/models/build.py picks the family's builder.
 
 Every model starts with Rescaling(1/255): the pipeline feeds float32 pixels in [0, 255]
 (augmentation works in that range, see augment.py), the model sees [0, 1].
@@ -17,9 +18,7 @@ from keras import layers
 
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
-from benchmark.presets import MODELS, model_preset
-
-__all__ = ["MODELS", "model_preset", "plan", "build_model", "model_summary", "LayerPlan"]
+from benchmark.presets import FAMILIES
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class LayerPlan:
     params: int  # trainable + BN parameters, as keras counts them after the build
 
 
-def plan(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: int) -> LayerPlan:
+def plan_cnn(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: int) -> LayerPlan:
     """Check that the spec fits the image and count FLOPs, without building anything.
 
     Raises UserError when a feature map would shrink below 1x1, naming the block.
@@ -88,9 +87,10 @@ def _param_count(cfg: TrialConfig, filters, channels: int, last_hw: int, n_class
     return total
 
 
-def build_model(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: int) -> keras.Model:
+@FAMILIES.register(name="cnn")
+def build_cnn(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: int) -> keras.Model:
     """A Sequential CNN from the config; the seed preset reproduces the tutorial net exactly."""
-    p = plan(cfg, image_shape, n_classes)
+    p = plan_cnn(cfg, image_shape, n_classes)
     net = [keras.Input(shape=image_shape), layers.Rescaling(1.0 / 255)]
     for i, f in enumerate(p.filters):
         for _ in range(cfg.convs_per_block):
@@ -115,11 +115,10 @@ def build_model(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: 
         net.append(layers.Dropout(cfg.dropout))
     # float32 softmax: under mixed precision (GPU) float16 probabilities lose the small ones
     net += [layers.Dense(n_classes), layers.Softmax(dtype="float32")]
-    # TensorFlow scope names take letters, digits, "_" and ".": "lab-net-...-aug=lab" does not fit
-    return keras.Sequential(net, name=re.sub(r"[^A-Za-z0-9_.]", "_", cfg.run_name))
+    return keras.Sequential(net, name=keras_name(cfg.run_name))
 
 
-def model_summary(model: keras.Model) -> str:
-    lines: list[str] = []
-    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
-    return "\n".join(lines) + "\n"
+def keras_name(run_name: str) -> str:
+    """TensorFlow scope names take letters, digits, "_" and ".": "lab-net-...-aug=lab" does not
+    fit as it is."""
+    return re.sub(r"[^A-Za-z0-9_.]", "_", run_name)

@@ -16,8 +16,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from benchmark.augment.layers import RandomSaturationFactor, SeededRandomGrayscale
 from benchmark.errors import UserError
-from benchmark.layers import RandomSaturationFactor, SeededRandomGrayscale
 from benchmark.registry import Registry
 
 POLICIES = Registry("augmentation")

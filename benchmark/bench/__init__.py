@@ -1,0 +1,32 @@
+"""`python -m benchmark bench`: the measurements behind the README's Performance section.
+
+    options.py     the CLI options and their defaults (no TensorFlow: `bench --help` is fast)
+    throughput.py  the seed notebook's loop vs the suite's (throughput, accuracy, tracking)
+    gpu_check.py   --gpu-check: does the GPU path keep a GPU busy?
+
+May import every stage before the search; nothing imports it but the CLI and tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "cmd_bench": "throughput",
+    "NOTEBOOK": "throughput",
+    "SUITE": "throughput",
+    "run_throughput": "throughput",
+    "run_accuracy": "throughput",
+    "run_tracking": "throughput",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -1,0 +1,63 @@
+"""`python -m benchmark {train,search,ablate,report,efficiency,bench}`.
+
+Options are generated from TrialConfig's fields, so a new setting is one dataclass line (its
+end-of-line comment becomes the flag's help). Bad input becomes one line on stderr and exit
+code 2, never a traceback or a usage block; under `mlflow run` the line names the
+`-P name=value` form the user typed. This module and what it imports at the top stay light:
+`--help` answers without TensorFlow, MLflow or the report's pandas; the commands import what
+they need when they run.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from benchmark.cli.commands import config_from_args
+from benchmark.cli.messages import (
+    _dashes,
+    _fail,
+    _lazy,
+    _options,
+    _under_mlflow_run,
+    _unrecognized,
+    as_mlflow_parameters,
+)
+from benchmark.cli.options import add_config_options, build_parser
+from benchmark.errors import UserError
+
+__all__ = ["add_config_options", "as_mlflow_parameters", "build_parser", "config_from_args",
+           "main"]  # fmt: skip
+
+# Commands whose work imports TensorFlow: it is imported first, quietly (benchmark/quiet.py).
+TENSORFLOW_COMMANDS = frozenset({"train", "search", "ablate", "efficiency", "bench"})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from benchmark import quiet
+
+    mlflow_route = _under_mlflow_run()  # read now: starting MLflow's run unsets MLFLOW_RUN_ID
+    quiet.quiet_environment()  # before anything imports TensorFlow or MLflow
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Two INFO lines per trial about the system-metrics thread starting and stopping would
+    # bury the progress lines; its warnings and errors still show.
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(_dashes(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # --help (0), or Parser.error printed its one line (2)
+        return exc.code if isinstance(exc.code, int) else 0
+    options = _options(parser.commands[args.command])
+    if extra:
+        return _fail(_unrecognized(extra, options, mlflow_route), set(), mlflow_route)
+    if args.command in TENSORFLOW_COMMANDS:
+        quiet.import_tensorflow()  # its C++ start-up lines filtered out, real errors kept
+    try:
+        return args.func(args)
+    except UserError as exc:
+        return _fail(str(exc), options, mlflow_route)  # under `mlflow run`: its run FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        _lazy("benchmark.train.runtime", "end_project_run")("interrupted", "KILLED")
+        return 130

@@ -1,0 +1,110 @@
+"""What each command does once its options are parsed: the commands import what they need
+(TensorFlow, MLflow, the report) when they run, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+
+from benchmark.config import TrialConfig
+from benchmark.errors import UserError
+
+
+def config_from_args(args: argparse.Namespace) -> TrialConfig:
+    names = TrialConfig.field_names()
+    return TrialConfig.from_options(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from benchmark.train.runtime import prepare_tracking
+    from benchmark.train.trial import run_trial
+
+    cfg = config_from_args(args)
+    uri = prepare_tracking(args.experiment, dataset=cfg.dataset)
+    result = run_trial(cfg, data_dir=args.data_dir, verbose=0 if args.quiet else 2)
+    m = result.metrics
+    print(
+        f"run {result.run_id} ({cfg.run_name}) tracked in {uri}\n"
+        f"test_accuracy {m['test_accuracy']:.4f}  best_val_accuracy {m['best_val_accuracy']:.4f}"
+        f" (epoch {m['best_epoch']})  train_time_s {m['train_time_s']:.1f}"
+        f"  images_per_s {m['images_per_s']:.0f}\n"
+        f"overfit_gap {m['overfit_gap']:.4f}  val_loss_rise {m['val_loss_rise']:.4f}"
+        f"  overfit {'yes' if result.overfit else 'no'}"
+        f"  params {m['param_count']:,}  flops {m['flops']:,}"
+    )
+    extra = [f"stopped_epoch {m['stopped_epoch']:.0f}"] if cfg.early_stopping_patience else []
+    if "test_accuracy_tta" in m:
+        extra.append(f"test_accuracy_tta {m['test_accuracy_tta']:.4f}")
+    if extra:
+        print("  ".join(extra))
+    return 0
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    return {"epochs": args.epochs, "max_train_samples": args.max_train_samples}
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from benchmark.data import DATASETS, is_builtin
+    from benchmark.search import dry_run
+    from benchmark.search.space import load_space, space_path
+    from benchmark.train.runtime import prepare_tracking
+
+    DATASETS.get(args.dataset)  # unknown dataset: say so before reading any file
+    space = load_space(space_path(args.dataset, args.space), strategy=args.strategy)
+    if space.dataset and space.dataset != args.dataset and is_builtin(args.dataset):
+        raise UserError(f"{space.path} is a space for {space.dataset!r}, not {args.dataset!r}")
+    if args.dry_run:
+        dry_run(space, dataset=args.dataset, data_dir=args.data_dir, overrides=_overrides(args),
+                seeds=args.seeds, n_trials=args.n_trials)  # fmt: skip
+        return 0
+    prepare_tracking(args.experiment, dataset=args.dataset)
+    return _run_search(
+        space, args, n_trials=args.n_trials, timeout=args.timeout, max_epochs=args.max_epochs
+    )
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from benchmark.augment import policy_names
+    from benchmark.data import DATASETS
+    from benchmark.search import ablation_space, best_of_latest_search
+    from benchmark.train.runtime import prepare_tracking
+
+    DATASETS.get(args.dataset)  # folder:PATH resolves too: its path is read when loading
+    prepare_tracking(args.experiment, dataset=args.dataset)
+    run_id, fixed = best_of_latest_search(args.dataset)
+    print(f"ablating the best run {run_id} of the latest {args.dataset} search: {fixed}")
+    return _run_search(ablation_space(fixed, args.seeds or 1, policy_names()), args,
+                       role="ablation")  # fmt: skip
+
+
+def _run_search(space, args: argparse.Namespace, **extra) -> int:
+    from benchmark.report.parent import ParentDescription
+    from benchmark.search import run_search
+
+    summary = run_search(
+        space,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        storage=args.storage,
+        study_name=args.study_name,
+        seeds=args.seeds,
+        overrides=_overrides(args),
+        max_failures=args.max_failures,
+        workers=args.workers or 1,
+        describe=ParentDescription(),
+        printer=functools.partial(print, flush=True),
+        **extra,
+    )
+    c = summary.counts
+    print(
+        f"study {summary.study_name} ({summary.storage}): {summary.stopped_reason}; "
+        f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed"
+    )
+    if medians := summary.median_timings():
+        print("per trial, median s: " + "  ".join(f"{k} {v:.1f}" for k, v in medians.items()))
+    if summary.best_params is not None:
+        print(f"best {summary.best_params} val_accuracy {summary.best_value:.4f} "
+              f"run {summary.best_run_id}")  # fmt: skip
+    return 0

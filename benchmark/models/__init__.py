@@ -1,0 +1,37 @@
+"""The model stage: a TrialConfig -> a Keras model, and its plan (shapes, FLOPs, parameters)
+before anything is built. Model names, presets and the FAMILIES registry are settings,
+read by the config without Keras: benchmark/presets.py.
+
+    cnn.py      the plain CNN family: its builder (registered in FAMILIES) and planner
+    build.py    build_model and plan for any family
+
+A model family is one builder registered with `@FAMILIES.register` (see README "Extending").
+May import: benchmark.config, benchmark.errors, benchmark.registry. The names below load
+their module on first use, so that `benchmark.presets` stays free of Keras.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "MODELS": "build",
+    "model_preset": "build",
+    "FAMILIES": "build",
+    "family_of": "build",
+    "build_model": "build",
+    "plan": "build",
+    "model_summary": "build",
+    "LayerPlan": "cnn",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
