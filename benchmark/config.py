@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,117 +24,110 @@ TTAS = CHOICES["tta"]
 
 
 @dataclass(frozen=True)
+class Rule:
+    """What a field's value must be, said the same way wherever the value came from (a CLI
+    flag, an MLproject parameter, a YAML space, a config built in code, load_dataset)."""
+
+    ok: Callable[[Any], bool]
+    says: str  # completes "`field` should be ..."
+
+
+POSITIVE = Rule(lambda v: _is_int(v) and v > 0, "a positive integer")
+NONNEG = Rule(lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+POSITIVE_OR_NONE = Rule(lambda v: v is None or (_is_int(v) and v > 0), "a positive integer or None")
+FRACTION = Rule(lambda v: 0.0 < v < 1.0, "between 0 and 1 (exclusive)")
+RATE = Rule(lambda v: 0.0 <= v < 1.0, "in [0, 1)")
+ANY = Rule(lambda v: True, "")
+SPLIT = Rule(lambda v: _is_int(v) and 1 <= v <= 3, "1, 2 or 3")
+LEARNING_RATE = Rule(lambda v: v > 0, "positive")
+WEIGHT_DECAY = Rule(lambda v: v is None or v >= 0, "0 or more (or None: the optimizer's default)")
+WARMUP = Rule(NONNEG.ok, "an integer >= 0 (capped at epochs)")
+PATIENCE = Rule(NONNEG.ok, "an integer >= 0 (0 = off)")
+BOOLEAN = Rule(lambda v: isinstance(v, bool), "true or false")
+
+
+def one_of(field: str) -> Rule:
+    return Rule(lambda v: v in CHOICES[field], f"one of {', '.join(CHOICES[field])}")
+
+
+def setting(default: Any, rule: Rule = ANY, help: str = "") -> Any:
+    """A TrialConfig field with its rule and its help beside it (dataclass field metadata):
+    the validation and the CLI's flag read them from here."""
+    return dataclasses.field(default=default, metadata={"rule": rule, "help": help})
+
+
+@dataclass(frozen=True)
 class TrialConfig:
     # data
-    dataset: str = "cifar10"  # cifar10 | cifar100 | flowers17 | folder:PATH
-    image_size: int | None = None  # px, square; None = the dataset's default (CIFAR 32, flowers 64)
-    label_mode: str = "fine"  # cifar100 only: fine (100) or coarse (20) labels
-    split: int = 1  # flowers17 official split 1..3 (used when datasplits.mat is present)
-    val_fraction: float = 0.1  # CIFAR/folder: share of train held out for model selection
-    max_train_samples: int | None = None  # stratified train subset for quick runs; None = all
+    dataset: str = setting("cifar10", help="cifar10 | cifar100 | flowers17 | folder:PATH")
+    image_size: int | None = setting(
+        None, POSITIVE_OR_NONE, "px, square; None = the dataset's default (CIFAR 32, flowers 64)"
+    )
+    label_mode: str = setting(
+        "fine", one_of("label_mode"), "cifar100 only: fine (100) or coarse (20) labels"
+    )
+    split: int = setting(
+        1, SPLIT, "flowers17 official split 1..3 (used when datasplits.mat is present)"
+    )
+    val_fraction: float = setting(
+        0.1, FRACTION, "CIFAR/folder: share of train held out for model selection"
+    )
+    max_train_samples: int | None = setting(
+        None, POSITIVE_OR_NONE, "stratified train subset for quick runs; None = all"
+    )
     # model (the architecture family's preset fills these; see benchmark/models.py)
-    model: str = "cnn"  # registered family/preset: cnn (from the fields below) or seed
-    depth: int = 3  # conv blocks; each but the last ends in a 2x2 max-pool
-    kernel_size: int = 3  # conv window, px
-    dense_units: int = 64  # width of the hidden dense layer; 0 = none
-    filters_base: int = 32  # filters of the first conv block
-    filters_max: int = 128  # filters double per block up to this cap
-    padding: str = "same"  # valid shrinks each conv by kernel_size - 1
-    batch_norm: bool = False  # BatchNormalization after each conv
-    dropout: float = 0.0  # before the classifier, 0 = off
-    head: str = "flatten"  # flatten | gap (global average pooling: far fewer dense weights)
-    convs_per_block: int = 1  # 2 = VGG-style: two convs before each pool
-    block_dropout: float = 0.0  # after each conv block (after its pool), 0 = off
+    model: str = setting(
+        "cnn", help="registered family/preset: cnn (from the fields below) or seed"
+    )
+    depth: int = setting(3, POSITIVE, "conv blocks; each but the last ends in a 2x2 max-pool")
+    kernel_size: int = setting(3, POSITIVE, "conv window, px")
+    dense_units: int = setting(64, NONNEG, "width of the hidden dense layer; 0 = none")
+    filters_base: int = setting(32, POSITIVE, "filters of the first conv block")
+    filters_max: int = setting(128, POSITIVE, "filters double per block up to this cap")
+    padding: str = setting("same", one_of("padding"), "valid shrinks each conv by kernel_size - 1")
+    batch_norm: bool = setting(False, BOOLEAN, "BatchNormalization after each conv")
+    dropout: float = setting(0.0, RATE, "before the classifier, 0 = off")
+    head: str = setting(
+        "flatten", one_of("head"), "flatten | gap (global average pooling: far fewer dense weights)"
+    )
+    convs_per_block: int = setting(1, POSITIVE, "2 = VGG-style: two convs before each pool")
+    block_dropout: float = setting(0.0, RATE, "after each conv block (after its pool), 0 = off")
     # training
-    augmentation: str = "none"  # registered policy, see benchmark/augment.py
-    epochs: int = 20
-    batch_size: int = 32  # images per step
-    optimizer: str = "rmsprop"  # Keras' default, as in the seed lab
-    learning_rate: float = 0.001  # Keras' default for rmsprop and adam; the peak of a schedule
-    weight_decay: float | None = None  # decoupled, per step x lr; None = the optimizer's default
-    lr_schedule: str = "constant"  # constant | cosine (to 0) | onecycle (up, then down to 0)
-    warmup_epochs: int = 0  # linear ramp to learning_rate (capped at epochs); onecycle: 0 = 30%
-    label_smoothing: float = 0.0  # share of each target spread over all classes
-    early_stopping_patience: int = 0  # epochs without a better val_accuracy; 0 = off
-    tta: str = "none"  # none | flip: the test split also scored as mean(image, mirror)
-    seed: int = 0  # weights, shuffling and augmentation; the data split is fixed (seed 0)
-    steps_per_execution: int = 16  # train steps per graph call: less Python per step
+    augmentation: str = setting("none", help="registered policy, see benchmark/augment.py")
+    epochs: int = setting(20, POSITIVE, "passes over the training split")
+    batch_size: int = setting(32, POSITIVE, "images per step")
+    optimizer: str = setting("rmsprop", one_of("optimizer"), "Keras' default, as in the seed lab")
+    learning_rate: float = setting(
+        0.001, LEARNING_RATE, "Keras' default for rmsprop and adam; the peak of a schedule"
+    )
+    weight_decay: float | None = setting(
+        None, WEIGHT_DECAY, "decoupled, per step x lr; None = the optimizer's default"
+    )
+    lr_schedule: str = setting(
+        "constant",
+        one_of("lr_schedule"),
+        "constant | cosine (to 0) | onecycle (up, then down to 0)",
+    )
+    warmup_epochs: int = setting(
+        0, WARMUP, "linear ramp to learning_rate (capped at epochs); onecycle: 0 = 30%"
+    )
+    label_smoothing: float = setting(0.0, RATE, "share of each target spread over all classes")
+    early_stopping_patience: int = setting(
+        0, PATIENCE, "epochs without a better val_accuracy; 0 = off"
+    )
+    tta: str = setting(
+        "none", one_of("tta"), "none | flip: the test split also scored as mean(image, mirror)"
+    )
+    seed: int = setting(
+        0, NONNEG, "weights, shuffling and augmentation; the data split is fixed (seed 0)"
+    )
+    steps_per_execution: int = setting(
+        16, POSITIVE, "train steps per graph call: less Python per step"
+    )
 
     def __post_init__(self) -> None:
-        def need(ok: bool, field: str, allowed: str) -> None:
-            if not ok:
-                value = getattr(self, field)
-                raise UserError(f"`{field}` should be {allowed}. Received: {field}={value!r}")
-
         for f in dataclasses.fields(self):  # types first: YAML and CLI hand us anything
-            value, kinds = getattr(self, f.name), _KINDS[f.name]
-            if value is None and type(None) in kinds:
-                continue
-            ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
-            if not ok:
-                names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
-                raise UserError(
-                    f"`{f.name}` should be of type {names}. Received: {f.name}={value!r}"
-                )
-
-        positive = "a positive integer"
-        need(_is_int(self.epochs) and self.epochs > 0, "epochs", positive)
-        need(_is_int(self.batch_size) and self.batch_size > 0, "batch_size", positive)
-        need(_is_int(self.depth) and self.depth > 0, "depth", positive)
-        need(_is_int(self.kernel_size) and self.kernel_size > 0, "kernel_size", positive)
-        need(_is_int(self.dense_units) and self.dense_units >= 0, "dense_units", "an integer >= 0")
-        need(_is_int(self.filters_base) and self.filters_base > 0, "filters_base", positive)
-        need(_is_int(self.filters_max) and self.filters_max > 0, "filters_max", positive)
-        need(_is_int(self.seed) and self.seed >= 0, "seed", "an integer >= 0")
-        need(_is_int(self.split) and 1 <= self.split <= 3, "split", "1, 2 or 3")
-        need(
-            _is_int(self.steps_per_execution) and self.steps_per_execution > 0,
-            "steps_per_execution",
-            positive,
-        )
-        need(
-            self.image_size is None or (_is_int(self.image_size) and self.image_size > 0),
-            "image_size",
-            "a positive integer or None",
-        )
-        need(
-            self.max_train_samples is None
-            or (_is_int(self.max_train_samples) and self.max_train_samples > 0),
-            "max_train_samples",
-            "a positive integer or None",
-        )
-        need(0.0 < self.val_fraction < 1.0, "val_fraction", "between 0 and 1 (exclusive)")
-        need(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)")
-        need(self.learning_rate > 0, "learning_rate", "positive")
-        need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}")
-        need(self.padding in PADDINGS, "padding", f"one of {', '.join(PADDINGS)}")
-        need(self.label_mode in LABEL_MODES, "label_mode", f"one of {', '.join(LABEL_MODES)}")
-        need(isinstance(self.batch_norm, bool), "batch_norm", "true or false")
-        need(self.head in HEADS, "head", f"one of {', '.join(HEADS)}")
-        need(
-            _is_int(self.convs_per_block) and self.convs_per_block > 0,
-            "convs_per_block",
-            positive,
-        )
-        need(0.0 <= self.block_dropout < 1.0, "block_dropout", "in [0, 1)")
-        need(
-            self.weight_decay is None or self.weight_decay >= 0,
-            "weight_decay",
-            "0 or more (or None: the optimizer's default)",
-        )
-        need(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {', '.join(LR_SCHEDULES)}")
-        need(  # more than epochs is allowed: a space's warm-up survives `-P epochs=1`
-            _is_int(self.warmup_epochs) and self.warmup_epochs >= 0,
-            "warmup_epochs",
-            "an integer >= 0 (capped at epochs)",
-        )
-        need(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "in [0, 1)")
-        need(
-            _is_int(self.early_stopping_patience) and self.early_stopping_patience >= 0,
-            "early_stopping_patience",
-            "an integer >= 0 (0 = off)",
-        )
-        need(self.tta in TTAS, "tta", f"one of {', '.join(TTAS)}")
+            check_setting(f.name, getattr(self, f.name))
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -207,3 +201,20 @@ _KINDS = {name: _kinds(hint) for name, hint in typing.get_type_hints(TrialConfig
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_setting(name: str, value: Any) -> None:
+    """The one validation of a setting `name`: its type, then its field's rule; raises
+    UserError with the one-line message every route (CLI, MLproject, YAML, code) shows."""
+    kinds = _KINDS[name]
+    if not (value is None and type(None) in kinds):
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if not ok:
+            names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
+            raise UserError(f"`{name}` should be of type {names}. Received: {name}={value!r}")
+    rule = _RULES[name]
+    if not rule.ok(value):
+        raise UserError(f"`{name}` should be {rule.says}. Received: {name}={value!r}")
+
+
+_RULES = {f.name: f.metadata.get("rule", ANY) for f in dataclasses.fields(TrialConfig)}

@@ -44,3 +44,26 @@ def test_problem_names_the_value_and_the_nearest():
         "unknown optimizer 'adm'; known: rmsprop, adam, sgd, adamw; did you mean 'adam'?"
     )
     assert choices.problem("model", "resnet") == "unknown model 'resnet'; known: cnn, seed"
+
+
+def test_a_bad_setting_reads_the_same_on_every_route(tmp_path, capsys):
+    """One validation layer: the rule declared beside the field says the same line whether
+    the value came from code, the data API, a YAML space or the CLI (and so MLproject)."""
+    from benchmark.cli import main
+    from benchmark.data import load_dataset
+    from benchmark.errors import UserError
+    from benchmark.search.space import load_space
+
+    line = "`val_fraction` should be between 0 and 1 (exclusive). Received: val_fraction=1.5"
+    with pytest.raises(UserError) as code:
+        TrialConfig(val_fraction=1.5)
+    with pytest.raises(UserError) as data:
+        load_dataset("cifar10", val_fraction=1.5)
+    space = tmp_path / "s.yaml"
+    space.write_text("space: {depth: {values: [2]}}\nfixed: {val_fraction: 1.5}\n")
+    with pytest.raises(UserError) as yaml:
+        load_space(str(space))
+    assert main(["train", "--dataset", "cifar10", "--val-fraction", "1.5"]) == 2
+    cli = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(code.value) == str(data.value) == line
+    assert line in str(yaml.value) and cli == f"error: {line}"

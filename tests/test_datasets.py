@@ -234,7 +234,7 @@ def test_flowers17_official_splits_file_and_bad_split(flowers, shared_data, tmp_
     assert official.digest != flowers.digest
     with pytest.raises(UserError, match="trn2"):
         load_dataset("flowers17", data_dir=tmp_path, image_size=32, split=2)
-    with pytest.raises(UserError, match="splits 1, 2 and 3"):
+    with pytest.raises(UserError, match="`split` should be 1, 2 or 3. Received: split=4"):
         load_dataset("flowers17", data_dir=tmp_path, image_size=32, split=4)
 
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import inspect
 import os
-import re
 import types
 import typing
 from collections.abc import Sequence
@@ -26,13 +24,9 @@ FORMATTER = argparse.RawDescriptionHelpFormatter  # epilogs keep their example l
 
 @functools.cache
 def _field_notes() -> dict[str, str]:
-    """Each TrialConfig field's end-of-line comment in config.py, for its flag's help."""
-    try:
-        source = inspect.getsource(TrialConfig)
-    except (OSError, TypeError):  # no source (a frozen build): flags keep their defaults
-        return {}
-    found = re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]*#\s*(.+?)\s*$", source, re.M)
-    return {m[1]: m[2] for m in found}
+    """Each TrialConfig field's help, declared beside it in config.py (`setting(..., help)`)."""
+    return {f.name: f.metadata["help"] for f in dataclasses.fields(TrialConfig)
+            if f.metadata.get("help")}  # fmt: skip
 
 
 def add_config_options(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:

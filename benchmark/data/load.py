@@ -5,9 +5,9 @@ valid settings and every bad value is a `UserError`), resolving the data and cac
 directories, taking the `max_train_samples` subset last (so val and test never depend
 on it), fixing dtypes and layout, and the digest.
 
-Imports: benchmark.errors and benchmark.data.{cache, catalog, split, upstream}. The
-loaders themselves are registered by the package's ``__init__``, which Python always
-runs before this module.
+Imports: benchmark.errors, benchmark.config (the settings' rules) and
+benchmark.data.{cache, catalog, split, upstream}. The loaders themselves are registered by
+the package's ``__init__``, which Python always runs before this module.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.config import check_setting
 from benchmark.data.cache import cache_root, digest
 from benchmark.data.catalog import DATASETS, Dataset, Loaded, Request
 from benchmark.data.split import SPLIT_SEED, stratified_subset
@@ -48,24 +49,12 @@ def load_dataset(
     """
     loader = DATASETS.get(name)  # unknown name -> UserError listing the known ones
     _, argument = DATASETS.parse(name)
-    if label_mode not in ("fine", "coarse"):
-        raise UserError(f"unknown label_mode {label_mode!r}; known: fine, coarse")
+    settings = {"image_size": image_size, "label_mode": label_mode, "split": split,
+                "val_fraction": val_fraction, "max_train_samples": max_train_samples}  # fmt: skip
+    for key, value in settings.items():  # TrialConfig's rules, in its words
+        check_setting(key, value.item() if isinstance(value, np.generic) else value)
     if label_mode == "coarse" and name != "cifar100":
         raise UserError(f"label_mode 'coarse' exists only for cifar100, not {name!r}")
-    if image_size is not None and (
-        isinstance(image_size, bool)
-        or not isinstance(image_size, int | np.integer)
-        or image_size < 1
-    ):
-        raise UserError(f"image_size must be a positive integer, got {image_size!r}")
-    if not 0.0 < val_fraction < 1.0:
-        raise UserError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
-    if max_train_samples is not None and (
-        isinstance(max_train_samples, bool)
-        or not isinstance(max_train_samples, int | np.integer)
-        or max_train_samples <= 0
-    ):
-        raise UserError(f"max_train_samples must be a positive integer, got {max_train_samples!r}")
 
     request = Request(
         data_dir=None if argument is not None else resolve_data_dir(data_dir),
