@@ -157,3 +157,32 @@ def test_a_killed_worker_trial_is_rerun_by_the_other(tmp_path, shared_data, clea
     assert len(failed) == 1  # the killed trial, rerun with the same parameters:
     assert any(t.system_attrs.get("failed_trial") == failed[0].number
                and t.state == TrialState.COMPLETE for t in study.trials)  # fmt: skip
+
+
+def test_workers_2_on_postgresql_cover_the_grid_once_under_one_parent(
+    tmp_path, shared_data, clean_dbs
+):
+    """`--workers 2` in one command against PostgreSQL (Optuna and MLflow): every point once,
+    both slots used at the same time, every trial run under the one parent."""
+    pg, n = clean_dbs
+    space = _space(tmp_path, epochs=1)
+    cmd = [sys.executable, "-m", "benchmark", "search", "--dataset", "cifar10", "--space",
+           str(space), "--data-dir", str(shared_data), "--max-train-samples", "200",
+           "--storage", f"{pg}/optuna{n}", "--workers", "2"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": f"{pg}/mlflow{n}"}
+    env.pop("BENCHMARK_IN_PROCESS", None)  # workers need trials in their own processes
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "grid covered; 8 complete" in out.stdout
+
+    done, study = _complete_points(clean_dbs)
+    assert len(done) == 8 and set(done.values()) == {1} and len(study.trials) == 8
+    mlflow.set_tracking_uri(f"{pg}/mlflow{n}")
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    (parent,) = [r for r in runs if r.data.tags.get("benchmark.role") == "search"]
+    kids = [r for r in runs if r.data.tags.get("benchmark.role") == "trial"]
+    assert len(kids) == 8 and all(k.info.status == "FINISHED" for k in kids)
+    assert {k.data.tags["mlflow.parentRunId"] for k in kids} == {parent.info.run_id}
+    spans = sorted((k.info.start_time, k.info.end_time) for k in kids)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:], strict=False))  # in parallel
