@@ -10,14 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmark.augment import (
-    build_augmentation,
-    policy_names,
-    save_augmentation_preview,
-    seed_lab,
-)
+from benchmark.augment import build_augmentation, policy_names, save_augmentation_preview
 from benchmark.augment import layers as custom_layers
 from benchmark.augment.layers import RandomSaturationFactor, SeededRandomGrayscale
+from benchmark.augment.policies import seed_lab
 from benchmark.errors import UserError
 
 ACTIVE = [name for name in policy_names() if name != "none"]
