@@ -9,8 +9,7 @@ May import every stage before the search; nothing imports it but the CLI and tes
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from benchmark.lazy import lazy_names
 
 _WHERE = {
     "cmd_bench": "throughput",
@@ -21,12 +20,4 @@ _WHERE = {
     "run_tracking": "throughput",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_WHERE])
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)

@@ -12,8 +12,7 @@ their module on first use, so that `benchmark.presets` stays free of Keras.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from benchmark.lazy import lazy_names
 
 _WHERE = {
     "MODELS": "build",
@@ -26,12 +25,4 @@ _WHERE = {
     "LayerPlan": "cnn",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_WHERE])
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)

@@ -18,8 +18,7 @@ report or the CLI. The names below load their module on first use, so that
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from benchmark.lazy import lazy_names
 
 _WHERE = {
     "run_search": "driver",
@@ -44,12 +43,4 @@ _WHERE = {
     "PRUNERS": "parts",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'benchmark.search' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"benchmark.search.{_WHERE[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_WHERE])
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)
