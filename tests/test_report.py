@@ -35,6 +35,7 @@ space:
   augmentation: {values: [none, seed]}
 """
 BOOM = "simulated failure: out of memory"
+PARTIAL = "d1-k3-w16-aug=none"  # a copied run without test_accuracy
 
 
 def _folder_dataset(root: Path) -> Path:
@@ -84,13 +85,14 @@ def store(tmp_path_factory, session_cache):
 
 
 def _log_partial_run(client: MlflowClient, dataset: str) -> None:
-    """A copy of a real trial run with batch_size 4 and no test_accuracy: a missing metric."""
+    """A copy of a real trial run with dense_units 16 and no test_accuracy: a missing metric
+    (the report labels a run by its config, so the copy differs in a setting its name shows)."""
     src = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
         "attributes.run_name = 'd1-k3-w8-aug=none-s0'",
     )[0]
-    run = client.create_run(src.info.experiment_id, run_name="d1-k3-w8-aug=none-bs4")
-    params = src.data.params | {"batch_size": "4"}
+    run = client.create_run(src.info.experiment_id, run_name=PARTIAL)
+    params = src.data.params | {"dense_units": "16"}
     tags = {k: v for k, v in src.data.tags.items() if not k.startswith("mlflow.")}
     metrics = {k: v for k, v in src.data.metrics.items() if k != M.TEST_ACCURACY}
     client.log_batch(
@@ -135,7 +137,7 @@ def _expected(uri: str) -> dict[str, list]:
     out: dict[str, list] = {}
     for r in runs:
         t = r.data.tags
-        if t.get(M.TAG_TRIAL_STATE) == "complete" or t.get("mlflow.runName", "").endswith("bs4"):
+        if t.get(M.TAG_TRIAL_STATE) == "complete" or t.get("mlflow.runName") == PARTIAL:
             if parents.get(t.get("mlflow.parentRunId")) != "ablation":
                 name = t["mlflow.runName"].removesuffix(f"-s{r.data.params['seed']}")
                 out.setdefault(name, []).append(r)
@@ -172,7 +174,7 @@ def test_leaderboard_holds_mlflow_numbers_ranked_by_validation(store, report):
 @pytest.mark.slow
 def test_missing_metric_shows_a_dash(report):
     rows = _rows(_section(report[2], "Leaderboard"))
-    partial = next(r for r in rows if r["configuration"] == "d1-k3-w8-aug=none-bs4")
+    partial = next(r for r in rows if r["configuration"] == PARTIAL)
     assert partial["test acc"] == "—"
     assert partial["val acc (tested weights)"] != "—"
 
