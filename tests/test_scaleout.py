@@ -138,13 +138,23 @@ def test_a_killed_worker_trial_is_rerun_by_the_other(tmp_path, shared_data, clea
     pg = clean_dbs
     mlflow.set_tracking_uri(f"{pg[0]}/mlflow{pg[1]}")
     mlflow.search_experiments()
-    space = _space(tmp_path, epochs=3)
+    space = _space(tmp_path, epochs=5)
     victim = _worker(space, pg, tmp_path, shared_data)
-    for line in victim.stdout:  # its first trial done: the next one is running
+    for line in victim.stdout:  # its first trial done
         if line.startswith("["):
             break
     survivor = _worker(space, pg, tmp_path, shared_data)
-    time.sleep(3)
+    # Kill it while a trial of its own is RUNNING (a fixed sleep could land between trials)
+    mine = f"{socket.gethostname()}:{victim.pid}"
+    storage = f"{pg[0]}/optuna{pg[1]}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        (summary,) = optuna.get_all_study_summaries(storage)
+        trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+        if any(t.state == TrialState.RUNNING and t.user_attrs.get("worker") == mine
+               for t in trials):  # fmt: skip
+            break
+        time.sleep(0.2)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     out = survivor.communicate(timeout=600)[0]
