@@ -19,7 +19,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from benchmark.search import journal_path, make_storage, run_search, trial_threads
+from benchmark.search import journal_path, make_storage, run_search, threads_per_trial
 from benchmark.search.space import load_space
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,9 +62,9 @@ def test_storage_strings_name_journal_files_or_databases(tmp_path):
 
 def test_threads_split_the_cores_between_workers():
     cores = len(os.sched_getaffinity(0))
-    assert trial_threads(1) is None  # one worker: TensorFlow's default, every core
-    assert trial_threads(2) == max(1, cores // 2)
-    assert trial_threads(10 * cores) == 1
+    assert threads_per_trial(1) is None  # one worker: TensorFlow's default, every core
+    assert threads_per_trial(2) == max(1, cores // 2)
+    assert threads_per_trial(10 * cores) == 1
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import time
 import keras
 import numpy as np
 
+from benchmark import metrics as M
 from benchmark.augment import build_augmentation
 from benchmark.bench.options import (
     GPU_CHECK_BATCH,
@@ -78,5 +79,5 @@ def run_gpu_check(args: argparse.Namespace) -> int:
     mean = util.mean()
     print("GPU utilization: " + (f"{mean:.0f}% mean of {len(util.samples)} nvidia-smi samples"
                                  if mean is not None else "n/a (no nvidia-smi)")
-          + f"; memory peak {gpu.get('gpu_memory_peak_mb', float('nan')):,.0f} MB")  # fmt: skip
+          + f"; memory peak {gpu.get(M.GPU_MEMORY_PEAK, float('nan')):,.0f} MB")  # fmt: skip
     return 0

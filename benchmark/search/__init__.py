@@ -22,7 +22,7 @@ from benchmark.lazy import lazy_names
 
 _WHERE = {
     "run_search": "driver",
-    "trial_threads": "driver",
+    "threads_per_trial": "driver",
     "SearchSummary": "summary",
     "dry_run": "dryrun",
     "ablation_space": "ablation",

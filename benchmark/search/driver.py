@@ -151,7 +151,7 @@ def run_search(
 
         timings: list[dict[str, float]] = []  # where each trained run's time went
         client, parent_id = mlflow.MlflowClient(), parent.info.run_id
-        threads = trial_threads(workers)
+        threads = threads_per_trial(workers)
         slot = threading.local()  # the trial slot (thread) running this objective
 
         def objective(trial: optuna.Trial) -> float:
@@ -245,7 +245,7 @@ def _release_memory(isolated: bool = False) -> None:
     gc.collect()
 
 
-def trial_threads(workers: int) -> int | None:
+def threads_per_trial(workers: int) -> int | None:
     """Threads per trial process: the cores this process may use, split between `workers`
     trials (None for one worker: TensorFlow's own default, every core)."""
     if workers <= 1:

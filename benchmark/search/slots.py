@@ -10,11 +10,9 @@ from __future__ import annotations
 import resource
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import mlflow
-import optuna
 import psutil
 from optuna.trial import TrialState
 
@@ -23,7 +21,7 @@ from benchmark.search.study import (
     epochs_trained,
     grid_left,
     own_trial,
-    requeue_interrupted,
+    recover_dead_trials,
     trial_counts,
 )
 from benchmark.search.summary import SearchSummary, progress_line
@@ -107,10 +105,7 @@ class _DriveState:
 
 def _stop_reason(study, store, space, total, timeout, budget, state: _DriveState) -> str:
     """Why no slot may start another trial ("" if one may; WAIT if it may later)."""
-    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)  # dead workers' trials -> FAIL + retry
-    requeue_interrupted(study, store)
+    recover_dead_trials(study, store)
     counts = trial_counts(study)
     if space.strategy == "grid":
         left = grid_left(study, space)

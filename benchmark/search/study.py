@@ -160,12 +160,18 @@ def study_parents(study_name: str) -> list:
     return sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
 
 
-def already_done(study, store, space: SearchSpace, total: int, budget) -> str | None:
-    """Why the study has nothing left to train for any worker, or None."""
-    with warnings.catch_warnings():
+def recover_dead_trials(study, store) -> None:
+    """Dead workers' trials (heartbeat gone, or a local pid gone) and Ctrl-C'd ones are
+    failed and enqueued again with their parameters: work left for any worker."""
+    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-    requeue_interrupted(study, store)  # an interrupted trial is work left
+    requeue_interrupted(study, store)
+
+
+def already_done(study, store, space: SearchSpace, total: int, budget) -> str | None:
+    """Why the study has nothing left to train for any worker, or None."""
+    recover_dead_trials(study, store)  # an interrupted trial is work left
     counts = trial_counts(study)
     if counts["running"] or counts["waiting"]:
         return None
