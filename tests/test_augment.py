@@ -41,6 +41,7 @@ def test_policy_names():
         "all",
         "crop",
         "shift_flip",
+        "shift_flip_cutout",
         "mixup",
         "cutmix",
         "randaugment",
@@ -274,3 +275,16 @@ def test_preview_rejects_bad_input(batch, tmp_path):
         save_augmentation_preview(batch.astype("uint8"), "seed", tmp_path / "p.png", n=17)
     with pytest.raises(UserError, match="unknown augmentation"):
         save_augmentation_preview(batch.astype("uint8"), "bogus", tmp_path / "p.png")
+
+
+def test_cutout_erases_one_grey_box_of_8_to_16_px_on_every_image():
+    """shift_flip_cutout: every training image gets one mid-grey rectangle, 8-16 px a side."""
+    flat = np.full((8, 32, 32, 3), 10.0, dtype="float32")  # shift/flip leave a flat image flat
+    out = keras.ops.convert_to_numpy(build_augmentation("shift_flip_cutout", seed=3)(flat))
+    for image in out:
+        grey = np.all(image == 127.5, axis=-1)
+        rows, cols = np.flatnonzero(grey.any(axis=1)), np.flatnonzero(grey.any(axis=0))
+        assert grey.sum() == len(rows) * len(cols)  # one solid rectangle
+        assert 7 <= len(rows) <= 16 and 7 <= len(cols) <= 16
+    still = build_augmentation("shift_flip_cutout", seed=3)(flat, training=False)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(still), flat)

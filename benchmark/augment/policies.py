@@ -4,7 +4,7 @@ A policy acts on float32 NHWC batches with values in [0, 255] and returns the sa
 shape and range; the pipeline maps it over batches after `.batch()` (before the
 model's Rescaling(1/255)) as `aug(x, training=True)`. At inference every layer is
 the identity. Policies 1 and 2 are the seed lab's; shift and grayscale are the lab's
-task 2; crop, mixup, cutmix, randaugment and strong are the modern recipes' policies.
+task 2; crop, shift_flip(_cutout), mixup, cutmix, randaugment and strong are the modern recipes' policies.
 Policies with MixUp or CutMix also mix the labels: the pipeline then hands them
 `{"images": x, "labels": one_hot}` and the loss takes soft targets (see `mixes_labels`).
 """
@@ -23,6 +23,7 @@ from benchmark.registry import Registry
 POLICIES = Registry("augmentation")
 
 VALUE_RANGE = (0, 255)  # pixel values the layers see: uint8 batches cast to float32
+CUTOUT_FILL = 127.5  # mid-grey: the mean pixel that a zero fill is after normalisation
 
 
 def _layer_seeds(seed: int | None, n: int) -> list[int | None]:
@@ -113,6 +114,23 @@ def shift_flip(seed: int | None = None) -> list[keras.layers.Layer]:
         keras.layers.RandomFlip("horizontal", seed=flip),
         keras.layers.RandomTranslation(0.125, 0.125, fill_mode="reflect", seed=move),
     ]
+
+
+@POLICIES.register
+def shift_flip_cutout(seed: int | None = None) -> list[keras.layers.Layer]:
+    """shift_flip, then Cutout (DeVries & Taylor 2017) via Keras' RandomErasing: on every
+    image a grey box 1/4 to 1/2 of each side (8-16 px at 32 px), so the net cannot lean on
+    one part of the object. The regulariser small CIFAR training sets need most."""
+    (erase,) = _layer_seeds(None if seed is None else seed + 11, 1)
+    return [
+        *shift_flip(seed),
+        # factor (1, 1): always erase (a single float would draw p in [0, f]); scale is the
+        # range of each side's squared fraction: sqrt(U(1/16, 1/4)) = 1/4..1/2 of the side
+        keras.layers.RandomErasing(
+            factor=(1.0, 1.0), scale=(1 / 16, 1 / 4), fill_value=CUTOUT_FILL,
+            value_range=VALUE_RANGE, seed=erase,
+        ),
+    ]  # fmt: skip
 
 
 @POLICIES.register
