@@ -18,7 +18,8 @@ FOLDER_PREFIX = "folder:"  # folder:PATH, any folder of class sub-folders
 MODELS = ("cnn", "seed")  # benchmark/models.py MODELS
 AUGMENTATIONS = (  # benchmark/augment.py POLICIES
     "none", "seed", "saturation", "shift", "grayscale", "shift_grayscale", "all",
-    "crop", "shift_flip", "shift_flip_cutout", "mixup", "cutmix", "randaugment", "crop_cutmix", "strong",
+    "crop", "shift_flip", "shift_flip_cutout", "mixup", "cutmix", "randaugment", "crop_cutmix",
+    "strong",
 )  # fmt: skip
 
 # TrialConfig field -> its allowed values, in the order help and messages list them.

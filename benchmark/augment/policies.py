@@ -4,7 +4,8 @@ A policy acts on float32 NHWC batches with values in [0, 255] and returns the sa
 shape and range; the pipeline maps it over batches after `.batch()` (before the
 model's Rescaling(1/255)) as `aug(x, training=True)`. At inference every layer is
 the identity. Policies 1 and 2 are the seed lab's; shift and grayscale are the lab's
-task 2; crop, shift_flip(_cutout), mixup, cutmix, randaugment and strong are the modern recipes' policies.
+task 2; crop, shift_flip(_cutout), mixup, cutmix, randaugment and strong are the modern
+recipes' policies.
 Policies with MixUp or CutMix also mix the labels: the pipeline then hands them
 `{"images": x, "labels": one_hot}` and the loss takes soft targets (see `mixes_labels`).
 """
