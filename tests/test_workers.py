@@ -5,6 +5,7 @@ every trial run hangs under the one parent, and a kill -9 leaves nothing to clea
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,7 +20,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from benchmark.search import journal_path, make_storage, run_search, threads_per_trial
+from benchmark.search import (
+    cores_for_slot,
+    journal_path,
+    make_storage,
+    run_search,
+    threads_per_trial,
+)
 from benchmark.search.space import load_space
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,11 +67,39 @@ def test_storage_strings_name_journal_files_or_databases(tmp_path):
     assert isinstance(make_storage(str(tmp_path / "j.journal")), optuna.storages.JournalStorage)
 
 
-def test_threads_split_the_cores_between_workers():
-    cores = len(os.sched_getaffinity(0))
-    assert threads_per_trial(1) is None  # one worker: TensorFlow's default, every core
-    assert threads_per_trial(2) == max(1, cores // 2)
-    assert threads_per_trial(10 * cores) == 1
+def test_workers_split_the_cores_but_keep_one_workers_thread_count():
+    """Same thread count as one worker (a trial's numbers depend on it); the cores are split
+    by pinning each slot's trials to its own share."""
+    cores = sorted(os.sched_getaffinity(0))
+    assert threads_per_trial(1) is None and cores_for_slot(0, 1) is None  # every core
+    assert threads_per_trial(2) == len(cores)
+    shares = [cores_for_slot(i, 2) for i in range(2)]
+    if len(cores) >= 2:
+        assert set(shares[0]).isdisjoint(shares[1])
+        assert len(shares[0]) == len(shares[1]) == len(cores) // 2
+    many = [cores_for_slot(i, 3 * len(cores)) for i in range(3 * len(cores))]
+    assert all(len(s) == 1 for s in many) and {s[0] for s in many} == set(cores)
+
+
+def test_pinning_moves_every_thread_and_the_ones_started_later():
+    code = textwrap.dedent("""
+        import json, os, threading
+        from benchmark.train.runtime import pin_to_cores
+        stop = threading.Event()
+        early = threading.Thread(target=stop.wait); early.start()
+        core = min(os.sched_getaffinity(0))
+        pin_to_cores((core,))
+        late = threading.Thread(target=stop.wait); late.start()
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+        print(json.dumps([len(tids), sorted({tuple(sorted(os.sched_getaffinity(t)))
+                                              for t in tids}), core]))
+        stop.set()
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)  # fmt: skip
+    threads, affinities, core = json.loads(out.stdout)
+    assert threads >= 3  # main, early, late
+    assert affinities == [[core]]  # every thread, the late one too, on that core alone
 
 
 @pytest.mark.slow
@@ -91,6 +126,16 @@ def test_two_workers_cover_the_grid_once_under_one_parent(tmp_path, shared_data)
     # two trials did train at the same time: some pair of runs overlaps
     spans = sorted((k.info.start_time, k.info.end_time) for k in kids)
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:], strict=False))
+
+    # the same grid with one worker: every configuration scores exactly the same
+    alone = str(tmp_path / "alone.journal")
+    run_search(
+        load_space(str(_space(tmp_path))), dataset="cifar10", data_dir=str(shared_data),
+        overrides={"max_train_samples": 200}, storage=alone, printer=lines.append,
+        isolate=True, workers=1,
+    )  # fmt: skip
+    scores = {tuple(sorted(t.params.items())): t.value for t in study.trials}
+    assert {tuple(sorted(t.params.items())): t.value for t in _study(alone).trials} == scores
 
 
 @pytest.mark.slow

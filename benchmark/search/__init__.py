@@ -23,6 +23,7 @@ from benchmark.lazy import lazy_names
 _WHERE = {
     "run_search": "driver",
     "threads_per_trial": "driver",
+    "cores_for_slot": "driver",
     "SearchSummary": "summary",
     "dry_run": "dryrun",
     "ablation_space": "ablation",

@@ -182,6 +182,7 @@ def run_search(
                             storage=store if rep == 0 else None, study_name=study_name,
                             trial_id=trial._trial_id if rep == 0 else None,
                             pruner=study.pruner,
+                            cores=cores_for_slot(getattr(slot, "index", 0), workers),
                         ), prestart_next=True, threads=threads, keep=workers)  # fmt: skip
                     else:
                         started = time.time()
@@ -245,13 +246,36 @@ def _release_memory(isolated: bool = False) -> None:
     gc.collect()
 
 
+def _cores() -> list[int]:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def threads_per_trial(workers: int) -> int | None:
-    """Threads per trial process: the cores this process may use, split between `workers`
-    trials (None for one worker: TensorFlow's own default, every core)."""
+    """TensorFlow threads per trial process: None for one worker (TensorFlow's default,
+    one per core); with N workers the same count, given explicitly.
+
+    Why not cores/N: the thread count decides how TensorFlow splits its sums, so a trial
+    with fewer threads computes other numbers (measured: 1 vs 2 threads moved flowers17
+    validation accuracy by a median 1.6 pp, up to 5 pp). Each worker's trials get the
+    threads one worker's would and are pinned to their share of the cores instead
+    (`cores_for_slot`): a trial's results do not depend on `--workers`."""
+    return None if workers <= 1 else len(_cores())
+
+
+def cores_for_slot(index: int, workers: int) -> tuple[int, ...] | None:
+    """The CPUs trial slot `index` of `workers` pins its trial processes to: the cores split
+    in contiguous shares, one core each (round robin) when there are more slots than cores.
+    None for one worker: it has them all."""
     if workers <= 1:
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // workers)
+    cores = _cores()
+    share = len(cores) // workers
+    if share == 0:
+        return (cores[index % len(cores)],)
+    return tuple(cores[index * share : (index + 1) * share])
 
 
 def _complete(study, study_name: str, storage: str, space: SearchSpace, total: int,

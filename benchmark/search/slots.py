@@ -55,8 +55,9 @@ def drive(
             slot.holds_claim = False
             state.claim.release()
 
-    def run_slot() -> None:
+    def run_slot(index: int = 0) -> None:
         slot.release_claim = release_claim
+        slot.index = index  # which share of the cores this slot's trials are pinned to
         while not state.stop.is_set():
             state.claim.acquire()
             slot.holds_claim = True
@@ -166,14 +167,14 @@ def _run_slots(run_slot, workers: int, state: _DriveState) -> None:
     is raised here once every slot has finished its trial."""
     errors: list[BaseException] = []
 
-    def guarded() -> None:
+    def guarded(index: int) -> None:
         try:
-            run_slot()
+            run_slot(index)
         except BaseException as exc:  # noqa: BLE001  (re-raised in the main thread)
             errors.append(exc)
             state.stop.set()
 
-    threads = [threading.Thread(target=guarded, name=f"trial-slot-{i}", daemon=True)
+    threads = [threading.Thread(target=guarded, args=(i,), name=f"trial-slot-{i}", daemon=True)
                for i in range(workers)]  # fmt: skip
     for i, t in enumerate(threads):
         t.start()

@@ -46,6 +46,7 @@ class TrialJob:
     study_name: str | None = None
     trial_id: int | None = None
     pruner: optuna.pruners.BasePruner | None = None
+    cores: tuple[int, ...] | None = None  # CPUs to pin the trial to (--workers N), None: all
     parent_pid: int = field(default_factory=os.getpid)  # the search process
     created_at: float = field(default_factory=time.time)  # wall clock: startup_s starts here
 
@@ -265,6 +266,10 @@ def _train(job: TrialJob) -> TrialResult:
     from benchmark.train.trial import load_for, run_trial
 
     timings = {M.STARTUP_TIME: time.time() - job.created_at}  # spawn, imports, TF start-up
+    if job.cores is not None:
+        from benchmark.train.runtime import pin_to_cores
+
+        pin_to_cores(job.cores)
     mlflow.set_tracking_uri(job.tracking_uri)
     callbacks = []
     if job.trial_id is not None:

@@ -87,6 +87,20 @@ def configure_threads() -> None:
         pass
 
 
+def pin_to_cores(cores: tuple[int, ...]) -> None:
+    """Run every thread of this process (TensorFlow's pools were started by the warm-up)
+    and the threads they start on `cores` only: N trials on one machine then share its
+    cores without changing their thread counts, hence their numbers."""
+    tasks = Path("/proc/self/task")
+    if not hasattr(os, "sched_setaffinity") or not tasks.is_dir():
+        return  # not Linux: trials share the cores as the OS schedules them
+    for tid in tasks.iterdir():
+        try:
+            os.sched_setaffinity(int(tid.name), cores)
+        except (OSError, ValueError):  # a thread that ended meanwhile
+            pass
+
+
 def jit_compile() -> bool | str:
     """XLA only where it pays: measured 2-3x slower on this CPU, Keras decides on a GPU."""
     return "auto" if gpu_name() else False
