@@ -307,6 +307,38 @@ def test_dry_run_lists_every_configuration_without_training_runs(tmp_path, share
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
 
 
+def test_dry_run_counts_the_share_of_epochs_early_stopping_leaves(tmp_path, shared_data,
+                                                                  monkeypatch):  # fmt: skip
+    """Under early stopping a fresh store's estimate assumes the measured share of epochs;
+    finished trials of the same dataset/epochs/patience in the store replace it."""
+    from benchmark.search import dryrun
+
+    monkeypatch.setattr(dryrun, "_probe", lambda cfg, data, flops: dryrun.Probe(flops, 1.0, 0.0))
+    monkeypatch.setattr(dryrun, "_augmentation_s", lambda policy, data, cfg: 0.0)
+    body = GRID.replace("epochs: 1,", "epochs: 40, early_stopping_patience: 10,")
+    space = load_space(write_space(tmp_path, body.replace("[2, 3]", "[2]")))
+
+    def estimate() -> tuple[float, str]:
+        lines: list[str] = []
+        est = dryrun.dry_run(space, dataset="cifar10", data_dir=str(shared_data),
+                             overrides=TINY, printer=lines.append)  # fmt: skip
+        return est, lines[-1]
+
+    est, line = estimate()  # 2 trials x (overhead + 40 epochs x share x 1 s)
+    assert est == pytest.approx(2 * (dryrun.TRIAL_OVERHEAD_S + 40 * dryrun.EARLY_STOP_SHARE))
+    assert f"{dryrun.EARLY_STOP_SHARE:.0%} of the epochs assumed" in line
+
+    mlflow.set_experiment("history")
+    from benchmark import metrics as M
+
+    with mlflow.start_run(tags={M.TAG_ROLE: "trial"}):
+        mlflow.log_params({"dataset": "cifar10", "epochs": 40, "early_stopping_patience": 10})
+        mlflow.log_metrics({"stopped_epoch": 20, "overhead_s": 2.0})
+    est, line = estimate()
+    assert est == pytest.approx(2 * (2.0 + 40 * 0.5))
+    assert "50% of the epochs, as trials here ran" in line
+
+
 @pytest.mark.slow
 def test_ablation_trains_the_best_architecture_with_every_policy(tmp_path, shared_data):
     from benchmark.augment import policy_names
