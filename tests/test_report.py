@@ -11,6 +11,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -281,6 +282,28 @@ def test_statistics_helpers():
     d, lo, hi = delta_ci(a, b, "x")
     assert d == pytest.approx(0.5) and lo < 0.5 < hi
     assert np.isnan(delta_ci(a | {"x:n": 1}, b, "x")[1])
+
+
+def test_a_one_seed_probe_does_not_displace_a_three_seed_best():
+    """The best is chosen on validation among the configurations run on the most seeds
+    (up to 3); a luckier single seed above it is named as a candidate."""
+    from benchmark.report.findings import findings
+    from benchmark.report.stats import best_row
+
+    board = pd.DataFrame({
+        "label": ["probe", "confirmed", "also-3", "two"], "n": [1, 3, 3, 2],
+        M.VAL_ACCURACY: [0.79, 0.78, 0.77, 0.785], M.VAL_ACCURACY + ":std": [np.nan, .01, .01, .01],
+        M.TEST_ACCURACY: [0.77, 0.78, 0.76, 0.7], M.TEST_ACCURACY + ":std": [np.nan, .01, .01, .01],
+        M.PARAM_COUNT: [1, 2, 3, 4], M.TRAIN_TIME: [1.0, 2, 3, 4], M.TRAIN_TIME + ":std": 0.0,
+        "overfit": "no", "aug": "none", "arch_label": ["a", "b", "c", "d"],
+    }).assign(**{m + ":n": [1, 3, 3, 2] for m in (M.VAL_ACCURACY, M.TEST_ACCURACY, M.TRAIN_TIME)}
+    ).sort_values(M.VAL_ACCURACY, ascending=False, ignore_index=True)  # fmt: skip
+    assert best_row(board)["label"] == "confirmed"
+    text = findings(board, [])
+    assert "`confirmed` has the highest validation accuracy among those run on 3 seeds" in text
+    assert "run on fewer seeds: `probe` (0.7900, 1 seed(s)), `two`" in text
+    assert best_row(board[board["n"] < 3])["label"] == "two"  # two seeds: the most there are
+    assert best_row(board[board["n"] == 1])["label"] == "probe"  # one-seed searches as before
 
 
 def test_dataset_with_only_a_failed_run(tmp_path):

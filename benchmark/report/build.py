@@ -32,7 +32,7 @@ from benchmark.report.markdown import (
     run_index,
 )
 from benchmark.report.matters import matters_by_study, reference_points
-from benchmark.report.stats import augmentation_effects, summarize
+from benchmark.report.stats import augmentation_effects, best_row, summarize
 from benchmark.report.summary import best_summary
 from benchmark.train import runtime
 
@@ -70,7 +70,7 @@ def build_report(runs: DatasetRuns, out: Path) -> Report:
         "## What matters\n\n" + matters_by_study(runs),
         "## Augmentation effect\n\n" + effect_table(effects),
     ]
-    best = best_summary(runs.main, board.iloc[0]) if len(board) else None
+    best = best_summary(runs.main, best_row(board)) if len(board) else None
     parts.insert(4, "## Reference points\n\n" + reference_points(runs.dataset, runs.main, best))
     if runs.ablation_ids:
         parts.append("## Ablation: augmentation policies on one architecture\n\n" + ablations(runs))

@@ -14,11 +14,13 @@ from benchmark import metrics as M
 from benchmark.report.stats import (
     CI_LEVEL,
     Effect,
+    best_row,
     has_value,
     mean_std,
     num,
     pareto_front,
     spearman,
+    unconfirmed_above,
 )
 
 MAX_NAMED = 12  # configurations named in one sentence; the tables have them all
@@ -29,15 +31,24 @@ def findings(board: pd.DataFrame, effects: list[Effect]) -> str:
     """Plain answers to the lab's questions, generated from the numbers above."""
     if board.empty:
         return "No trial completed, so there is nothing to compare yet."
-    best = board.iloc[0]
+    best = best_row(board)
     n_cfg = len(board)
+    among = "" if best.name == board.index[0] else f" among those run on {best['n']} seeds"
     out = [
         f"**Best model.** Of {n_cfg} configuration(s), `{best['label']}` has the highest "
-        f"validation accuracy ({mean_std(best, M.VAL_ACCURACY)}, {best['n']} seed(s)); its "
-        f"test accuracy is {mean_std(best, M.TEST_ACCURACY)} with "
+        f"validation accuracy{among} ({mean_std(best, M.VAL_ACCURACY)}, {best['n']} seed(s)); "
+        f"its test accuracy is {mean_std(best, M.TEST_ACCURACY)} with "
         f"{num(best[M.PARAM_COUNT], 0)} parameters and {mean_std(best, M.TRAIN_TIME, 1)} s "
         "of training."
     ]
+    if len(above := unconfirmed_above(board)):
+        names = ", ".join(f"`{r['label']}` ({mean_std(r, M.VAL_ACCURACY)}, {r['n']} seed(s))"
+                          for _, r in above.head(MAX_NAMED).iterrows())  # fmt: skip
+        out.append(
+            f"Ranked above it on validation but run on fewer seeds: {names}. One seed's "
+            "validation accuracy moves by a point or two, so these are candidates, not "
+            "winners: train them with more seeds (`--seed 1`, `--seed 2`) to compare."
+        )
     by_test = board.dropna(subset=[M.TEST_ACCURACY]).sort_values(
         [M.TEST_ACCURACY, "label"], ascending=[False, True]
     )
