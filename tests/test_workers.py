@@ -81,6 +81,23 @@ def test_workers_split_the_cores_but_keep_one_workers_thread_count():
     assert all(len(s) == 1 for s in many) and {s[0] for s in many} == set(cores)
 
 
+def test_each_finished_trial_gets_its_own_progress_number():
+    """[k/N] is the trial's place among the finished ones, even when two workers' trials
+    end together: read after both ended, each still gets its own number."""
+    from benchmark.search.study import finished_by
+
+    study = optuna.create_study()
+    for value in (0.1, 0.2, 0.3):
+        study.enqueue_trial({"x": value})
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    pruned = study.ask()
+    study.tell(pruned, state=TrialState.PRUNED)
+    interrupted = study.ask()  # failed without a reason of its own: not counted
+    study.tell(interrupted, state=TrialState.FAIL)
+    trials = study.get_trials()  # every trial has ended before any number is asked for
+    assert [finished_by(study, t) for t in trials] == [1, 2, 3, 4, 4]
+
+
 def test_pinning_moves_every_thread_and_the_ones_started_later():
     code = textwrap.dedent("""
         import json, os, threading

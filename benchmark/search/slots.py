@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from benchmark.search.study import (
     POLL_S,
     epochs_trained,
+    finished_by,
     grid_left,
     own_trial,
     recover_dead_trials,
@@ -138,7 +139,7 @@ def _after_trial(study, number, took, summary, state: _DriveState, total, budget
     with state.lock:
         summary.durations.append(took)
         step = len(summary.durations)
-        counts = trial_counts(study)
+        counts = trial_counts(study) | {"finished": finished_by(study, trial)}
         failed = trial.state == TrialState.FAIL
         state.failures_in_row = state.failures_in_row + 1 if failed else 0
         spent = None

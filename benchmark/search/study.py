@@ -72,6 +72,25 @@ def trial_counts(study) -> dict[str, int]:
     }
 
 
+def _finished(t) -> bool:
+    """Complete, pruned, or failed for a reason of its own (not an interruption)."""
+    return t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+        t.state == TrialState.FAIL and "fail_reason" in t.user_attrs
+    )
+
+
+def finished_by(study, trial) -> int:
+    """How many trials had finished when `trial` finished, itself included: its number in
+    the progress count. Counting the study's finished trials at print time instead gave two
+    workers' trials that ended together the same number ([2/4] twice, no [1/4])."""
+
+    def order(t) -> tuple:
+        return (t.datetime_complete is None, t.datetime_complete or 0, t.number)
+
+    mine = order(trial)
+    return sum(1 for t in study.get_trials(deepcopy=False) if _finished(t) and order(t) <= mine)
+
+
 def _point_key(params: dict[str, Any]) -> tuple:
     return tuple(sorted(params.items()))
 
