@@ -145,6 +145,13 @@ def _expected(uri: str) -> dict[str, list]:
     return out
 
 
+def _best(board: list[dict[str, str]]) -> str:
+    """The leaderboard's best as the report chooses it: its top row among the configurations
+    run on the most seeds (up to 3); the one-seed partial copy may rank above it."""
+    need = min(3, max(int(r["seeds"]) for r in board))
+    return next(r["configuration"] for r in board if int(r["seeds"]) >= need).strip("`")
+
+
 def _fmt(values: list[float]) -> str:
     mean = statistics.fmean(values)
     text = f"{mean:.4f}" if len(values) == 1 else f"{mean:.4f} ± {statistics.stdev(values):.4f}"
@@ -225,8 +232,11 @@ def test_header_findings_and_index(store, report):
     header = md.split("## Findings")[0]
     for fact in (dataset, "16 px", "Keras 3.", "TensorFlow 2.", first, "grid", "ablation"):
         assert fact in header
-    best = _rows(_section(md, "Leaderboard"))[0]["configuration"]
+    board = _rows(_section(md, "Leaderboard"))
+    best = _best(board)
     assert f"`{best}` has the highest validation accuracy" in md
+    if board[0]["configuration"].strip("`") != best:  # a one-seed run ranks above it
+        assert f"run on fewer seeds: `{board[0]['configuration'].strip('`')}`" in md
     for question in ("**Augmentation", "**Overfitting.**", "**Accuracy vs parameter count.**",
                      "**Accuracy vs training time.**"):  # fmt: skip
         assert question in md
@@ -416,7 +426,7 @@ def test_what_matters_reference_points_and_json_summary(store, report):
     assert summary_path in paths
     best = json.loads(summary_path.read_text())["best"]
     board = _rows(_section(md, "Leaderboard"))
-    assert best["run_name"] == board[0]["configuration"].strip("`")  # chosen on validation
+    assert best["run_name"] == _best(board)  # chosen on validation, among the most seeds
     per_seed = best["test_accuracy"]["per_seed"]  # JSON keys: the seeds as strings
     assert set(per_seed) <= {str(s) for s in best["seeds"]} and best["seeds"]
     if per_seed:  # the partial copy run logged no test accuracy: then null, never NaN

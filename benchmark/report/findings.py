@@ -41,7 +41,7 @@ def findings(board: pd.DataFrame, effects: list[Effect]) -> str:
         f"{num(best[M.PARAM_COUNT], 0)} parameters and {mean_std(best, M.TRAIN_TIME, 1)} s "
         "of training."
     ]
-    if len(above := unconfirmed_above(board)):
+    if len(above := unconfirmed_above(board, best)):
         names = ", ".join(f"`{r['label']}` ({mean_std(r, M.VAL_ACCURACY)}, {r['n']} seed(s))"
                           for _, r in above.head(MAX_NAMED).iterrows())  # fmt: skip
         out.append(

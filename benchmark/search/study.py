@@ -55,12 +55,18 @@ def fits_budget(study: optuna.Study, max_epochs: int, epochs: int, seeds: int = 
     return epochs_trained(study, seeds) + epochs * seeds <= max_epochs
 
 
+def _finished(t) -> bool:
+    """Complete, pruned, or failed for a reason of its own (not an interruption)."""
+    return t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+        t.state == TrialState.FAIL and "fail_reason" in t.user_attrs
+    )
+
+
 def trial_counts(study) -> dict[str, int]:
     trials = study.get_trials(deepcopy=False)
     by = {s: sum(t.state == s for t in trials) for s in TrialState}
-    fail_model = sum(
-        t.state == TrialState.FAIL and "fail_reason" in t.user_attrs for t in trials
-    )  # failures that are the configuration's own, not interruptions
+    # failures that are the configuration's own, not interruptions
+    fail_model = sum(t.state == TrialState.FAIL and _finished(t) for t in trials)
     return {
         "complete": by[TrialState.COMPLETE],
         "pruned": by[TrialState.PRUNED],
@@ -68,15 +74,8 @@ def trial_counts(study) -> dict[str, int]:
         "interrupted": by[TrialState.FAIL] - fail_model,
         "running": by[TrialState.RUNNING],
         "waiting": by[TrialState.WAITING],
-        "finished": by[TrialState.COMPLETE] + by[TrialState.PRUNED] + fail_model,
+        "finished": sum(_finished(t) for t in trials),
     }
-
-
-def _finished(t) -> bool:
-    """Complete, pruned, or failed for a reason of its own (not an interruption)."""
-    return t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-        t.state == TrialState.FAIL and "fail_reason" in t.user_attrs
-    )
 
 
 def finished_by(study, trial) -> int:

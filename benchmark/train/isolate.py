@@ -71,9 +71,10 @@ class _Worker:
     """A spawned trial process that imports TensorFlow and opens the tracking store before
     its job arrives, so the next trial's start-up overlaps the current trial's training.
 
-    `threads` (None: TensorFlow's default, every core) caps the process's TensorFlow and
-    tf.data thread pools: N trials at once on one machine share its cores instead of
-    fighting over all of them."""
+    `threads` (None: TensorFlow's default, every core) sizes the process's TensorFlow and
+    tf.data thread pools; with `--workers N` the job's `cores` pin the process to its
+    slot's share of the cores (see search.driver.threads_per_trial for why not fewer
+    threads)."""
 
     def __init__(self, tracking_uri: str, threads: int | None = None) -> None:
         ctx = multiprocessing.get_context("spawn")  # fork after TF started threads is unsafe

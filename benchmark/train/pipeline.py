@@ -24,7 +24,7 @@ def _fixed(ds: tf.data.Dataset) -> tf.data.Dataset:
 
     options = tf.data.Options()
     options.autotune.enabled = False
-    if (threads := trial_threads()) is not None:  # --workers N: a share of the cores
+    if (threads := trial_threads()) is not None:  # --workers N: set explicitly
         options.threading.private_threadpool_size = threads
     return ds.with_options(options)
 

@@ -65,7 +65,7 @@ def device_name() -> str:
 
 
 def trial_threads() -> int | None:
-    """The thread count this trial process was given (`--workers N`), or None: all cores."""
+    """The thread count this trial process was given (`--workers N`), or None: TF's default."""
     from benchmark.quiet import THREADS_ENV
 
     value = os.environ.get(THREADS_ENV, "")
