@@ -29,6 +29,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model": MODELS,
     "padding": ("valid", "same"),
     "head": ("flatten", "gap"),  # gap: global average pooling before the classifier
+    "pool_position": ("end", "early"),  # early: each block's pool right after its first conv
     "augmentation": AUGMENTATIONS,
     "optimizer": ("rmsprop", "adam", "sgd", "adamw"),  # sgd: Nesterov momentum 0.9
     "lr_schedule": ("constant", "cosine", "onecycle"),

@@ -79,7 +79,11 @@ class TrialConfig:
     model: str = setting(
         "cnn", help="registered family/preset: cnn (from the fields below) or seed"
     )
-    depth: int = setting(3, POSITIVE, "conv blocks; each but the last ends in a 2x2 max-pool")
+    depth: int = setting(
+        3,
+        POSITIVE,
+        "conv blocks; each halves the feature map with a 2x2 max-pool (see pool_position)",
+    )
     kernel_size: int = setting(3, POSITIVE, "conv window, px")
     dense_units: int = setting(64, NONNEG, "width of the hidden dense layer; 0 = none")
     filters_base: int = setting(32, POSITIVE, "filters of the first conv block")
@@ -92,6 +96,12 @@ class TrialConfig:
     )
     convs_per_block: int = setting(1, POSITIVE, "2 = VGG-style: two convs before each pool")
     block_dropout: float = setting(0.0, RATE, "after each conv block (after its pool), 0 = off")
+    pool_position: str = setting(
+        "end",
+        one_of("pool_position"),
+        "end: after a block's convs, none after the last block | early: right after each "
+        "block's first conv, so its other convs run at half resolution (airbench's layout)",
+    )
     # training
     augmentation: str = setting("none", help="registered policy, see benchmark/augment.py")
     epochs: int = setting(20, POSITIVE, "passes over the training split")
@@ -178,11 +188,13 @@ class TrialConfig:
 
     @property
     def arch_name(self) -> str:
-        """The run name without its policy: `lab-net-d3-k3-w64`, `d3-k3-w64-c2-gap`."""
+        """The run name without its policy: `lab-net-d3-k3-w64`, `d3-k3-w64-c2-gap`, and
+        `-pe` when the pools come early."""
         prefix = "" if self.model == "cnn" else f"{display('model', self.model)}-"
         arch = f"d{self.depth}-k{self.kernel_size}-w{self.dense_units}"
         arch += f"-c{self.convs_per_block}" if self.convs_per_block > 1 else ""
         arch += "-gap" if self.head == "gap" else ""
+        arch += "-pe" if self.pool_position == "early" else ""
         return prefix + arch
 
 

@@ -39,6 +39,7 @@ def seed() -> dict[str, Any]:
         head="flatten",
         convs_per_block=1,
         block_dropout=0.0,
+        pool_position="end",
     )
 
 

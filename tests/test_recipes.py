@@ -39,6 +39,7 @@ def cifar_small(shared_data, session_cache):
         {"head": "gap"},
         {"head": "gap", "batch_norm": True, "convs_per_block": 2, "dense_units": 0},
         {"convs_per_block": 2, "padding": "valid", "depth": 2, "block_dropout": 0.2},
+        {"convs_per_block": 2, "pool_position": "early", "filters_base": 64, "head": "gap"},
     ],
 )
 def test_the_planner_counts_the_parameters_keras_builds(options):
@@ -70,9 +71,30 @@ def test_two_convs_per_block_and_block_dropout_are_in_the_model():
                                                     10).flops  # fmt: skip
 
 
+def test_early_pools_halve_the_map_after_each_blocks_first_conv():
+    cfg = TrialConfig.from_options(
+        depth=3, convs_per_block=2, pool_position="early", filters_base=64, filters_max=256,
+        head="gap", dense_units=0,
+    )  # fmt: skip
+    model = build_model(cfg, (32, 32, 3), 10)
+    kinds = [
+        type(x).__name__ for x in model.layers if type(x).__name__ in ("Conv2D", "MaxPooling2D")
+    ]
+    assert kinds == ["Conv2D", "MaxPooling2D", "Conv2D"] * 3
+    convs = [x for x in model.layers if isinstance(x, keras.layers.Conv2D)]
+    # the block's second conv sees the pooled map: 32 -> 16 in block 1, ..., 8 -> 4 in block 3
+    assert [c.output.shape[1] for c in convs] == [32, 16, 16, 8, 8, 4]
+    assert plan(cfg, (32, 32, 3), 10).feature_sizes == (16, 8, 4)
+    # four times the widths of the end-pooled 32->128 net for less than twice its FLOPs
+    end = cfg.replace(pool_position="end", filters_base=32, filters_max=128)
+    assert plan(cfg, (32, 32, 3), 10).flops < 2 * plan(end, (32, 32, 3), 10).flops
+    assert cfg.run_name == "d3-k3-w0-c2-gap-pe-aug=none"
+
+
 def test_the_lab_net_keeps_its_name_and_today_defaults_are_unchanged():
     cfg = TrialConfig.from_options(model="seed")
-    assert (cfg.head, cfg.convs_per_block, cfg.block_dropout) == ("flatten", 1, 0.0)
+    assert (cfg.head, cfg.convs_per_block, cfg.block_dropout, cfg.pool_position) == (
+        "flatten", 1, 0.0, "end")  # fmt: skip
     assert build_model(cfg, (32, 32, 3), 10).count_params() == 122_570
     # a gap head on the lab's numbers is not the lab's net
     assert TrialConfig.from_options(depth=3, padding="valid", filters_max=64,
@@ -85,6 +107,7 @@ def test_the_lab_net_keeps_its_name_and_today_defaults_are_unchanged():
         ({"head": "pool"}, "`head` should be one of flatten, gap"),
         ({"lr_schedule": "step"}, "`lr_schedule` should be one of constant, cosine, onecycle"),
         ({"tta": "crop"}, "`tta` should be one of none, flip"),
+        ({"pool_position": "first"}, "`pool_position` should be one of end, early"),
         ({"convs_per_block": 0}, "`convs_per_block` should be a positive integer"),
         ({"label_smoothing": 1.0}, "`label_smoothing` should be in [0, 1)"),
         ({"warmup_epochs": -1}, "`warmup_epochs` should be an integer >= 0"),

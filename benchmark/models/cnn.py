@@ -40,7 +40,7 @@ def plan_cnn(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: int
     filters = tuple(min(cfg.filters_base * 2**i, cfg.filters_max) for i in range(cfg.depth))
     flops, sizes, c_in = 0, [], channels
     for i, f in enumerate(filters):
-        for _ in range(cfg.convs_per_block):
+        for j in range(cfg.convs_per_block):
             if cfg.padding == "valid":
                 h, w = h - cfg.kernel_size + 1, w - cfg.kernel_size + 1
             if h < 1 or w < 1:
@@ -51,14 +51,14 @@ def plan_cnn(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: int
                 )
             flops += 2 * cfg.kernel_size * cfg.kernel_size * c_in * f * h * w
             c_in = f
-        if i < cfg.depth - 1:  # every block but the last ends in a 2x2 max-pool
-            h, w = h // 2, w // 2
-            if h < 1 or w < 1:
-                raise UserError(
-                    f"model d{cfg.depth}-k{cfg.kernel_size} does not fit {image_shape[0]}px "
-                    f"images: the pool after conv block {i + 1} would shrink the feature map "
-                    "below 1x1; use fewer blocks or a larger image_size"
-                )
+            if pool_follows(cfg, i, j):
+                h, w = h // 2, w // 2
+                if h < 1 or w < 1:
+                    raise UserError(
+                        f"model d{cfg.depth}-k{cfg.kernel_size} does not fit {image_shape[0]}px "
+                        f"images: the pool in conv block {i + 1} would shrink the feature map "
+                        "below 1x1; use fewer blocks or a larger image_size"
+                    )
         sizes.append(h)
     width = c_in if cfg.head == "gap" else h * w * c_in  # GAP: one value per channel
     for units in ((cfg.dense_units,) if cfg.dense_units else ()) + (n_classes,):
@@ -70,6 +70,18 @@ def plan_cnn(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: int
         flops=flops,
         params=_param_count(cfg, filters, channels, h * w, n_classes),
     )
+
+
+def pool_follows(cfg: TrialConfig, block: int, conv: int) -> bool:
+    """Whether a 2x2 max-pool comes after conv `conv` of block `block` (both from 0).
+
+    `end` (the lab's layout): after each block's last conv, except the last block's.
+    `early` (airbench's): after each block's first conv, so the block's other convs cost a
+    quarter of their FLOPs at full resolution; that buys width on a CPU budget.
+    """
+    if cfg.pool_position == "early":
+        return conv == 0
+    return conv == cfg.convs_per_block - 1 and block < cfg.depth - 1
 
 
 def _param_count(cfg: TrialConfig, filters, channels: int, last_hw: int, n_classes: int) -> int:
@@ -93,7 +105,7 @@ def build_cnn(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: in
     p = plan_cnn(cfg, image_shape, n_classes)
     net = [keras.Input(shape=image_shape), layers.Rescaling(1.0 / 255)]
     for i, f in enumerate(p.filters):
-        for _ in range(cfg.convs_per_block):
+        for j in range(cfg.convs_per_block):
             if cfg.batch_norm:  # conv -> BN -> relu, the usual order
                 net += [
                     layers.Conv2D(f, cfg.kernel_size, padding=cfg.padding, use_bias=False),
@@ -104,8 +116,8 @@ def build_cnn(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: in
                 net.append(
                     layers.Conv2D(f, cfg.kernel_size, padding=cfg.padding, activation="relu")
                 )
-        if i < cfg.depth - 1:
-            net.append(layers.MaxPooling2D(2))
+            if pool_follows(cfg, i, j):
+                net.append(layers.MaxPooling2D(2))
         if cfg.block_dropout:
             net.append(layers.Dropout(cfg.block_dropout))
     net.append(layers.GlobalAveragePooling2D() if cfg.head == "gap" else layers.Flatten())
