@@ -343,7 +343,9 @@ def test_dry_run_counts_the_share_of_epochs_early_stopping_leaves(tmp_path, shar
 def test_ablation_trains_the_best_architecture_with_every_policy(tmp_path, shared_data):
     from benchmark.augment import policy_names
 
-    space = load_space(write_space(tmp_path, GRID.replace("[none, shift]", "[none]")))
+    recipe = "head: gap, label_smoothing: 0.1, lr_schedule: cosine, tta: flip, "
+    grid = GRID.replace("[none, shift]", "[none]").replace("fixed: {", "fixed: {" + recipe)
+    space = load_space(write_space(tmp_path, grid))
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     search_mod.run_search(space, dataset="cifar10", data_dir=str(shared_data), overrides=TINY,
                           storage=storage, printer=lambda s: None)  # fmt: skip
@@ -358,8 +360,10 @@ def test_ablation_trains_the_best_architecture_with_every_policy(tmp_path, share
                                 output_format="list")[0]  # fmt: skip
     kids = children_of(parent.info.run_id)
     assert sorted(k.data.params["augmentation"] for k in kids) == sorted(policy_names())
-    best = mlflow.get_run(best_id)
-    assert {k.data.params["depth"] for k in kids} == {best.data.params["depth"]}
+    best = mlflow.get_run(best_id).data.params
+    # every policy trains under the winner's architecture AND recipe, not the defaults
+    for key in ("depth", "head", "label_smoothing", "lr_schedule", "tta", "max_train_samples"):
+        assert {k.data.params[key] for k in kids} == {best[key]}, key
 
 
 @pytest.mark.slow

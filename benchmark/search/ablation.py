@@ -10,15 +10,16 @@ import mlflow
 import yaml
 
 from benchmark import metrics as M
+from benchmark.config import TrialConfig
 from benchmark.errors import UserError
 from benchmark.search.space import Dimension, SearchSpace
 from benchmark.search.study import quoted
 
-ARCHITECTURE_FIELDS = (
-    "model", "depth", "kernel_size", "dense_units", "filters_base", "filters_max", "padding",
-    "batch_norm", "dropout", "optimizer", "learning_rate", "batch_size", "image_size",
-    "epochs", "label_mode", "split", "val_fraction", "max_train_samples", "steps_per_execution",
-)  # fmt: skip
+# What the ablation varies (augmentation) or gets elsewhere (dataset: its own option; seed: its
+# seeds). Every other TrialConfig field is the best trial's: its architecture and its training
+# recipe (schedule, weight decay, label smoothing, early stopping, TTA), so each policy is
+# compared under the recipe that won, not under the defaults.
+NOT_FIXED = ("dataset", "augmentation", "seed")
 
 
 def best_of_latest_search(dataset: str) -> tuple[str, dict[str, Any]]:
@@ -47,7 +48,8 @@ def best_of_latest_search(dataset: str) -> tuple[str, dict[str, Any]]:
         )
         if children:
             p = children[0].data.params
-            return children[0].info.run_id, {k: _parse_param(p[k]) for k in ARCHITECTURE_FIELDS}
+            fields = [k for k in TrialConfig.field_names() if k not in NOT_FIXED and k in p]
+            return children[0].info.run_id, {k: _parse_param(p[k]) for k in fields}
     raise UserError(
         f"no completed search on {dataset!r} in {mlflow.get_tracking_uri()}; run "
         f"`mlflow run . -P dataset={dataset}` first"
