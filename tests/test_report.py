@@ -349,6 +349,22 @@ def test_runs_logged_before_split_sizes_merge_with_later_reruns():
     assert t["config"].nunique() == 1 and set(t["label"]) == {"d2-k3-w64-aug=lab"}
 
 
+def test_runs_logged_before_a_field_existed_merge_with_reruns_that_log_its_default():
+    import pandas as pd
+
+    from benchmark.report import _annotate
+
+    base = {"params.depth": "4", "params.augmentation": "shift_flip", "status": "FINISHED"}
+    trials = pd.DataFrame([
+        {**base, "run_id": "old", "params.seed": "0"},  # before pool_position existed
+        {**base, "run_id": "new", "params.seed": "1", "params.pool_position": "end"},
+        {**base, "run_id": "early", "params.seed": "0", "params.pool_position": "early"},
+    ])  # fmt: skip
+    t = _annotate(trials, ablation_ids=set()).set_index("run_id")
+    assert t.loc["old", "config"] == t.loc["new", "config"] != t.loc["early", "config"]
+    assert t.loc["early", "label"] == "d4-k3-w64-pe-aug=shift_flip"
+
+
 def test_architecture_label_drops_the_policy_from_new_and_older_run_names():
     import pandas as pd
 

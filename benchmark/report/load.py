@@ -9,6 +9,7 @@ report module builds on this one, so it imports none of them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -174,6 +175,12 @@ def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
     own) get the params that tell them apart.
     """
     t = trials.copy()
+    # A setting added after a run was logged had its default there (a new field's default
+    # leaves the models of its time unchanged): fill it in, so a later rerun of the same
+    # configuration, which logs the field, is not a second configuration.
+    for f in dataclasses.fields(TrialConfig):
+        if P(f.name) in t.columns and f.name != "seed":
+            t[P(f.name)] = t[P(f.name)].fillna("None" if f.default is None else str(f.default))
     status = {"FINISHED": "complete", "FAILED": "failed", "KILLED": "killed"}
     fallback = t["status"].map(lambda s: status.get(s, str(s).lower()))
     t["state"] = col(t, T(M.TAG_TRIAL_STATE)).fillna(fallback)
