@@ -365,6 +365,22 @@ def test_runs_logged_before_a_field_existed_merge_with_reruns_that_log_its_defau
     assert t.loc["early", "label"] == "d4-k3-w64-pe-aug=shift_flip"
 
 
+def test_configurations_told_apart_by_width_name_the_settings_not_the_derived_filters():
+    import pandas as pd
+
+    from benchmark.report import _annotate
+
+    trials = pd.DataFrame([
+        {"run_id": f"r{base}", "status": "FINISHED", "params.seed": "0", "params.depth": "3",
+         "params.filters_base": str(base), "params.filters_max": str(4 * base),
+         "params.filters": f"{base}-{2 * base}-{4 * base}"}
+        for base in (32, 48)
+    ])  # fmt: skip
+    t = _annotate(trials, ablation_ids=set()).set_index("run_id")
+    assert t.loc["r48", "label"] == "d3-k3-w64-aug=none (filters_base=48, filters_max=192)"
+    assert t["config"].nunique() == 2
+
+
 def test_architecture_label_drops_the_policy_from_new_and_older_run_names():
     import pandas as pd
 
