@@ -82,7 +82,7 @@ class TrialConfig:
     depth: int = setting(
         3,
         POSITIVE,
-        "conv blocks; each halves the feature map with a 2x2 max-pool (see pool_position)",
+        "conv blocks, 2x2 max-pools between them (pool_position says where)",
     )
     kernel_size: int = setting(3, POSITIVE, "conv window, px")
     dense_units: int = setting(64, NONNEG, "width of the hidden dense layer; 0 = none")

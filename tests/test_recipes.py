@@ -85,7 +85,7 @@ def test_early_pools_halve_the_map_after_each_blocks_first_conv():
     # the block's second conv sees the pooled map: 32 -> 16 in block 1, ..., 8 -> 4 in block 3
     assert [c.output.shape[1] for c in convs] == [32, 16, 16, 8, 8, 4]
     assert plan(cfg, (32, 32, 3), 10).feature_sizes == (16, 8, 4)
-    # four times the widths of the end-pooled 32->128 net for less than twice its FLOPs
+    # twice the widths (4x the parameters) of the end-pooled 32->128 net, < 2x its FLOPs
     end = cfg.replace(pool_position="end", filters_base=32, filters_max=128)
     assert plan(cfg, (32, 32, 3), 10).flops < 2 * plan(end, (32, 32, 3), 10).flops
     assert cfg.run_name == "d3-k3-w0-c2-gap-pe-aug=none"

@@ -9,7 +9,6 @@ report module builds on this one, so it imports none of them.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -178,9 +177,9 @@ def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
     # A setting added after a run was logged had its default there (a new field's default
     # leaves the models of its time unchanged): fill it in, so a later rerun of the same
     # configuration, which logs the field, is not a second configuration.
-    for f in dataclasses.fields(TrialConfig):
-        if P(f.name) in t.columns and f.name != "seed":
-            t[P(f.name)] = t[P(f.name)].fillna("None" if f.default is None else str(f.default))
+    for name, default in TrialConfig().to_params().items():  # as the trial logs them
+        if P(name) in t.columns and name != "seed":
+            t[P(name)] = t[P(name)].fillna(str(default))
     status = {"FINISHED": "complete", "FAILED": "failed", "KILLED": "killed"}
     fallback = t["status"].map(lambda s: status.get(s, str(s).lower()))
     t["state"] = col(t, T(M.TAG_TRIAL_STATE)).fillna(fallback)
