@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import yaml
 
 from benchmark.choices import CHOICES, display, problem
 from benchmark.errors import UserError
@@ -169,6 +171,19 @@ class TrialConfig:
                     merged["model"] = name
         return cls(**merged)
 
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> TrialConfig:
+        """The config a run logged (`to_params`, as MLflow gives it back: strings). Keys
+        that are not fields (filters, split sizes) are ignored; a field the run was logged
+        without keeps its default, so runs logged before a field existed still read."""
+        return cls(**cls.values_from_params(params))
+
+    @classmethod
+    def values_from_params(cls, params: Mapping[str, str]) -> dict[str, Any]:
+        """Each field's value parsed back from its logged string (the one parser of logged
+        params: the search, the ablation and the report all read runs through it)."""
+        return {k: parse_param(params[k]) for k in cls.field_names() if k in params}
+
     def to_params(self) -> dict[str, Any]:
         """MLflow params: every field, None spelled out so the UI shows it was unset."""
         return {k: ("None" if v is None else v) for k, v in dataclasses.asdict(self).items()}
@@ -196,6 +211,14 @@ class TrialConfig:
         arch += "-gap" if self.head == "gap" else ""
         arch += "-pe" if self.pool_position == "early" else ""
         return prefix + arch
+
+
+def parse_param(text: Any) -> Any:
+    """A logged param back to its type: YAML reads `0.1`, `true`, `32`; "None" is None."""
+    if not isinstance(text, str):
+        return text
+    value = yaml.safe_load(text) if text else text
+    return None if value == "None" else value
 
 
 def augmentation_tag(policy: str) -> str:

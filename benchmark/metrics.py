@@ -73,6 +73,9 @@ TAG_NOTE = "mlflow.note.content"  # a run's or experiment's description in the M
 TAG_FIRST_PARENT = "first_parent"  # parent -> the first parent run of its study
 TAG_PREVIOUS_PARENT = "previous_parent"  # parent -> the study's parent before this one
 TAG_STUDY_PARENTS = "study_parents"  # parent -> how many parent runs its study has
+TAG_RUNG = "benchmark.rung"  # halving: the trial run's rung (0, 1, ...)
+TAG_STAGE = "benchmark.stage"  # halving: explore (a rung) | confirm (a finalist's other seeds)
+TAG_WARM_START = "benchmark.warm_start"  # a candidate queued from this earlier run's config
 TAG_SEARCH_RUN = "search_run"  # wrapper -> the parent run that holds its search
 
 # Params a trial logs besides its config: the split sizes it actually trained on.

@@ -55,14 +55,22 @@ def cmd_search(args: argparse.Namespace) -> int:
     space = load_space(space_path(args.dataset, args.space), strategy=args.strategy)
     if space.dataset and space.dataset != args.dataset and is_builtin(args.dataset):
         raise UserError(f"{space.path} is a space for {space.dataset!r}, not {args.dataset!r}")
+    if args.dry_run and space.strategy == "halving":
+        from benchmark.search import plan_only
+
+        plan_only(space, dataset=args.dataset, data_dir=args.data_dir,
+                  overrides=_overrides(args), seeds=args.seeds,
+                  budget_minutes=args.budget_minutes)  # fmt: skip
+        return 0
     if args.dry_run:
         dry_run(space, dataset=args.dataset, data_dir=args.data_dir, overrides=_overrides(args),
                 seeds=args.seeds, n_trials=args.n_trials)  # fmt: skip
         return 0
     prepare_tracking(args.experiment, dataset=args.dataset)
     return _run_search(
-        space, args, n_trials=args.n_trials, timeout=args.timeout, max_epochs=args.max_epochs
-    )
+        space, args, n_trials=args.n_trials, timeout=args.timeout, max_epochs=args.max_epochs,
+        budget_minutes=args.budget_minutes, warm_start=args.warm_start,
+    )  # fmt: skip
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:

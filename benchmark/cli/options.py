@@ -117,6 +117,22 @@ def _add_search_options(p: argparse.ArgumentParser, space: bool = True) -> None:
             help="optuna: epoch budget; no trial starts that could overrun it",
         )
         p.add_argument(
+            "--budget-minutes",
+            type=argtypes.optional(argtypes.number),
+            default=None,
+            metavar="MIN",
+            help="halving: wall-clock budget, confirmation included (default: the space's "
+            "halving.budget_minutes); stored with the study, so a resumed search has the rest",
+        )
+        p.add_argument(
+            "--warm-start",
+            type=argtypes.optional(argtypes.boolean),
+            default=None,
+            metavar="BOOL",
+            help="halving: queue the best configurations of earlier searches in the store "
+            "first (default: true, or the space's halving.warm_start)",
+        )
+        p.add_argument(
             "--dry-run",
             type=argtypes.boolean,
             nargs="?",
@@ -193,6 +209,8 @@ example:
 examples:
   python -m benchmark search --dataset flowers17 --data-dir ../shared/data --dry-run
   python -m benchmark search --dataset cifar10 --strategy optuna --n-trials 20 --epochs 10
+  python -m benchmark search --dataset flowers17 --data-dir ../shared/data \\
+      --space search_spaces/flowers17-auto.yaml --budget-minutes 75
   mlflow run . -P dataset=flowers17 -P data_dir=../shared/data""",
     "ablate": """\
 example:

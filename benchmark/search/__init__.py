@@ -6,6 +6,9 @@
     study.py     what a study holds, read back (counts, grid coverage, dead workers' trials)
     slots.py     the trial slots: claim, run, report; N at once with --workers N
     driver.py    run_search: the parent run, the objective, resume
+    halving.py   successive halving: the plan for a time budget and the next job (pure)
+    rungs.py     halving on an Optuna study: plan and time spent stored, jobs queued
+    warm.py      warm start: earlier searches' best configurations queued first
     summary.py   the summary, progress lines, what every parent of the study shows
     dryrun.py    every model built, none trained, the time estimated
     ablation.py  lab task 2: the best architecture with every augmentation policy
@@ -22,10 +25,11 @@ from benchmark.lazy import lazy_names
 
 _WHERE = {
     "run_search": "driver",
-    "threads_per_trial": "driver",
-    "cores_for_slot": "driver",
+    "threads_per_trial": "cores",
+    "cores_for_slot": "cores",
     "SearchSummary": "summary",
     "dry_run": "dryrun",
+    "plan_only": "rungs",
     "ablation_space": "ablation",
     "best_of_latest_search": "ablation",
     "study_name_for": "study",

@@ -47,19 +47,12 @@ def best_of_latest_search(dataset: str) -> tuple[str, dict[str, Any]]:
             output_format="list",
         )
         if children:
-            p = children[0].data.params
-            fields = [k for k in TrialConfig.field_names() if k not in NOT_FIXED and k in p]
-            return children[0].info.run_id, {k: _parse_param(p[k]) for k in fields}
+            values = TrialConfig.values_from_params(children[0].data.params)
+            return children[0].info.run_id, {k: v for k, v in values.items() if k not in NOT_FIXED}
     raise UserError(
         f"no completed search on {dataset!r} in {mlflow.get_tracking_uri()}; run "
         f"`mlflow run . -P dataset={dataset}` first"
     )
-
-
-def _parse_param(text: str) -> Any:
-    """MLflow params come back as strings; YAML reads them back to their types."""
-    value = yaml.safe_load(text)
-    return None if value == "None" else value
 
 
 def ablation_space(fixed: dict[str, Any], seeds: int, policies: list[str]) -> SearchSpace:

@@ -1,9 +1,11 @@
-"""Grid or Optuna search: one Optuna study in persistent storage, one MLflow child run per
-trial and seed repeat under the search's parent run.
+"""Grid, Optuna or halving search: one Optuna study in persistent storage, one MLflow child
+run per trial and seed repeat under the search's parent run.
 
-Grid and TPE are the same `optuna.create_study(sampler=..., pruner=..., storage=...,
-load_if_exists=True)`, so resume and scale-out work alike for both: run the same command
-again (or on another machine against a shared storage) and it continues the same study.
+All three are the same `optuna.create_study(sampler=..., pruner=..., storage=...,
+load_if_exists=True)`, so resume and scale-out work alike: run the same command again (or on
+another machine against a shared storage) and it continues the same study. `run_search` reads
+as its steps: open the study, check the data, (halving) plan the budget, then trial slots
+under the parent run until the study says stop, then the summary on every parent.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 import gc
 import os
 import statistics
-import threading
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +28,12 @@ from benchmark import metrics as M
 from benchmark.config import TrialConfig
 from benchmark.data import Dataset
 from benchmark.errors import UserError
+from benchmark.search import rungs
+from benchmark.search.cores import cores_for_slot, threads_per_trial
+from benchmark.search.halving import CONFIRM, Job, scaled_config
 from benchmark.search.parts import make_pruner, make_sampler
-from benchmark.search.slots import drive
+from benchmark.search.rungs import Budget
+from benchmark.search.slots import Slot, drive
 from benchmark.search.space import SearchSpace
 from benchmark.search.storage import default_storage, make_storage, redact
 from benchmark.search.study import (
@@ -41,10 +47,54 @@ from benchmark.search.study import (
     trial_counts,
 )
 from benchmark.search.summary import Describer, SearchSummary, log_summary, parent_run_name
+from benchmark.search.warm import enqueue_warm_start
 from benchmark.train import runtime
 from benchmark.train.callbacks import PruningCallback
 from benchmark.train.isolate import TrialJob, isolated_default, run_isolated, stop_prestarted
 from benchmark.train.trial import DATA_FIELDS, load_for, record_wall_time, run_trial
+
+
+@dataclass
+class Search:
+    """What one run of the search command works on: settings resolved once, the study."""
+
+    space: SearchSpace
+    dataset: str
+    data_dir: str | None
+    study_name: str
+    storage: str
+    store: Any
+    study: optuna.Study
+    base: dict[str, Any]  # dataset + CLI overrides, over the space's fixed settings
+    seeds: int  # per trial (grid, optuna); the finalists' seeds (halving)
+    total: int  # trials (or, halving, planned trainings)
+    timeout: float | None
+    epoch_budget: tuple[int, int, int] | None  # (max_epochs, epochs per run, seeds)
+    max_failures: int | None
+    workers: int
+    isolate: bool
+    role: str
+    budget: Budget | None = None  # strategy halving: the plan and the time spent
+
+    def settings(self) -> dict[str, Any]:
+        """The resolved settings, as the parent run's tags and params show them."""
+        space, halving = self.space, self.space.strategy == "halving"
+        resolved = {
+            "strategy": space.strategy, "dataset": self.dataset,
+            "space_file": _shown(space.path), "study_name": self.study_name,
+            "storage": redact(self.storage), "seeds": self.seeds, "n_trials": self.total,
+            "sampler": space.sampler if space.strategy != "grid" else "grid",
+            "pruner": space.pruner.get("type", "median") if space.strategy == "optuna"
+            else "none", "workers": self.workers,
+        }  # fmt: skip
+        if self.epoch_budget is not None:
+            resolved["max_epochs"] = self.epoch_budget[0]
+        if halving and self.budget is not None:
+            plan = self.budget.plan
+            resolved |= {"budget_minutes": round(plan.budget_s / 60, 2), "eta": plan.eta,
+                         "confirm_top": plan.confirm_top,
+                         "rung_epochs": "-".join(map(str, plan.epochs))}  # fmt: skip
+        return resolved
 
 
 def run_search(
@@ -63,6 +113,8 @@ def run_search(
     role: str = "search",
     isolate: bool | None = None,
     workers: int = 1,
+    budget_minutes: float | None = None,
+    warm_start: bool | None = None,
     describe: Describer | None = None,
     printer=print,
 ) -> SearchSummary:
@@ -71,13 +123,47 @@ def run_search(
     `isolate` (default: yes, unless BENCHMARK_IN_PROCESS=1) trains each trial in its own
     process; in-process trials share the decoded arrays but leak TF memory from trial to
     trial. `workers` trial processes run at once, the machine's cores split between them;
-    all claim trials of the one study and log under the one parent run. `describe` (the
-    report's ParentDescription, from the CLI) writes the leaderboard and report onto it.
+    all claim trials of the one study and log under the one parent run. `budget_minutes`
+    and `warm_start` are strategy halving's (the space's `halving:` keys otherwise).
+    `describe` (the report's ParentDescription, from the CLI) writes the leaderboard and
+    report onto it.
     """
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our progress line replaces its log
+    search = _open(
+        space, dataset=dataset, data_dir=data_dir, storage=storage, study_name=study_name,
+        n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, seeds=seeds,
+        overrides=overrides, max_failures=max_failures, role=role, isolate=isolate,
+        workers=workers,
+    )  # fmt: skip
+    if (done := already_done(search.study, search.store, space, search.total,
+                             search.epoch_budget)) is not None:  # fmt: skip
+        return _complete(search, done)
+    datasets = DataCache(data_dir)
+    datasets.get(space.config({}, **search.base))  # bad data fails before any trial or run
+    if search.isolate:
+        datasets.clear()  # each trial process reads the npz cache this check just wrote
+    if space.strategy == "halving":
+        search.budget = rungs.open_plan(search, budget_minutes, printer)
+        if (done := rungs.done_reason(search)) is not None:
+            return _complete(search, done)
+        if rungs.warm_start_wanted(space, warm_start) and not search.study.trials:
+            enqueue_warm_start(search.study, space, search.base, search.budget.plan, printer)
+    with runtime.search_parent(dataset, parent_run_name(role, search.study_name, space.strategy),
+                               _parent_tags(search)) as parent:  # fmt: skip
+        summary = _run_slots(search, parent, datasets, printer)
+        log_summary(search.study, summary, parent.info.run_id, space=space, dataset=dataset,
+                    seeds=search.seeds if space.strategy != "halving" else 1,
+                    describe=describe, best=rungs.best_filler(search))  # fmt: skip
+    return summary
+
+
+def _open(space: SearchSpace, *, dataset: str, data_dir, storage, study_name, n_trials,
+          timeout, max_epochs, seeds, overrides, max_failures, role, isolate,
+          workers) -> Search:  # fmt: skip
+    """Settings checked and resolved, the study opened (created on first use)."""
     isolate = isolated_default() if isolate is None else isolate
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     seeds = seeds or space.seeds
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our progress line replaces its log
     study_name = study_name or study_name_for(space, dataset, overrides | {"seeds": seeds})
     storage = storage or default_storage(study_name)
     if workers < 1:
@@ -85,150 +171,180 @@ def run_search(
     if workers > 1 and not isolate:
         raise UserError("workers > 1 needs each trial in its own process: unset "
                         "BENCHMARK_IN_PROCESS")  # fmt: skip
-    store = make_storage(storage)
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=store,
-        sampler=make_sampler(space, seed=0),
-        pruner=make_pruner(space),
-        direction="maximize",
-        load_if_exists=True,
-    )
-    total = len(space.grid_points()) if space.strategy == "grid" else (n_trials or space.n_trials)
-    if total is None:
+    if space.strategy == "grid":
+        total = len(space.grid_points())
+    elif space.strategy == "halving":
+        total = 0  # the plan says, once the probe has timed an epoch
+    elif (total := n_trials or space.n_trials) is None:
         raise UserError("strategy optuna needs n_trials (option or optuna.n_trials in the space)")
-    timeout = timeout if timeout is not None else space.timeout
     max_epochs = max_epochs if max_epochs is not None else space.max_epochs
-    if max_epochs is not None and space.strategy == "grid":
-        raise UserError(
-            "max_epochs (an epoch budget) is for strategy optuna; a grid runs every point"
-        )
-
+    if max_epochs is not None and space.strategy != "optuna":
+        raise UserError(f"max_epochs (an epoch budget) is for strategy optuna; strategy "
+                        f"{space.strategy} sets its own")  # fmt: skip
     base = {"dataset": dataset, **overrides}
     epochs = space.config({}, **base).epochs
-    budget = None if max_epochs is None else (max_epochs, epochs, seeds)
-    if (done := already_done(study, store, space, total, budget)) is not None:
-        return _complete(study, study_name, storage, space, total, done)
+    store = make_storage(storage)
+    study = optuna.create_study(study_name=study_name, storage=store,
+                                sampler=make_sampler(space, seed=0), pruner=make_pruner(space),
+                                direction="maximize", load_if_exists=True)  # fmt: skip
+    return Search(
+        space=space, dataset=dataset, data_dir=data_dir, study_name=study_name,
+        storage=storage, store=store, study=study, base=base, seeds=seeds, total=total,
+        timeout=timeout if timeout is not None else space.timeout,
+        epoch_budget=None if max_epochs is None else (max_epochs, epochs, seeds),
+        max_failures=max_failures, workers=workers, isolate=isolate, role=role,
+    )  # fmt: skip
 
-    datasets: dict[tuple, Dataset] = {}  # decoded once per distinct data setting, not per trial
 
-    def data_for(cfg: TrialConfig) -> Dataset:
-        key = tuple(getattr(cfg, f) for f in DATA_FIELDS)
-        if key not in datasets:
-            datasets[key] = load_for(cfg, data_dir)
-        return datasets[key]
-
-    data_for(space.config({}, **base))  # bad data fails before any trial or run exists
-    if isolate:
-        datasets.clear()  # each trial process reads the npz cache this check just wrote
-
-    run_name = parent_run_name(role, study_name, space.strategy)
-    resolved = {
-        "strategy": space.strategy, "dataset": dataset, "space_file": _shown(space.path),
-        "study_name": study_name, "storage": redact(storage), "seeds": seeds,
-        "n_trials": total, "sampler": space.sampler if space.strategy == "optuna" else "grid",
-        "pruner": space.pruner.get("type", "median") if space.strategy == "optuna" else "none",
-        "workers": workers,
-    }  # fmt: skip
-    if max_epochs is not None:
-        resolved["max_epochs"] = max_epochs
-    # Tags hold the resolved values: under `mlflow run` the same names are already params
-    # holding what was typed ("none" = default), and MLflow params cannot change.
-    tags = {**{t: role for t in M.ROLE_TAGS}, "worker": WORKER, **resolved}
-    if earlier := study_parents(study_name):  # a resumed study: link its earlier parents
+def _parent_tags(search: Search) -> dict[str, str]:
+    """Tags hold the resolved values: under `mlflow run` the same names are already params
+    holding what was typed ("none" = default), and MLflow params cannot change."""
+    tags = {**{t: search.role for t in M.ROLE_TAGS}, "worker": WORKER, **search.settings()}
+    if earlier := study_parents(search.study_name):  # a resumed study: link its earlier parents
         tags[M.TAG_FIRST_PARENT] = earlier[0].info.run_id
         tags[M.TAG_PREVIOUS_PARENT] = earlier[-1].info.run_id
+    return {k: str(v) for k, v in tags.items()}
 
-    # A failure ends the parent FAILED (Ctrl-C: KILLED) with the reason as a tag.
-    with runtime.search_parent(dataset, run_name, {k: str(v) for k, v in tags.items()}) as parent:
-        mark_orphans(study_name, store)
-        given = parent.data.params if parent.data else {}
-        mlflow.log_params(
-            {k: v for k, v in resolved.items() if k not in given}
-            | {f"fixed.{k}": v for k, v in {**space.fixed, **overrides}.items()}
-        )
-        mlflow.log_text(space.text, f"search_space/{os.path.basename(space.path)}")
 
-        timings: list[dict[str, float]] = []  # where each trained run's time went
-        client, parent_id = mlflow.MlflowClient(), parent.info.run_id
-        threads = threads_per_trial(workers)
-        slot = threading.local()  # the trial slot (thread) running this objective
+def _log_parent(search: Search, parent: mlflow.ActiveRun) -> None:
+    """The settings as params (those `mlflow run` did not already log) and the space file."""
+    space = search.space
+    given = parent.data.params if parent.data else {}
+    mlflow.log_params(
+        {k: v for k, v in search.settings().items() if k not in given}
+        | {f"fixed.{k}": v for k, v in {**space.fixed, **search.base}.items() if k != "dataset"}
+    )
+    mlflow.log_text(space.text, f"search_space/{os.path.basename(space.path)}")
 
-        def objective(trial: optuna.Trial) -> float:
-            params = {d.name: d.suggest(trial) for d in space.dimensions}
-            trial.set_user_attr("worker", WORKER)
-            slot.trial_number = trial.number
-            slot.release_claim()  # parameters chosen: the next slot may claim its trial
-            if (earlier := finished_with_params(trial.study, trial.number, params)) is not None:
-                # TPE re-proposes categorical points; a seeded trial would only repeat itself
-                trial.set_user_attr("duplicate_of", earlier.number)
-                trial.set_user_attr("run_name", earlier.user_attrs.get("run_name", ""))
-                if earlier.state == TrialState.PRUNED:
-                    raise optuna.TrialPruned(f"same as pruned trial {earlier.number}")
-                return earlier.value
-            scores = []
-            try:
-                cfg = space.config(params, **base)
-                trial.set_user_attr("run_name", cfg.run_name)
-                for rep in range(seeds):
-                    rep_cfg = cfg.replace(seed=cfg.seed + rep)
-                    name = cfg.run_name + (f"-s{rep_cfg.seed}" if seeds > 1 else "")
-                    tags = {"optuna_trial": str(trial.number), "study_name": study_name,
-                            "worker": WORKER, **{t: "trial" for t in M.ROLE_TAGS}}  # fmt: skip
-                    if isolate:  # a fresh process per trial: memory flat; the next one warms up
-                        result = run_isolated(TrialJob(
-                            cfg=rep_cfg, data_dir=data_dir, run_name=name, tags=tags,
-                            tracking_uri=mlflow.get_tracking_uri(), parent_run_id=parent_id,
-                            storage=store if rep == 0 else None, study_name=study_name,
-                            trial_id=trial._trial_id if rep == 0 else None,
-                            pruner=study.pruner,
-                            cores=cores_for_slot(getattr(slot, "index", 0), workers),
-                        ), prestart_next=True, threads=threads, keep=workers)  # fmt: skip
-                    else:
-                        started = time.time()
-                        result = run_trial(
-                            rep_cfg,
-                            data_for(cfg),
-                            callbacks=[PruningCallback(trial)] if rep == 0 else [],
-                            nested=True,
-                            parent_run_id=parent_id,  # its experiment, too
-                            run_name=name,
-                            tags=tags,
-                            verbose=0,
-                        )
-                        record_wall_time(result, time.time() - started)
-                    timings.append({k: result.metrics[k] for k in M.TIMING_METRICS
-                                    if k in result.metrics})  # fmt: skip
-                    scores.append(result.objective)  # the tested weights: last or best epoch
-                    trial.set_user_attr(f"run_id_{rep}", result.run_id)
-                    _release_memory(isolate)
-            except optuna.TrialPruned:
-                _release_memory(isolate)
-                raise
-            except KeyboardInterrupt:
-                trial.set_user_attr("interrupted", True)  # the next run of the command reruns it
-                raise
-            except Exception as exc:
-                reason = (str(exc) or type(exc).__name__)[:500]
-                trial.set_user_attr("fail_reason", reason)
-                # The progress line says why; the traceback goes to the parent run, not stderr.
-                client.log_text(parent_id, traceback.format_exc(),
-                                f"failures/trial_{trial.number:04d}.txt")  # fmt: skip
-                _release_memory(isolate)
-                raise
-            return statistics.fmean(scores)
 
-        try:
-            summary = drive(study, store, objective, slot, space, total, timeout, budget,
-                             max_failures, printer, workers, (client, parent_id))  # fmt: skip
-        finally:
-            stop_prestarted()  # the warm processes for trials that will not come
-        summary.study_name, summary.storage = study_name, redact(storage)
-        summary.timings = timings
-        mlflow.log_metrics({f"median_{k}": v for k, v in summary.median_timings().items()})
-        log_summary(study, summary, parent.info.run_id, space=space, dataset=dataset,
-                    seeds=seeds, describe=describe)  # fmt: skip
+def _run_slots(search: Search, parent: mlflow.ActiveRun, datasets: DataCache,
+               printer) -> SearchSummary:  # fmt: skip
+    """Trials until the study says stop; then the summary with the timings they took."""
+    mark_orphans(search.study_name, search.store)
+    _log_parent(search, parent)
+    tracking = (mlflow.MlflowClient(), parent.info.run_id)
+    objective = Objective(search, tracking, datasets)
+    try:
+        summary = drive(search, objective, printer, tracking)
+    finally:
+        stop_prestarted()  # the warm processes for trials that will not come
+    summary.study_name, summary.storage = search.study_name, redact(search.storage)
+    summary.timings = objective.timings
+    mlflow.log_metrics({f"median_{k}": v for k, v in summary.median_timings().items()})
     return summary
+
+
+class DataCache:
+    """Decoded datasets by data setting: in-process trials load each once, not per trial."""
+
+    def __init__(self, data_dir: str | None) -> None:
+        self.data_dir, self._loaded = data_dir, {}
+
+    def get(self, cfg: TrialConfig) -> Dataset:
+        key = tuple(getattr(cfg, f) for f in DATA_FIELDS)
+        if key not in self._loaded:
+            self._loaded[key] = load_for(cfg, self.data_dir)
+        return self._loaded[key]
+
+    def clear(self) -> None:
+        self._loaded.clear()
+
+
+class Objective:
+    """One Optuna trial: parameters from the sampler (or the queue), the configuration's
+    seeds trained (halving: the one seed and length its rung says), the mean validation
+    accuracy returned. The slot that runs it is passed in, so the claim it holds on the
+    study is released here, explicitly, once the trial has its parameters."""
+
+    def __init__(self, search: Search, tracking: tuple[Any, str], datasets: DataCache) -> None:
+        self.search, self.datasets = search, datasets
+        self.client, self.parent_id = tracking
+        self.timings: list[dict[str, float]] = []  # where each trained run's time went
+
+    def __call__(self, trial: optuna.Trial, slot: Slot) -> float:
+        search = self.search
+        params = {d.name: d.suggest(trial) for d in search.space.dimensions}
+        trial.set_user_attr("worker", WORKER)
+        job = rungs.job_of(trial, slot.job) if search.budget is not None else None
+        slot.trial_number = trial.number
+        slot.release()  # parameters chosen: the next slot may claim its trial
+        if (earlier := finished_with_params(trial.study, trial.number, params)) is not None:
+            return self._duplicate(trial, earlier)  # TPE re-proposes categorical points
+        try:
+            runs = self._runs(trial, params, job)
+            scores = [self._train(trial, cfg, name, tags, i, slot) for i, (cfg, name, tags)
+                      in enumerate(runs)]  # fmt: skip
+        except optuna.TrialPruned:
+            _release_memory(search.isolate)
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)  # the next run of the command reruns it
+            raise
+        except Exception as exc:
+            self._failed(trial, exc)
+            raise
+        return statistics.fmean(scores)
+
+    def _duplicate(self, trial: optuna.Trial, earlier) -> float:
+        """A seeded trial would only repeat itself: the earlier result stands."""
+        trial.set_user_attr("duplicate_of", earlier.number)
+        trial.set_user_attr("run_name", earlier.user_attrs.get("run_name", ""))
+        if earlier.state == TrialState.PRUNED:
+            raise optuna.TrialPruned(f"same as pruned trial {earlier.number}")
+        return earlier.value
+
+    def _runs(self, trial: optuna.Trial, params: dict, job: Job | None) -> list[tuple]:
+        """(config, run name, tags) of each run this trial trains: every seed, or, under
+        halving, the job's seed with its whole schedule scaled to its rung's epochs."""
+        search = self.search
+        cfg = search.space.config(params, **search.base)
+        trial.set_user_attr("run_name", cfg.run_name)
+        tags = {"optuna_trial": str(trial.number), "study_name": search.study_name,
+                "worker": WORKER, **{t: "trial" for t in M.ROLE_TAGS}}  # fmt: skip
+        if job is None:
+            seeds = [cfg.seed + rep for rep in range(search.seeds)]
+            return [(cfg.replace(seed=s), cfg.run_name + (f"-s{s}" if search.seeds > 1 else ""),
+                     tags) for s in seeds]  # fmt: skip
+        epochs = search.budget.plan.epochs[job.rung]
+        run_cfg = scaled_config(cfg, epochs).replace(seed=cfg.seed + job.seed)
+        name = f"{cfg.run_name}-e{epochs}" + (f"-s{run_cfg.seed}" if job.stage == CONFIRM else "")
+        tags |= {M.TAG_RUNG: str(job.rung), M.TAG_STAGE: job.stage}
+        if warm := trial.user_attrs.get("warm_start"):
+            tags[M.TAG_WARM_START] = warm
+        return [(run_cfg, name, tags)]
+
+    def _train(self, trial: optuna.Trial, cfg: TrialConfig, name: str, tags: dict, rep: int,
+               slot: Slot) -> float:  # fmt: skip
+        """One run, in its own process (memory stays flat; the next one warms up) or here."""
+        search = self.search
+        if search.isolate:
+            result = run_isolated(TrialJob(
+                cfg=cfg, data_dir=search.data_dir, run_name=name, tags=tags,
+                tracking_uri=mlflow.get_tracking_uri(), parent_run_id=self.parent_id,
+                storage=search.store if rep == 0 else None, study_name=search.study_name,
+                trial_id=trial._trial_id if rep == 0 else None, pruner=search.study.pruner,
+                cores=cores_for_slot(slot.index, search.workers),
+            ), prestart_next=True, threads=threads_per_trial(search.workers),
+                keep=search.workers)  # fmt: skip
+        else:
+            started = time.time()
+            result = run_trial(cfg, self.datasets.get(cfg),
+                               callbacks=[PruningCallback(trial)] if rep == 0 else [],
+                               nested=True, parent_run_id=self.parent_id, run_name=name,
+                               tags=tags, verbose=0)  # fmt: skip
+            record_wall_time(result, time.time() - started)
+        self.timings.append({k: result.metrics[k] for k in M.TIMING_METRICS
+                             if k in result.metrics})  # fmt: skip
+        trial.set_user_attr(f"run_id_{rep}", result.run_id)
+        _release_memory(search.isolate)
+        return result.objective  # the tested weights: last or best epoch
+
+    def _failed(self, trial: optuna.Trial, exc: Exception) -> None:
+        """The progress line says why; the traceback goes to the parent run, not stderr."""
+        trial.set_user_attr("fail_reason", (str(exc) or type(exc).__name__)[:500])
+        self.client.log_text(self.parent_id, traceback.format_exc(),
+                             f"failures/trial_{trial.number:04d}.txt")  # fmt: skip
+        _release_memory(self.search.isolate)
 
 
 def _shown(path: str) -> str:
@@ -246,56 +362,23 @@ def _release_memory(isolated: bool = False) -> None:
     gc.collect()
 
 
-def _cores() -> list[int]:
-    """The CPUs this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
-
-
-def threads_per_trial(workers: int) -> int | None:
-    """TensorFlow threads per trial process: None for one worker (TensorFlow's default,
-    one per core); with N workers the same count, given explicitly.
-
-    Why not cores/N: the thread count decides how TensorFlow splits its sums, so a trial
-    with fewer threads computes other numbers (measured: 1 vs 2 threads moved flowers17
-    validation accuracy by a median 1.6 pp, up to 5 pp). Each worker's trials get the
-    threads one worker's would and are pinned to their share of the cores instead
-    (`cores_for_slot`): a trial's results do not depend on `--workers`."""
-    return None if workers <= 1 else len(_cores())
-
-
-def cores_for_slot(index: int, workers: int) -> tuple[int, ...] | None:
-    """The CPUs trial slot `index` of `workers` pins its trial processes to: the cores split
-    in contiguous shares, one core each (round robin) when there are more slots than cores.
-    None for one worker: it has them all."""
-    if workers <= 1:
-        return None
-    cores = _cores()
-    share = len(cores) // workers
-    if share == 0:
-        return (cores[index % len(cores)],)
-    return tuple(cores[index * share : (index + 1) * share])
-
-
-def _complete(study, study_name: str, storage: str, space: SearchSpace, total: int,
-              reason: str) -> SearchSummary:  # fmt: skip
+def _complete(search: Search, reason: str) -> SearchSummary:
     """A finished study run again: no run and no training, and say how to start afresh."""
-    summary = SearchSummary(
-        study_name=study_name, storage=redact(storage), counts=trial_counts(study)
-    )
-    best_trial(study, summary)
+    study = search.study
+    summary = SearchSummary(study_name=search.study_name, storage=redact(search.storage),
+                            counts=trial_counts(study))  # fmt: skip
+    if (found := rungs.best_filler(search)) is not None:
+        found(study, summary)
+    else:
+        best_trial(study, summary)
     more = ""
-    if space.strategy == "optuna":
-        more = f", or {runtime.option('n_trials', str(total + total))} to add trials to this one"
+    if search.space.strategy == "optuna":
+        more = (f", or {runtime.option('n_trials', str(search.total * 2))} to add trials to "
+                "this one")  # fmt: skip
     summary.stopped_reason = (
         f"already complete ({reason}), nothing to train; for a fresh search give it a new "
         f"name with {runtime.option('study_name', 'NEW')}{more}"
     )
-    runtime.mark_project_run(
-        "wrapper", note=f"Study `{study_name}` was already complete ({reason}): nothing trained."
-    )
+    runtime.mark_project_run("wrapper", note=f"Study `{search.study_name}` was already "
+                             f"complete ({reason}): nothing trained.")  # fmt: skip
     return summary
-
-
-# --- dry run and ablation ---------------------------------------------------------------

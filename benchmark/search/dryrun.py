@@ -230,3 +230,59 @@ def _release() -> None:
 
     keras.backend.clear_session(free_memory=True)
     gc.collect()
+
+
+def probe_space(
+    space: SearchSpace, base: dict[str, Any], data_dir: str | None, samples: int = 48
+) -> tuple[float, float]:
+    """Seconds of one epoch of an average candidate of the space, and a trial's overhead:
+    the halving plan's costs. `samples` random points of the space are planned (FLOPs, no
+    build); the cheapest and dearest are trained two epochs (as the dry run times them); the
+    others are interpolated, plus each policy's own cost per epoch."""
+    import random
+
+    from benchmark.models import plan
+
+    data = load_for(space.config({}, **base), data_dir)
+    rng = random.Random(0)
+    points = space.grid_points() if space.strategy == "grid" else [
+        {d.name: _draw(d, rng) for d in space.dimensions} for _ in range(samples)
+    ]  # fmt: skip
+    if len(points) > samples:
+        points = rng.sample(points, samples)
+    rows = []
+    for p in points:
+        cfg = space.config(p, **base).replace(image_size=data.image_shape[0])
+        try:
+            rows.append((cfg, plan(cfg, data.image_shape, data.n_classes).flops))
+        except UserError:
+            continue  # a point that cannot fit its images fails at once when sampled
+    if not rows:
+        raise UserError("no configuration of the space fits its images; nothing to plan")
+    cheap, dear = min(rows, key=lambda r: r[1]), max(rows, key=lambda r: r[1])
+    probes = [_probe(cheap[0], data, cheap[1])]
+    if dear[1] > cheap[1]:
+        probes.append(_probe(dear[0], data, dear[1]))
+    policies = {cfg.augmentation for cfg, _ in rows}
+    aug_cost = {a: _augmentation_s(a, data, rows[0][0]) for a in policies}
+    epoch_s = statistics.fmean(
+        _interpolate(probes, flops)[0] + aug_cost[cfg.augmentation] for cfg, flops in rows
+    )
+    trace_s = statistics.fmean(_interpolate(probes, flops)[1] for _, flops in rows)
+    overhead, _ = _history(M.OVERHEAD_TIME)
+    return epoch_s, (TRIAL_OVERHEAD_S if overhead is None else overhead) + trace_s
+
+
+def _draw(dim, rng) -> Any:
+    """A uniform draw of one dimension (log-uniform for log ranges), for planning only."""
+    import math
+
+    if dim.values is not None and dim.low is None:
+        return rng.choice(dim.values)
+    if isinstance(dim.low, int) and isinstance(dim.high, int) and not dim.log:
+        return rng.randrange(dim.low, dim.high + 1, dim.step or 1)
+    if dim.log:
+        value = math.exp(rng.uniform(math.log(dim.low), math.log(dim.high)))
+    else:
+        value = rng.uniform(dim.low, dim.high)
+    return round(value) if isinstance(dim.low, int) and isinstance(dim.high, int) else value

@@ -99,7 +99,8 @@ def make_sampler(space: Any, seed: int) -> Any:
 
 
 def make_pruner(space: Any) -> Any:
-    """The space's pruner; a grid means: run every point fully, so it never prunes."""
+    """The space's pruner; a grid means: run every point fully, so it never prunes; halving
+    compares complete trainings of each rung's length instead of pruning."""
     options = dict(space.pruner)
-    name = "none" if space.strategy == "grid" else options.pop("type", "median")
+    name = "none" if space.strategy in ("grid", "halving") else options.pop("type", "median")
     return PRUNERS.get(name)(**({} if name == "none" else options))

@@ -2,20 +2,23 @@
 
 `--workers N` runs N slots as threads of the search process (each trial trains in its own
 process, so the threads only wait); one slot runs in the main thread, where Ctrl-C arrives.
-May import: benchmark.search.study, benchmark.search.summary, benchmark.train.isolate.
+May import: benchmark.search.study, .rungs, .summary, benchmark.train.isolate.
 """
 
 from __future__ import annotations
 
+import functools
 import resource
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import mlflow
 import psutil
 from optuna.trial import TrialState
 
+from benchmark.search import rungs
 from benchmark.search.study import (
     POLL_S,
     epochs_trained,
@@ -29,43 +32,56 @@ from benchmark.search.summary import SearchSummary, progress_line
 from benchmark.train.isolate import interrupt_busy
 
 
-def drive(
-    study, store, objective, slot, space, total, timeout, budget, max_failures, printer,
-    workers=1, parent=None,
-) -> SearchSummary:  # fmt: skip
-    """Claim and run trials, `workers` at a time, until the grid is covered or the budget
-    spent.
+@dataclass
+class Slot:
+    """One trial slot: which share of the cores its trials are pinned to, and the claim on
+    the study it holds from its look at what is left until its trial has its parameters,
+    so two slots never take the same grid point or overshoot n_trials. The objective is
+    handed the slot and releases the claim itself (`release`)."""
 
-    `budget` is (max_epochs, epochs per run, seeds per trial): no trial starts that could
-    take the study past max_epochs (running trials count as if they ran every epoch;
-    duplicates and pruned trials cost less, so more fit).
+    index: int
+    claim: threading.Lock
+    held: bool = False
+    trial_number: int | None = None
+    job: Any = None  # strategy halving: what the next new trial trains
+
+    def acquire(self) -> None:
+        self.claim.acquire()
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.claim.release()
+
+
+def drive(search, objective, printer, parent=None) -> SearchSummary:
+    """Claim and run trials, `search.workers` at a time, until the grid is covered, the
+    trials done, or the budget spent.
+
+    An epoch budget (max_epochs) lets no trial start that could take the study past it
+    (running trials count as if they ran every epoch; duplicates and pruned trials cost
+    less, so more fit); a halving budget decides each next training itself.
 
     Each slot (a thread; the trial itself runs in its own process) runs one trial per
     `optimize` call, so between trials it can requeue interrupted trials, wait for other
     workers' last trials (and take them over if their worker died), and stop on a run of
-    failures. A slot holds `claim` from its look at what is left until its trial has its
-    parameters, so two slots never take the same grid point or overshoot n_trials.
+    failures.
     """
     summary = SearchSummary(study_name="", storage="", counts={})
+    budget = search.epoch_budget
     state = _DriveState(started=time.monotonic(), rss=psutil.Process(),
                         epochs_at_start=None if budget is None
-                        else epochs_trained(study, budget[2]))  # fmt: skip
-
-    def release_claim() -> None:
-        if getattr(slot, "holds_claim", False):
-            slot.holds_claim = False
-            state.claim.release()
+                        else epochs_trained(search.study, budget[2]))  # fmt: skip
 
     def run_slot(index: int = 0) -> None:
-        slot.release_claim = release_claim
-        slot.index = index  # which share of the cores this slot's trials are pinned to
+        slot = Slot(index=index, claim=state.claim)
         while not state.stop.is_set():
-            state.claim.acquire()
-            slot.holds_claim = True
+            slot.acquire()
             try:
-                reason = _stop_reason(study, store, space, total, timeout, budget, state)
+                reason = _next(search, state, slot, printer)
                 if reason == WAIT:
-                    release_claim()
+                    slot.release()
                     state.stop.wait(POLL_S)  # another worker's trial: wait for it or its heartbeat
                     continue
                 if reason:
@@ -74,18 +90,18 @@ def drive(
                     break
                 slot.trial_number = None
                 t0 = time.monotonic()
-                study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+                search.study.optimize(functools.partial(objective, slot=slot), n_trials=1,
+                                      catch=(Exception,), gc_after_trial=True)  # fmt: skip
                 took = time.monotonic() - t0
             finally:
-                release_claim()
-            _after_trial(study, slot.trial_number, took, summary, state, total, budget,
-                         max_failures, printer, parent)  # fmt: skip
+                slot.release()
+            _after_trial(search, slot.trial_number, took, summary, state, printer, parent)
 
-    if workers == 1:  # the main thread: Ctrl-C arrives where the trial waits
+    if search.workers == 1:  # the main thread: Ctrl-C arrives where the trial waits
         run_slot()
     else:
-        _run_slots(run_slot, workers, state)
-    summary.counts = trial_counts(study)
+        _run_slots(run_slot, search.workers, state)
+    summary.counts = trial_counts(search.study)
     return summary
 
 
@@ -105,9 +121,24 @@ class _DriveState:
     failures_in_row: int = 0
 
 
-def _stop_reason(study, store, space, total, timeout, budget, state: _DriveState) -> str:
+def _next(search, state: _DriveState, slot: Slot, printer) -> str:
+    """Why no slot may start another trial ("" if this one may; WAIT if it may later);
+    under halving, the slot's job for the trial it starts (queued when it is a survivor)."""
+    if search.budget is None:
+        return _stop_reason(search, state)
+    recover_dead_trials(search.study, search.store)
+    decision = rungs.decide(search.study, search.budget, printer)
+    if isinstance(decision, str):
+        return decision
+    rungs.prepare(search.study, decision)
+    slot.job = decision
+    return ""
+
+
+def _stop_reason(search, state: _DriveState) -> str:
     """Why no slot may start another trial ("" if one may; WAIT if it may later)."""
-    recover_dead_trials(study, store)
+    study, space, total = search.study, search.space, search.total
+    recover_dead_trials(study, search.store)
     counts = trial_counts(study)
     if space.strategy == "grid":
         left = grid_left(study, space)
@@ -117,22 +148,23 @@ def _stop_reason(study, store, space, total, timeout, budget, state: _DriveState
         return f"{total} trials done"
     elif counts["finished"] + counts["running"] >= total and not counts["waiting"]:
         return WAIT  # the last trials are running: one of them may yet fail and be retried
-    if budget is not None:
-        max_epochs, epochs, seeds = budget
+    if search.epoch_budget is not None:
+        max_epochs, epochs, seeds = search.epoch_budget
         running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
         reserved = sum(max(epochs - len(t.intermediate_values), 0) * seeds for t in running)
         if epochs_trained(study, seeds) + reserved + epochs * seeds > max_epochs:
             if running:
                 return WAIT
             return f"epoch budget: {epochs_trained(study, seeds)} of {max_epochs} epochs used"
-    if timeout is not None and time.monotonic() - state.started > timeout:
-        return f"timeout {timeout:.0f} s"
+    if search.timeout is not None and time.monotonic() - state.started > search.timeout:
+        return f"timeout {search.timeout:.0f} s"
     return ""
 
 
-def _after_trial(study, number, took, summary, state: _DriveState, total, budget,
-                 max_failures, printer, parent) -> None:  # fmt: skip
+def _after_trial(search, number, took, summary, state: _DriveState, printer,
+                 parent) -> None:  # fmt: skip
     """The progress line and the memory metrics for the trial a slot just ran."""
+    study = search.study
     trial = own_trial(study, number)
     if trial is None:
         return
@@ -142,12 +174,17 @@ def _after_trial(study, number, took, summary, state: _DriveState, total, budget
         counts = trial_counts(study) | {"finished": finished_by(study, trial)}
         failed = trial.state == TrialState.FAIL
         state.failures_in_row = state.failures_in_row + 1 if failed else 0
-        spent = None
-        if budget is not None:  # (epochs used, the limit, epochs this command trained)
-            used = epochs_trained(study, budget[2])
-            spent = (used, budget[0], used - state.epochs_at_start)
-        printer(progress_line(trial, counts, total, took, summary.durations, spent))
-        if max_failures and state.failures_in_row >= max_failures and not state.stop.is_set():
+        spent, extra = None, ""
+        if search.epoch_budget is not None:  # (epochs used, the limit, trained here)
+            used = epochs_trained(study, search.epoch_budget[2])
+            spent = (used, search.epoch_budget[0], used - state.epochs_at_start)
+        if search.budget is not None:
+            search.budget.save(study)
+            extra = f"  {rungs.where(trial)}  {search.budget.status()}"
+        printer(progress_line(trial, counts, search.total, took, summary.durations, spent)
+                + extra)  # fmt: skip
+        limit = search.max_failures
+        if limit and state.failures_in_row >= limit and not state.stop.is_set():
             summary.stopped_reason = f"stopped after {state.failures_in_row} failures in a row"
             printer(f"search {summary.stopped_reason}: last reason: "
                     f"{trial.user_attrs.get('fail_reason', '?')}")  # fmt: skip

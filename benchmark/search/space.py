@@ -22,8 +22,11 @@ from benchmark.errors import UserError
 from benchmark.search.parts import PRUNERS, SAMPLERS, pruner_options
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
-STRATEGIES = ("grid", "optuna")
-TOP_KEYS = ("description", "dataset", "strategy", "fixed", "space", "seeds", "optuna", "budget")
+STRATEGIES = ("grid", "optuna", "halving")
+TOP_KEYS = ("description", "dataset", "strategy", "fixed", "space", "seeds", "optuna", "budget",
+            "halving")  # fmt: skip
+HALVING_KEYS = ("budget_minutes", "eta", "min_epochs", "confirm_top", "warm_start")
+HALVING_SEEDS = 3  # strategy halving: the finalists' seeds when the space names none
 DIM_KEYS = ("values", "low", "high", "log", "step")
 OPTUNA_KEYS = ("n_trials", "timeout", "max_epochs", "sampler", "startup_trials", "pruner")
 NOT_SEARCHABLE = ("dataset", "seed", "max_train_samples", "epochs")
@@ -65,12 +68,18 @@ class SearchSpace:
     startup_trials: int | None = None  # TPE's random trials before it models (Optuna: 10)
     pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
     budget: str = ""  # free text for reports: what the defaults were sized for
+    halving: dict[str, Any] = field(default_factory=dict)  # HALVING_KEYS, checked on load
 
     @property
     def digest(self) -> str:
         """Changes when anything that decides which trials run changes (study identity)."""
         key = json.dumps(
-            [self.strategy, self.fixed, [d.__dict__ for d in self.dimensions], self.seeds],
+            [self.strategy, self.fixed, [d.__dict__ for d in self.dimensions], self.seeds]
+            + (
+                [self.halving.get(k) for k in ("eta", "min_epochs", "confirm_top")]
+                if self.strategy == "halving"
+                else []
+            ),  # fmt: skip
             sort_keys=True,
             default=str,
         )
@@ -170,6 +179,8 @@ def load_space(path: str | Path, strategy: str | None = None) -> SearchSpace:
     opt = raw.get("optuna") or {}
     _check_keys(opt, OPTUNA_KEYS, "optuna.", bad)
     sampler = opt.get("sampler", "tpe")
+    if strategy == "halving" and raw.get("strategy", "grid") == "grid":
+        sampler = "grid"  # a grid space under halving: rung 0 enumerates its points
     if sampler not in SAMPLERS:
         raise bad(f"optuna.sampler {sampler!r} is not allowed; allowed: {SAMPLERS.known()}")
     pruner = opt.get("pruner") or {"type": "median"}
@@ -181,7 +192,7 @@ def load_space(path: str | Path, strategy: str | None = None) -> SearchSpace:
         )
     _check_keys(pruner, ("type", *pruner_options(pruner.get("type", "median"))),
                 "optuna.pruner.", bad)  # fmt: skip
-    seeds = raw.get("seeds", 1)
+    seeds = raw.get("seeds", HALVING_SEEDS if strategy == "halving" else 1)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise bad(f"`seeds` should be a positive integer; got {seeds!r}")
     for key, least in (("n_trials", 1), ("max_epochs", 1), ("startup_trials", 0)):
@@ -207,9 +218,29 @@ def load_space(path: str | Path, strategy: str | None = None) -> SearchSpace:
         startup_trials=opt.get("startup_trials"),
         pruner=dict(pruner),
         budget=str(raw.get("budget", "")),
+        halving=_halving_options(raw.get("halving") or {}, bad),
     )
     _check_configs(result, bad)
     return result
+
+
+def _halving_options(opts: Any, bad) -> dict[str, Any]:
+    """The `halving:` mapping: budget_minutes (> 0), eta (>= 2), min_epochs and confirm_top
+    (>= 1), warm_start (true/false); absent keys take the search's defaults."""
+    if not isinstance(opts, dict):
+        raise bad(f"`halving` should be a mapping with keys {', '.join(HALVING_KEYS)}")
+    _check_keys(opts, HALVING_KEYS, "halving.", bad)
+    for key, least in (("eta", 2), ("min_epochs", 1), ("confirm_top", 1)):
+        v = opts.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < least):
+            raise bad(f"halving.{key} should be an integer >= {least}; got {v!r}")
+    minutes = opts.get("budget_minutes")
+    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int | float)
+                                or minutes <= 0):  # fmt: skip
+        raise bad(f"halving.budget_minutes should be a positive number; got {minutes!r}")
+    if not isinstance(opts.get("warm_start", True), bool):
+        raise bad(f"halving.warm_start should be true or false; got {opts['warm_start']!r}")
+    return dict(opts)
 
 
 def _check_keys(d: Mapping, allowed, where: str, bad) -> None:

@@ -33,10 +33,17 @@ def study_name_for(space: SearchSpace, dataset: str, overrides: dict[str, Any]) 
     return f"{name}-{suffix}" if suffix else name
 
 
+HALVING_ATTRS = ("halving_rung", "halving_stage", "halving_seed")
+
+
 def finished_with_params(study, number: int, params: dict[str, Any]):
-    """An earlier finished trial with these exact parameters, if any."""
+    """An earlier finished trial with these exact parameters (and, under halving, the same
+    rung, stage and seed: a survivor's next rung is new work), if any."""
+    mine = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    job = [mine.user_attrs.get(a) for a in HALVING_ATTRS]
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        if t.number != number and t.params == params:
+        same_job = [t.user_attrs.get(a) for a in HALVING_ATTRS] == job
+        if t.number != number and t.params == params and same_job:
             return t
     return None
 
@@ -190,6 +197,8 @@ def recover_dead_trials(study, store) -> None:
 def already_done(study, store, space: SearchSpace, total: int, budget) -> str | None:
     """Why the study has nothing left to train for any worker, or None."""
     recover_dead_trials(study, store)  # an interrupted trial is work left
+    if space.strategy == "halving":
+        return None  # its plan decides (search.rungs), once loaded
     counts = trial_counts(study)
     if counts["running"] or counts["waiting"]:
         return None

@@ -36,6 +36,7 @@ class SearchSummary:
     best_params: dict[str, Any] | None = None
     best_value: float | None = None
     best_run_id: str | None = None
+    best_seeds: list[float] | None = None  # halving: the winner's validation accuracy per seed
     stopped_reason: str = ""
     durations: list[float] = field(default_factory=list)
     timings: list[dict[str, float]] = field(default_factory=list)  # per trial run trained
@@ -93,21 +94,24 @@ def log_summary(
     dataset: str | None = None,
     seeds: int = 1,
     describe: Describer | None = None,
+    best=None,
 ) -> None:
     """The study's counts, best run and (from `describe`) leaderboard on every parent run of
     the study, so each shows the same; then `describe` may attach the dataset's report to this
-    parent (MLflow's hyperparameter example, with the comparison readable in the UI)."""
+    parent (MLflow's hyperparameter example, with the comparison readable in the UI).
+    `best(study, summary)` picks the best trial when the best trial's value is not the
+    answer (halving: the winner over seeds)."""
     client = mlflow.MlflowClient()
     c = summary.counts
     values = {f"n_{k}": float(v) for k, v in c.items() if k != "waiting"}
     values["epochs_trained"] = float(epochs_trained(study, seeds))
     tags: dict[str, str] = {}
-    if (best := best_trial(study, summary)) is not None:
+    if (best := (best or best_trial)(study, summary)) is not None:
         tags = {
             M.TAG_BEST_RUN: summary.best_run_id or "",
             M.TAG_BEST_CONFIG: best.user_attrs.get("run_name", ""),
         }
-        values[f"best_{M.OBJECTIVE}"] = best.value
+        values[f"best_{M.OBJECTIVE}"] = summary.best_value
         try:
             run = client.get_run(summary.best_run_id) if summary.best_run_id else None
         except mlflow.exceptions.MlflowException:  # logged to another tracking store: no copy

@@ -73,7 +73,7 @@ class _Worker:
 
     `threads` (None: TensorFlow's default, every core) sizes the process's TensorFlow and
     tf.data thread pools; with `--workers N` the job's `cores` pin the process to its
-    slot's share of the cores (see search.driver.threads_per_trial for why not fewer
+    slot's share of the cores (see search.cores.threads_per_trial for why not fewer
     threads)."""
 
     def __init__(self, tracking_uri: str, threads: int | None = None) -> None:

@@ -1,0 +1,276 @@
+"""Successive halving on an Optuna study: the plan and the time spent live in the study's user
+attributes, each trial's rung, stage and seed in its own, so a resumed or second worker
+decides the next training from the storage alone (see halving.py for the method).
+
+Survivors and confirmations are `study.enqueue_trial(params, user_attrs=...)`, new
+candidates the sampler's own trials: Optuna's storage records every rung, and its sampler
+proposes every candidate.
+May import: benchmark.search.halving, .study, .space, .dryrun (the probe), .summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from benchmark.errors import UserError
+from benchmark.search.dryrun import probe_space
+from benchmark.search.halving import (
+    WAIT,
+    HalvingPlan,
+    Job,
+    Record,
+    next_job,
+    plan_halving,
+    shrink,
+    winner,
+)
+from benchmark.search.space import SearchSpace
+from benchmark.search.study import recover_dead_trials
+
+PLAN_ATTR, SPENT_ATTR = "halving_plan", "halving_spent_s"
+ETA, CONFIRM_TOP = 3, 2  # defaults of the space's `halving:` keys
+
+
+@dataclass
+class Budget:
+    """The study's plan and its wall-clock account: what earlier commands spent is stored in
+    the study, so a 150-minute search stopped after 100 minutes has 50 left when resumed."""
+
+    plan: HalvingPlan
+    spent_before: float
+    started: float = field(default_factory=time.monotonic)
+    notes: list[str] = field(default_factory=list)  # shrink notes already printed
+
+    def spent(self) -> float:
+        return self.spent_before + time.monotonic() - self.started
+
+    def left(self) -> float:
+        return self.plan.budget_s - self.spent()
+
+    def save(self, study: optuna.Study) -> None:
+        study.set_user_attr(SPENT_ATTR, self.spent())
+
+    def status(self) -> str:
+        return f"budget {self.spent() / 60:.1f}/{self.plan.budget_s / 60:.0f} min"
+
+
+def stored_plan(study: optuna.Study) -> HalvingPlan | None:
+    text = study.user_attrs.get(PLAN_ATTR)
+    return HalvingPlan.from_json(text) if text else None
+
+
+def new_plan(space: SearchSpace, epochs: int, seeds: int, minutes: float,
+             probe: Callable[[], tuple[float, float]]) -> HalvingPlan:  # fmt: skip
+    """Time the probe, then fit rungs and confirmation to `minutes` (grid spaces: at most
+    their points as candidates)."""
+    epoch_s, overhead_s = probe()
+    opts = space.halving
+    return plan_halving(
+        minutes * 60,
+        epochs=epochs,
+        epoch_s=epoch_s,
+        overhead_s=overhead_s,
+        eta=opts.get("eta", ETA),
+        min_epochs=opts.get("min_epochs"),
+        confirm_top=opts.get("confirm_top", CONFIRM_TOP),
+        seeds=seeds,
+        max_candidates=len(space.grid_points()) if space.sampler == "grid" else None,
+    )
+
+
+def open_budget(study: optuna.Study, plan: HalvingPlan) -> Budget:
+    """Store the plan once (a resumed study keeps its own; a new budget_minutes replaces
+    only the total) and start this command's clock."""
+    if stored_plan(study) is None:
+        study.set_user_attr(PLAN_ATTR, plan.to_json())
+    return Budget(plan=plan, spent_before=float(study.user_attrs.get(SPENT_ATTR, 0.0)))
+
+
+def records(study: optuna.Study) -> list[Record]:
+    """Every trial with a rung, as the scheduler reads them; interrupted trials are left
+    out (they are enqueued again with their rung, and count as waiting)."""
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        state = _STATES.get(t.state)
+        if t.state == TrialState.FAIL:
+            state = "failed" if "fail_reason" in attrs else None
+        if state is None or "halving_rung" not in attrs:
+            continue
+        out.append(Record(
+            params=t.params or t.system_attrs.get("fixed_params", {}),
+            rung=int(attrs["halving_rung"]), stage=attrs["halving_stage"],
+            seed=int(attrs.get("halving_seed", 0)), state=state, value=t.value,
+            number=t.number,
+        ))  # fmt: skip
+    return out
+
+
+_STATES = {
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.RUNNING: "running",
+    TrialState.WAITING: "waiting",
+}
+
+
+def measured_cost(study: optuna.Study, plan: HalvingPlan) -> Callable[[int], float]:
+    """Seconds of a trial of `epochs` epochs: the plan's overhead plus the median seconds
+    per epoch the study's finished trials really took (the probe's figure before any)."""
+    per_epoch = [
+        ((t.datetime_complete - t.datetime_start).total_seconds() - plan.overhead_s)
+        / len(t.intermediate_values)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.intermediate_values and t.datetime_start and "duplicate_of" not in t.user_attrs
+    ]
+    epoch_s = max(statistics.median(per_epoch), 0.0) if per_epoch else plan.epoch_s
+    return lambda epochs: plan.overhead_s + epochs * epoch_s
+
+
+def decide(study: optuna.Study, budget: Budget, printer) -> Job | str:
+    """The next job, WAIT, or why the search is over; the quotas shrink to the time left."""
+    recs = records(study)
+    progress = shrink(budget.plan, recs, budget.left(), measured_cost(study, budget.plan))
+    for note in progress.notes:
+        if note not in budget.notes:
+            budget.notes.append(note)
+            printer(note)
+    job = next_job(budget.plan, recs, progress.quotas)
+    if job == "":
+        return "rungs and confirmation done"
+    return job
+
+
+def prepare(study: optuna.Study, job: Job) -> None:
+    """A survivor or a confirmation is queued with its parameters and rung: the next
+    `optimize` takes it; a new candidate is left to the sampler."""
+    if job.params is not None:
+        study.enqueue_trial(job.params, user_attrs=job.attrs(), skip_if_exists=False)
+
+
+def job_of(trial: optuna.Trial, fallback: Job | None) -> Job:
+    """The job a trial trains: its own attributes when it was queued (a survivor, a
+    confirmation, a retried trial), else the slot's new-candidate job."""
+    attrs = trial.user_attrs
+    if "halving_rung" in attrs:
+        return Job(rung=int(attrs["halving_rung"]), stage=attrs["halving_stage"],
+                   seed=int(attrs.get("halving_seed", 0)))  # fmt: skip
+    job = fallback or Job(rung=0)
+    for key, value in job.attrs().items():
+        trial.set_user_attr(key, value)
+    return job
+
+
+def best(study: optuna.Study, plan: HalvingPlan) -> tuple[Any, list[float]] | None:
+    """The winning trial (its first full-length seed) and its validation accuracies."""
+    found = winner(plan, records(study))
+    if found is None:
+        return None
+    rec, values = found
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == rec.number)
+    first = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+             if t.params == rec.params and t.user_attrs.get("halving_seed", 0) == 0
+             and t.user_attrs.get("halving_rung") == len(plan.epochs) - 1]  # fmt: skip
+    return (first[0] if first else trial), values
+
+
+def where(trial: optuna.trial.FrozenTrial) -> str:
+    """`rung 1` or `confirm seed 2`: the progress line's note of what a trial trained."""
+    attrs = trial.user_attrs
+    if attrs.get("halving_stage") == "confirm":
+        return f"confirm seed {attrs.get('halving_seed', 0)}"
+    return f"rung {attrs.get('halving_rung', 0)}"
+
+
+def planned_trainings(plan: HalvingPlan) -> int:
+    return sum(plan.quotas) + plan.confirm_top * (plan.seeds - 1)
+
+
+# --- what the driver asks of a halving search --------------------------------------------
+
+
+def open_plan(search, minutes: float | None, printer) -> Budget:
+    """The study's stored plan (a new `minutes` replaces its total), or a new one fitted to
+    the budget from a timed probe; printed before any training."""
+    space, study = search.space, search.study
+    plan = stored_plan(study)
+    if plan is None:
+        minutes = _minutes(space, minutes)
+        epochs = space.config({}, **search.base).epochs
+        printer(f"timing a two-epoch probe of the space to plan {minutes:g} minutes ...")
+        plan = new_plan(space, epochs, search.seeds, minutes,
+                              lambda: probe_space(space, search.base, search.data_dir))  # fmt: skip
+    elif minutes is not None and abs(minutes * 60 - plan.budget_s) > 1:
+        plan = dataclasses.replace(plan, budget_s=minutes * 60)
+        search.study.set_user_attr(PLAN_ATTR, plan.to_json())
+    budget = open_budget(study, plan)
+    search.total = planned_trainings(plan)
+    for line in plan.lines():
+        printer(line)
+    if budget.spent_before:
+        printer(f"resumed: {budget.spent_before / 60:.1f} min of the budget spent, "
+                f"{budget.left() / 60:.1f} min left")  # fmt: skip
+    return budget
+
+
+def plan_only(space: SearchSpace, *, dataset: str, data_dir: str | None = None,
+              overrides: dict[str, Any] | None = None, seeds: int | None = None,
+              budget_minutes: float | None = None, printer=print) -> HalvingPlan:  # fmt: skip
+    """`--dry-run` of a halving search: the probe timed and the plan printed, nothing
+    trained, no study and no run created."""
+    base = {"dataset": dataset, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    minutes = _minutes(space, budget_minutes)
+    epochs = space.config({}, **base).epochs
+    printer(f"timing a two-epoch probe of the space to plan {minutes:g} minutes ...")
+    plan = new_plan(space, epochs, seeds or space.seeds, minutes,
+                          lambda: probe_space(space, base, data_dir))  # fmt: skip
+    for line in plan.lines():
+        printer(line)
+    return plan
+
+
+def _minutes(space: SearchSpace, given: float | None) -> float:
+    minutes = given or space.halving.get("budget_minutes")
+    if minutes is None:
+        raise UserError(
+            "strategy halving needs a time budget: --budget-minutes N "
+            "(-P budget_minutes=N) or halving.budget_minutes in the space"
+        )
+    return minutes
+
+
+def done_reason(search) -> str | None:
+    """Why a halving study has nothing left to train, or None."""
+    recover_dead_trials(search.study, search.store)
+    decision = decide(search.study, search.budget, lambda line: None)
+    return decision if isinstance(decision, str) and decision != WAIT else None
+
+
+def best_filler(search):
+    """Under halving, the summary's best is the winner over seeds, not the best trial."""
+    if search.budget is None:
+        return None
+
+    def fill(study, summary):
+        found = best(study, search.budget.plan)
+        if found is None:
+            return None
+        trial, values = found
+        summary.best_params, summary.best_value = trial.params, statistics.fmean(values)
+        summary.best_run_id = trial.user_attrs.get("run_id_0")
+        summary.best_seeds = values
+        return trial
+
+    return fill
+
+
+def warm_start_wanted(space: SearchSpace, warm_start: bool | None) -> bool:
+    return space.halving.get("warm_start", True) if warm_start is None else warm_start

@@ -1,0 +1,213 @@
+"""Strategy halving: the plan for a budget, the next job from what the study holds, a short
+rung as a complete scaled training, and a tiny real search (rungs, confirmation, resume)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from benchmark import metrics as M
+from benchmark.config import TrialConfig
+from benchmark.errors import UserError
+from benchmark.search import halving as H
+from benchmark.search.space import load_space
+from benchmark.search.storage import make_storage
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def plan(budget_min: float, **kw) -> H.HalvingPlan:
+    opts = dict(epochs=81, epoch_s=1.0, overhead_s=9.0, eta=3, min_epochs=9, seeds=3)
+    return H.plan_halving(budget_min * 60, **(opts | kw))
+
+
+def test_rungs_are_a_ladder_of_eta_down_to_min_epochs():
+    assert H.rung_epochs(81, 3, 9) == (9, 27, 81)
+    assert H.rung_epochs(100, 3, 11) == (11, 33, 100)
+    assert H.rung_epochs(40, 3, 40) == (40,)
+
+
+def test_plan_fits_its_budget_and_keeps_a_third_each_rung():
+    p = plan(60)
+    assert p.epochs == (9, 27, 81)
+    assert p.quotas[0] >= 9 and p.total_s() <= 3600
+    assert p.quotas[1] == -(-p.quotas[0] // 3) and p.quotas[2] == max(-(-p.quotas[0] // 9), 2)
+    bigger = plan(120)  # twice the time: more candidates, never fewer
+    assert bigger.quotas[0] > p.quotas[0] and bigger.total_s() <= 7200
+    # the confirmation is planned in: 2 finalists x 2 more seeds at full length
+    explore = sum(q * p.cost(e) for e, q in zip(p.epochs, p.quotas, strict=True))
+    assert p.total_s() == pytest.approx(explore + 4 * p.cost(81))
+
+
+def test_a_tiny_budget_drops_short_rungs_and_says_it_overruns():
+    p = plan(8)  # 2 x 3 full-length trainings alone take 9 min
+    assert p.epochs == (81,) and p.quotas == (2,) and p.total_s() > 8 * 60
+    assert "planned" in p.lines()[-1]
+
+
+def test_a_grid_space_caps_candidates_at_its_points():
+    assert plan(600, max_candidates=5).quotas[0] == 5
+
+
+def rec(params, rung, state="complete", value=None, stage=H.EXPLORE, seed=0, n=0) -> H.Record:
+    return H.Record(params={"x": params}, rung=rung, stage=stage, seed=seed, state=state,
+                    value=value, number=n)  # fmt: skip
+
+
+def test_next_job_samples_promotes_the_best_third_then_confirms_on_seeds():
+    p = H.HalvingPlan((3, 9), (6, 2), 3, 2, 3, 1e9, 1.0, 1.0)
+    recs = [rec(i, 0, value=i / 10, n=i) for i in range(5)]
+    assert H.next_job(p, recs, p.quotas) == H.Job(rung=0)  # rung 0 not full: sample
+    recs.append(rec(5, 0, state="running", n=5))
+    assert H.next_job(p, recs, p.quotas) == H.WAIT  # survivors wait for the whole rung
+    recs[-1] = rec(5, 0, value=0.05, n=5)
+    job = H.next_job(p, recs, p.quotas)
+    assert job == H.Job(rung=1, params={"x": 4})  # the best of rung 0 first
+    recs += [rec(4, 1, value=0.7, n=6), rec(3, 1, value=0.8, n=7)]
+    job = H.next_job(p, recs, p.quotas)  # rung 1 is the last: its top 2 on seeds 1, 2
+    assert job == H.Job(rung=1, stage=H.CONFIRM, seed=1, params={"x": 3})
+    recs += [rec(3, 1, value=0.6, stage=H.CONFIRM, seed=1, n=8),
+             rec(3, 1, value=0.6, stage=H.CONFIRM, seed=2, n=9),
+             rec(4, 1, value=0.7, stage=H.CONFIRM, seed=1, n=10),
+             rec(4, 1, value=0.7, stage=H.CONFIRM, seed=2, n=11)]  # fmt: skip
+    assert H.next_job(p, recs, p.quotas) == ""
+    found, values = H.winner(p, recs)
+    assert found.params == {"x": 4} and values == [0.7, 0.7, 0.7]  # best mean, not best seed
+
+
+def test_short_time_shrinks_rung_zero_first_and_never_the_confirmation():
+    p = H.HalvingPlan((3, 9), (9, 3), 3, 2, 3, 1e9, 1.0, 1.0)
+    recs = [rec(i, 0, value=0.1, n=i) for i in range(4)]
+    cost = p.cost
+    roomy = H.shrink(p, recs, 1e9, cost)
+    assert roomy.quotas == [9, 3] and not roomy.notes
+    # time for 3 rung-1 and 4 confirmation trainings (10 s each) only: rung 0 stops here
+    short = H.shrink(p, recs, 70, cost)
+    assert short.quotas == [4, 3] and short.notes
+    broke = H.shrink(p, recs, 0, cost)
+    assert broke.quotas == [4, 2]  # the last rung down to the finalists, confirmation kept
+    assert H.next_job(p, recs, broke.quotas).rung == 1
+
+
+def test_a_short_rung_is_a_whole_training_scaled_to_its_epochs():
+    cfg = TrialConfig(epochs=100, warmup_epochs=20, early_stopping_patience=30,
+                      lr_schedule="cosine")  # fmt: skip
+    short = H.scaled_config(cfg, 10)
+    assert (short.epochs, short.warmup_epochs, short.early_stopping_patience) == (10, 2, 3)
+    assert H.scaled_config(cfg, 100) == cfg
+
+
+def test_a_halving_space_checks_its_keys(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("strategy: halving\nfixed: {epochs: 9}\nspace: {depth: {values: [2, 3]}}\n"
+                    "halving: {eta: 1}\n")  # fmt: skip
+    with pytest.raises(UserError, match=r"halving.eta should be an integer >= 2"):
+        load_space(path)
+    path.write_text("strategy: halving\nfixed: {epochs: 9}\nspace: {depth: {values: [2, 3]}}\n"
+                    "halving: {budget: 3}\n")  # fmt: skip
+    with pytest.raises(UserError, match=r"unknown key halving.budget; allowed: budget_minutes"):
+        load_space(path)
+    path.write_text("strategy: grid\nfixed: {epochs: 9}\nspace: {depth: {values: [2, 3]}}\n")
+    space = load_space(path, strategy="halving")  # a grid space under halving enumerates
+    assert space.sampler == "grid" and space.seeds == 3
+
+
+TINY_SPACE = """
+    strategy: grid
+    fixed: {epochs: 4, max_train_samples: 170, padding: same, filters_base: 8, filters_max: 16,
+            dense_units: 0, steps_per_execution: 4, image_size: 32, lr_schedule: cosine,
+            optimizer: sgd, learning_rate: 0.05}
+    space:
+      depth: {values: [2, 3]}
+      kernel_size: {values: [3, 5]}
+      augmentation: {values: [none, shift_flip]}
+    halving: {eta: 2, min_epochs: 2, confirm_top: 2, warm_start: false}
+    seeds: 2
+"""
+
+
+def _search(tmp_path: Path, shared_data: Path, minutes: float = 3.0, **kw):
+    from benchmark.search import run_search
+
+    path = tmp_path / "tiny-halving.yaml"
+    path.write_text(textwrap.dedent(TINY_SPACE))
+    lines: list[str] = []
+    space = load_space(path, strategy="halving")
+    summary = run_search(space, dataset="flowers17", data_dir=str(shared_data),
+                         storage=f"journal://{tmp_path / 'optuna.journal'}",
+                         budget_minutes=minutes, printer=lines.append, **kw)  # fmt: skip
+    return summary, lines
+
+
+@pytest.mark.slow
+def test_a_tiny_halving_search_runs_rungs_then_confirms_under_one_parent(tmp_path, shared_data):
+    started = time.monotonic()
+    summary, lines = _search(tmp_path, shared_data)
+    wall = time.monotonic() - started
+    assert any(line.startswith("rung 1:") for line in lines), lines  # the plan, printed first
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    parents = [r for r in runs if r.data.tags.get(M.TAG_ROLE) == "search"]
+    trials = [r for r in runs if r.data.tags.get(M.TAG_ROLE) == "trial"]
+    assert len(parents) == 1 and not [r for r in runs if r.info.status == "RUNNING"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parents[0].info.run_id}
+    rungs = {r.data.tags[M.TAG_RUNG] for r in trials if r.data.tags[M.TAG_STAGE] == "explore"}
+    assert {"0", "1"} <= rungs
+    confirm = [r for r in trials if r.data.tags[M.TAG_STAGE] == "confirm"]
+    assert len(confirm) == 2 and {r.data.params["seed"] for r in confirm} == {"1"}
+    assert {r.data.params["epochs"] for r in confirm} == {"4"}  # full length
+    short = [r for r in trials if r.data.tags[M.TAG_RUNG] == "0"]
+    assert {r.data.params["epochs"] for r in short} == {"2"}
+    lr = mlflow.MlflowClient().get_metric_history(short[0].info.run_id, M.LEARNING_RATE)
+    assert sorted(lr, key=lambda m: m.step)[-1].value == pytest.approx(0.0, abs=1e-6)
+    assert len(summary.best_seeds) == 2 and summary.best_value == pytest.approx(
+        sum(summary.best_seeds) / 2
+    )
+    store = make_storage(f"journal://{tmp_path / 'optuna.journal'}")
+    study = optuna.load_study(study_name=summary.study_name, storage=store)
+    plan = json.loads(study.user_attrs["halving_plan"])
+    one_trial = max(plan["overhead_s"] + plan["epochs"][-1] * plan["epoch_s"], 30)
+    assert wall <= plan["budget_s"] + 60 + one_trial  # the budget plus a trial (and the probe)
+
+
+@pytest.mark.slow
+def test_kill_mid_rung_then_rerun_trains_no_configuration_twice_at_a_rung(tmp_path, shared_data):
+    path = tmp_path / "tiny-halving.yaml"
+    path.write_text(textwrap.dedent(TINY_SPACE))
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "benchmark", "search", "--dataset", "flowers17",
+           "--data-dir", str(shared_data), "--space", str(path), "--strategy", "halving",
+           "--budget-minutes", "3",
+           "--storage", f"journal://{tmp_path / 'optuna.journal'}"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True,
+                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    seen = []
+    for line in proc.stdout:  # kill -9 the whole group once the second trial has finished
+        seen.append(line)
+        if sum(line.startswith("[") for line in seen) >= 2:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert sum(line.startswith("[") for line in seen) >= 2, "".join(seen[-20:])
+    rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert "resumed:" in rerun.stdout
+    store = make_storage(f"journal://{tmp_path / 'optuna.journal'}")
+    study = optuna.load_study(study_name=optuna.get_all_study_names(store)[0], storage=store)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE
+            and "duplicate_of" not in t.user_attrs]  # fmt: skip
+    attrs = ("halving_rung", "halving_stage", "halving_seed")
+    keys = [(json.dumps(t.params, sort_keys=True), *(t.user_attrs[a] for a in attrs))
+            for t in done]  # fmt: skip
+    assert len(keys) == len(set(keys))
+    assert any(k[2] == "confirm" for k in keys)
