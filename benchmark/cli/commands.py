@@ -17,12 +17,14 @@ def config_from_args(args: argparse.Namespace) -> TrialConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from benchmark.train.runtime import prepare_tracking
+    from benchmark.train.tracking import prepare_tracking
     from benchmark.train.trial import run_trial
 
     cfg = config_from_args(args)
-    uri = prepare_tracking(args.experiment, dataset=cfg.dataset)
-    result = run_trial(cfg, data_dir=args.data_dir, verbose=0 if args.quiet else 2)
+    tracking = prepare_tracking(args.experiment, dataset=cfg.dataset)
+    uri = tracking.uri
+    result = run_trial(cfg, data_dir=args.data_dir, verbose=0 if args.quiet else 2,
+                       run_id=tracking.project_run)  # fmt: skip
     m = result.metrics
     print(
         f"run {result.run_id} ({cfg.run_name}) tracked in {uri}\n"
@@ -49,7 +51,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from benchmark.data import DATASETS, is_builtin
     from benchmark.search import dry_run
     from benchmark.search.space import load_space, space_path
-    from benchmark.train.runtime import prepare_tracking
+    from benchmark.train.tracking import prepare_tracking
 
     DATASETS.get(args.dataset)  # unknown dataset: say so before reading any file
     space = load_space(space_path(args.dataset, args.space), strategy=args.strategy)
@@ -66,10 +68,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         dry_run(space, dataset=args.dataset, data_dir=args.data_dir, overrides=_overrides(args),
                 seeds=args.seeds, n_trials=args.n_trials)  # fmt: skip
         return 0
-    prepare_tracking(args.experiment, dataset=args.dataset)
+    tracking = prepare_tracking(args.experiment, dataset=args.dataset)
     return _run_search(
-        space, args, n_trials=args.n_trials, timeout=args.timeout, max_epochs=args.max_epochs,
-        budget_minutes=args.budget_minutes, warm_start=args.warm_start,
+        space, args, tracking, n_trials=args.n_trials, timeout=args.timeout,
+        max_epochs=args.max_epochs, budget_minutes=args.budget_minutes,
+        warm_start=args.warm_start,
     )  # fmt: skip
 
 
@@ -77,17 +80,17 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from benchmark.augment import policy_names
     from benchmark.data import DATASETS
     from benchmark.search import ablation_space, best_of_latest_search
-    from benchmark.train.runtime import prepare_tracking
+    from benchmark.train.tracking import prepare_tracking
 
     DATASETS.get(args.dataset)  # folder:PATH resolves too: its path is read when loading
-    prepare_tracking(args.experiment, dataset=args.dataset)
+    tracking = prepare_tracking(args.experiment, dataset=args.dataset)
     run_id, fixed = best_of_latest_search(args.dataset)
     print(f"ablating the best run {run_id} of the latest {args.dataset} search: {fixed}")
-    return _run_search(ablation_space(fixed, args.seeds or 1, policy_names()), args,
+    return _run_search(ablation_space(fixed, args.seeds or 1, policy_names()), args, tracking,
                        role="ablation")  # fmt: skip
 
 
-def _run_search(space, args: argparse.Namespace, **extra) -> int:
+def _run_search(space, args: argparse.Namespace, tracking, **extra) -> int:
     from benchmark.report.parent import ParentDescription
     from benchmark.search import run_search
 
@@ -102,6 +105,7 @@ def _run_search(space, args: argparse.Namespace, **extra) -> int:
         max_failures=args.max_failures,
         workers=args.workers or 1,
         describe=ParentDescription(),
+        tracking=tracking,
         printer=functools.partial(print, flush=True),
         **extra,
     )

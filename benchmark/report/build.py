@@ -2,7 +2,7 @@
 figures together, `write_reports` writes them (with the JSON summary and the README index),
 `cmd_report` is `python -m benchmark report`.
 
-May import benchmark.errors, benchmark.train.runtime (to tag the command's own `mlflow run` run)
+May import benchmark.errors, benchmark.train.tracking (to tag the command's own `mlflow run` run)
 and every benchmark.report module; nothing imports this one but the package's __init__.
 """
 
@@ -34,7 +34,7 @@ from benchmark.report.markdown import (
 from benchmark.report.matters import matters_by_study, reference_points
 from benchmark.report.stats import augmentation_effects, best_row, summarize
 from benchmark.report.summary import best_summary
-from benchmark.train import runtime
+from benchmark.train.tracking import Tracking
 
 PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 CAPTIONS = {
@@ -138,7 +138,7 @@ def write_reports(
 
 def cmd_report(args: argparse.Namespace) -> int:
     # Under `mlflow run -e report` the command has a run of its own: say it is no trial.
-    runtime.mark_project_run("report")
+    Tracking.from_env().mark_project_run("report")
     for path in write_reports(args.dataset, args.out, getattr(args, "tracking_uri", None)):
         print(path)
     return 0

@@ -86,6 +86,7 @@ def compare(
     n_trials: int | None = None,
     budget: float = 0.4,
     replays: int = 0,
+    tracking=None,
 ) -> dict[str, float]:
     """Run (or reuse) the grid, then Optuna within `budget` x the grid's epochs; with
     `replays`, also replay Optuna over that many sampler seeds on the grid's curves."""
@@ -107,7 +108,7 @@ def compare(
         results[f"{label}_trials"] = len(study.trials)
 
     summary = run_search(grid_space, dataset=dataset, data_dir=data_dir, storage=storage,
-                         printer=printer)  # fmt: skip
+                         printer=printer, tracking=tracking)  # fmt: skip
     record("grid", summary.study_name)
     grid_name = summary.study_name
     max_epochs = math.floor(budget * results["grid_epochs"])
@@ -116,7 +117,7 @@ def compare(
     n_trials = n_trials or TRIALS_PER_POINT * len(grid_space.grid_points())
     summary = run_search(opt_space, dataset=dataset, data_dir=data_dir, storage=storage,
                          study_name=name, n_trials=n_trials, max_epochs=max_epochs,
-                         printer=printer)  # fmt: skip
+                         printer=printer, tracking=tracking)  # fmt: skip
     record("optuna", summary.study_name)
     results["max_epochs"] = max_epochs
     if replays:
@@ -132,11 +133,11 @@ def compare(
 
 
 def cmd_efficiency(args: argparse.Namespace) -> int:
-    from benchmark.train.runtime import prepare_tracking
+    from benchmark.train.tracking import prepare_tracking
 
-    prepare_tracking(args.experiment, dataset=args.dataset)
+    tracking = prepare_tracking(args.experiment, dataset=args.dataset)
     r = compare(args.dataset, args.space, args.data_dir, args.storage, args.n_trials, args.budget,
-                args.replay)  # fmt: skip
+                args.replay, tracking=tracking)  # fmt: skip
     print(
         f"grid:   best val_accuracy {r['grid_best']:.4f}, {r['grid_trials']} trials, "
         f"{r['grid_epochs']} epochs\n"

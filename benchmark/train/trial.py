@@ -119,12 +119,14 @@ def run_trial(
     tags: dict[str, str] | None = None,
     verbose: int = 2,
     timings: dict[str, float] | None = None,
+    run_id: str | None = None,
 ) -> TrialResult:
     """Train and evaluate one configuration and log everything about it to MLflow.
 
     Pass `data` to reuse decoded arrays across trials (a search loads them once).
     `nested` puts the run under this process's active run; `parent_run_id` under a run
-    of another process (a search parent, when the trial runs in its own process).
+    of another process (a search parent, when the trial runs in its own process); `run_id`
+    trains into an existing run (the one `mlflow run -e train` made for the command).
     Raises UserError before any run is created when the spec cannot fit the images;
     any failure during training marks the MLflow run FAILED (pruned: KILLED) and re-raises.
     """
@@ -138,6 +140,7 @@ def run_trial(
 
     experiment_id = mlflow.get_run(parent_run_id).info.experiment_id if parent_run_id else None
     with mlflow.start_run(
+        run_id=run_id,
         run_name=run_name or cfg.run_name,
         nested=nested,
         parent_run_id=parent_run_id,
