@@ -9,6 +9,7 @@ Fast: no training, no MLflow, no TensorFlow (the parser imports neither).
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -32,7 +33,7 @@ TOP_FOLDERS = ("benchmark", "tests", "search_spaces", "reports", "docs", ".ci")
 TOP_FILES = ("MLproject", "conda.yaml", "requirements.txt", "pyproject.toml", "README.md")
 PATH = re.compile(
     r"(?<![\w./~:-])("
-    + "|".join(re.escape(f) + r"/[\w./-]*[\w/]" for f in TOP_FOLDERS)
+    + "|".join(re.escape(f) + r"/(?:[\w./-]*[\w/])?" for f in TOP_FOLDERS)
     + "|"
     + "|".join(re.escape(f) for f in TOP_FILES)
     + r")(?:::(\w+))?(?![\w-])"
@@ -221,6 +222,29 @@ def test_code_spans_stay_on_one_line():
     )
 
 
+def test_readme_results_are_the_committed_summaries():
+    """Each row of README's results table says what `reports/<dataset>.json` holds (a report
+    regenerated with another best configuration must be followed by the README)."""
+    results = README.read_text().split("## Results", 1)[1].split("\n## ", 1)[0]
+    summaries = sorted((ROOT / "reports").glob("*.json"))
+    assert summaries
+    for path in summaries:
+        best = json.loads(path.read_text())["best"]
+        test = best["test_accuracy"]
+        row = next((r for r in results.splitlines() if r.startswith(f"| {path.stem},")), "")
+        assert f"`{best['run_name']}`" in row, f"README has no results row for {path.name}"
+        cells = [
+            f"| {best['epochs']} |",
+            f"{best['val_accuracy']['mean']:.3f}",
+            f"{test['mean']:.3f} ± {test['std']:.3f}",
+            f"{best['test_accuracy_tta']['mean']:.3f}",
+            f"{best['train_time_s']['mean']:,.0f}",
+        ]
+        missing = [c for c in cells if c not in row]
+        assert not missing, f"README's {path.stem} row lacks {missing} from {path.name}"
+        assert best["command_offline"] in results, f"README lacks {path.name}'s command"
+
+
 def test_readme_is_short():
     n = len(README.read_text().splitlines())
     assert n <= MAX_README_LINES, f"README.md has {n} lines (at most {MAX_README_LINES})"
@@ -266,7 +290,8 @@ def test_the_mlproject_check_rejects_a_bad_run():
 
 
 def test_the_path_finder_reads_paths_as_written():
-    code = "see `benchmark/train/runtime.py`, not `cnn-benchmark/flowers17` or `~/benchmark/x`"
-    assert [m.group(1) for m in PATH.finditer(code)] == ["benchmark/train/runtime.py"]
+    code = "`benchmark/train/runtime.py`, `reports/<dataset>.md`, not `cnn-benchmark/flowers17`"
+    assert [m.group(1) for m in PATH.finditer(code)] == ["benchmark/train/runtime.py", "reports/"]
+    assert not PATH.search("~/benchmark/x, ../shared/data, models:/cnn-benchmark-flowers17")
     m = PATH.search("tests/test_docs.py::test_readme_is_short")
     assert m and m.group(2) == "test_readme_is_short"
