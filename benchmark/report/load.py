@@ -23,6 +23,7 @@ from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 from benchmark import metrics as M
 from benchmark.choices import display
 from benchmark.config import TrialConfig, augmentation_tag
+from benchmark.runfilter import literal
 
 # Tags and params that benchmark/search.py sets on its parent runs.
 TAG_ROLE, TAG_DATASET, TAG_BEST_CONFIG = M.TAG_ROLE, M.TAG_DATASET, M.TAG_BEST_CONFIG
@@ -154,10 +155,9 @@ def split_by_dataset(df: pd.DataFrame) -> dict[str, DatasetRuns]:
 def load_study_runs(study_name: str) -> DatasetRuns:
     """The trial runs of one Optuna study (tag `study_name`), annotated as for a report:
     what a search parent's leaderboard is made of."""
-    quoted = f'"{study_name}"' if "'" in study_name else f"'{study_name}'"
     df = mlflow.search_runs(
         search_all_experiments=True,
-        filter_string=f"tags.study_name = {quoted}",
+        filter_string=f"tags.study_name = {literal(study_name)}",
         output_format="pandas",
     )
     if not isinstance(df, pd.DataFrame) or df.empty:
