@@ -120,3 +120,39 @@ def _run_search(space, args: argparse.Namespace, tracking, **extra) -> int:
         print(f"best {summary.best_params} val_accuracy {summary.best_value:.4f} "
               f"run {summary.best_run_id}")  # fmt: skip
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchmark.report import write_reports
+    from benchmark.train.tracking import Tracking
+
+    # Under `mlflow run -e report` the command has a run of its own: say it is no trial.
+    Tracking.from_env().mark_project_run("report")
+    for path in write_reports(args.dataset, args.out, getattr(args, "tracking_uri", None)):
+        print(path)
+    return 0
+
+
+def cmd_efficiency(args: argparse.Namespace) -> int:
+    from benchmark.search.efficiency import TARGET_GAP_PP, compare
+    from benchmark.train.tracking import prepare_tracking
+
+    tracking = prepare_tracking(args.experiment, dataset=args.dataset)
+    r = compare(args.dataset, args.space, args.data_dir, args.storage, args.n_trials, args.budget,
+                args.replay, tracking=tracking)  # fmt: skip
+    print(
+        f"grid:   best val_accuracy {r['grid_best']:.4f}, {r['grid_trials']} trials, "
+        f"{r['grid_epochs']} epochs\n"
+        f"optuna: best val_accuracy {r['optuna_best']:.4f}, {r['optuna_trials']} trials, "
+        f"{r['optuna_epochs']} epochs (pruning; budget {r['max_epochs']} epochs)\n"
+        f"gap: {r['gap_pp']:+.2f} pp (target <= 1)\n"
+        f"epoch ratio: {r['epoch_ratio']:.2f} (target <= 0.40)"
+    )
+    if args.replay:
+        print(
+            f"replay of optuna on the grid's curves, sampler seeds 0..{args.replay - 1} "
+            f"(no training): within {TARGET_GAP_PP:g} pp in {r['replay_hits']} of "
+            f"{args.replay}; median gap {r['replay_median_gap_pp']:+.2f} pp, median "
+            f"{r['replay_median_epochs']:.0f} epochs"
+        )
+    return 0

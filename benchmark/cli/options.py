@@ -14,7 +14,13 @@ import typing
 from collections.abc import Sequence
 
 from benchmark import argtypes, choices
-from benchmark.cli.commands import cmd_ablate, cmd_search, cmd_train
+from benchmark.cli.commands import (
+    cmd_ablate,
+    cmd_efficiency,
+    cmd_report,
+    cmd_search,
+    cmd_train,
+)
 from benchmark.cli.messages import Parser, _lazy
 from benchmark.config import TrialConfig
 from benchmark.search.space import STRATEGIES
@@ -168,7 +174,7 @@ def _add_search_options(p: argparse.ArgumentParser, space: bool = True) -> None:
 
 
 def add_report_parser(sub) -> argparse.ArgumentParser:
-    """`report` on the CLI's subparsers, bound to benchmark.report.cmd_report.
+    """`report` on the CLI's subparsers, bound to benchmark.cli.commands.cmd_report.
 
     Declared here, not in report.py, so that `report --help` needs no MLflow or pandas.
     """
@@ -187,7 +193,7 @@ def add_report_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="reports", help="output folder (default: reports)")
     p.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI")
-    p.set_defaults(func=lambda args: _lazy("benchmark.report", "cmd_report")(args))
+    p.set_defaults(func=cmd_report)
     return p
 
 
@@ -289,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="also replay optuna on the grid's curves, N sampler seeds",
     )
-    eff.set_defaults(func=lambda args: _lazy("benchmark.search.efficiency", "cmd_efficiency")(args))
+    eff.set_defaults(func=cmd_efficiency)
 
     bench = add(
         "bench", help="training throughput: seed notebook vs the suite", epilog=bench_options.EPILOG

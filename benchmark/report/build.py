@@ -1,6 +1,5 @@
-"""One report per dataset, and the command: `build_report` puts a dataset's sections and
-figures together, `write_reports` writes them (with the JSON summary and the README index),
-`cmd_report` is `python -m benchmark report`.
+"""One report per dataset: `build_report` puts a dataset's sections and figures together,
+`write_reports` writes them (with the JSON summary and the README index).
 
 May import benchmark.errors, benchmark.train.tracking (to tag the command's own `mlflow run` run)
 and every benchmark.report module; nothing imports this one but the package's __init__.
@@ -8,7 +7,6 @@ and every benchmark.report module; nothing imports this one but the package's __
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -34,7 +32,6 @@ from benchmark.report.markdown import (
 from benchmark.report.matters import matters_by_study, reference_points
 from benchmark.report.stats import augmentation_effects, best_row, summarize
 from benchmark.report.summary import best_summary
-from benchmark.train.tracking import Tracking
 
 PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 CAPTIONS = {
@@ -134,11 +131,3 @@ def write_reports(
         readme = out / "README.md"
         readme.write_text(index(boards), encoding="utf-8")
     return [*written, readme]
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    # Under `mlflow run -e report` the command has a run of its own: say it is no trial.
-    Tracking.from_env().mark_project_run("report")
-    for path in write_reports(args.dataset, args.out, getattr(args, "tracking_uri", None)):
-        print(path)
-    return 0
