@@ -74,6 +74,10 @@ TAG_FIRST_PARENT = "first_parent"  # parent -> the first parent run of its study
 TAG_PREVIOUS_PARENT = "previous_parent"  # parent -> the study's parent before this one
 TAG_STUDY_PARENTS = "study_parents"  # parent -> how many parent runs its study has
 TAG_SEARCH_RUN = "search_run"  # wrapper -> the parent run that holds its search
+TAG_MODEL_URI = "benchmark.model_uri"  # trial -> its logged model, for mlflow.pyfunc.load_model
+# Which trials keep their model (search option log_models): every one, the search's winner
+# only, or none. Here, not in benchmark.train.export, so the CLI's --help needs no Keras.
+LOG_MODELS = ("all", "best", "none")
 
 # Params a trial logs besides its config: the split sizes it actually trained on.
 SPLIT_SIZE_PARAMS = ("train_size", "val_size", "test_size")
