@@ -82,6 +82,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def _run_search(space, args: argparse.Namespace, **extra) -> int:
     from benchmark.report.parent import ParentDescription
     from benchmark.search import run_search
+    from benchmark.train.export import set_log_models
+
+    set_log_models(args.log_models)  # the trial processes inherit it
 
     summary = run_search(
         space,

@@ -26,6 +26,7 @@ from benchmark import metrics as M
 from benchmark.config import TrialConfig
 from benchmark.data import Dataset
 from benchmark.errors import UserError
+from benchmark.search.champion import crown_search
 from benchmark.search.parts import make_pruner, make_sampler
 from benchmark.search.slots import drive
 from benchmark.search.space import SearchSpace
@@ -228,6 +229,7 @@ def run_search(
         mlflow.log_metrics({f"median_{k}": v for k, v in summary.median_timings().items()})
         log_summary(study, summary, parent.info.run_id, space=space, dataset=dataset,
                     seeds=seeds, describe=describe)  # fmt: skip
+        crown_search(study, dataset, printer)  # the winner's model into the registry
     return summary
 
 
