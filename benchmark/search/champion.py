@@ -98,10 +98,10 @@ def crown(
     text = describe(kept, study_name, val_accuracies, test_accuracies)
     version = _existing_version(client, name, kept.info.run_id) or _register(
         client, name, uri, kept.info.run_id, mean_val, text
-    )
+    )  # a str: the registry's numbers are ints in some stores, strings in others
     current = _champion(client, name)
     better = current is None or mean_val > float(current.tags.get(VAL_TAG, "-inf"))
-    if current is not None and current.version == version:
+    if current is not None and str(current.version) == version:
         better = False  # already the champion (a resumed search found the same winner)
     if better:
         client.set_registered_model_alias(name, ALIAS, version)
@@ -198,7 +198,7 @@ def _existing_version(client, name: str, run_id: str) -> str | None:
         found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     except MlflowException:
         return None
-    return found[0].version if found else None
+    return str(found[0].version) if found else None
 
 
 def _register(client, name: str, uri: str, run_id: str, mean_val: float, text: str) -> str:
@@ -211,7 +211,7 @@ def _register(client, name: str, uri: str, run_id: str, mean_val: float, text: s
         name, source=uri, run_id=run_id, model_id=model_id, description=text,
         tags={VAL_TAG: f"{mean_val:.6f}"},
     )  # fmt: skip
-    return mv.version
+    return str(mv.version)
 
 
 def _registered_model_ids(client) -> set[str]:
