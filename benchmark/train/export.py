@@ -133,10 +133,11 @@ def log_model(net: keras.Model, class_names, image_size: int) -> str:
     """`net` as an MLflow pyfunc model (benchmark/train/classifier.py around the .keras
     file) in the active run; returns its `models:/` URI.
 
-    Saved without its optimizer state (a copy of the net with the same weights): Adam's
-    moments would triple the file and nothing that loads the model trains it further.
+    Saved without its optimizer state (an uncompiled copy of the net with the same weights,
+    rebuilt from its config: keras.models.clone_model would copy the compilation too):
+    Adam's moments would triple the file and nothing that loads the model trains it further.
     """
-    bare = keras.models.clone_model(net)
+    bare = type(net).from_config(net.get_config())
     bare.set_weights(net.get_weights())
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.keras"
