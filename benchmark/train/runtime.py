@@ -233,7 +233,7 @@ def _experiment_id(name: str) -> str:
 
 def run_link(experiment_id: str, run_id: str, text: str) -> str:
     """A markdown link that the MLflow UI resolves inside a description."""
-    return f"[{text}](#/experiments/{experiment_id}/runs/{run_id})"
+    return f"[{text}](#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning)"
 
 
 @contextlib.contextmanager
