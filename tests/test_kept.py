@@ -235,3 +235,16 @@ def test_log_models_best_keeps_only_the_winners_model(tmp_path, shared_data, mon
         "cnn-benchmark-cifar10", "champion").run_id == summary.best_run_id  # fmt: skip
     on_disk = list(Path("mlruns").glob("*/models/*/artifacts/MLmodel"))  # conftest's cwd
     assert len(on_disk) == 1
+
+
+def test_report_says_where_the_best_configuration_fails(in_store, tmp_path):
+    from benchmark.report import write_reports
+
+    write_reports("cifar10", tmp_path / "out", in_store["uri"])
+    md = (tmp_path / "out" / "cifar10.md").read_text()
+    section = md.split("## Where it fails\n\n")[1].split("\n## ")[0]
+    assert "on the test split (2000 images" in section
+    assert "| class | accuracy | precision | test images | most often taken for |" in section
+    assert "| true class | predicted as | images | share of the true class |" in section
+    assert "![Confusion matrix of the best configuration](cifar10/confusion_matrix.png)" in section
+    assert (tmp_path / "out" / "cifar10" / "confusion_matrix.png").stat().st_size > 1000
