@@ -130,7 +130,7 @@ def test_the_champion_is_the_best_trial_and_moves_only_for_a_better_search(in_st
     assert "validation accuracy" in v1.description and "augmentation=" in v1.description
     other = next(r.info.run_id for r in in_store["trials"] if r.info.run_id != best)
     worse = champion.crown("cifar10", [other], [0.0], [0.0], study_name="worse")
-    assert not worse.champion
+    assert not worse.champion and "does not beat the champion, version 1" in worse.message
     held = client.get_model_version_by_alias("cnn-benchmark-cifar10", "champion")
     assert held.version == v1.version
     better = champion.crown("cifar10", [other], [0.99], [0.5], study_name="better")

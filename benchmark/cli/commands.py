@@ -38,6 +38,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         extra.append(f"test_accuracy_tta {m['test_accuracy_tta']:.4f}")
     if extra:
         print("  ".join(extra))
+    from mlflow import MlflowClient
+
+    from benchmark.metrics import TAG_MODEL_URI
+
+    if uri := MlflowClient().get_run(result.run_id).data.tags.get(TAG_MODEL_URI):
+        print(f"model {uri} (python -m benchmark predict --model {uri} IMAGES...)")
     return 0
 
 

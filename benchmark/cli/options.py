@@ -149,8 +149,9 @@ def _add_search_options(p: argparse.ArgumentParser, space: bool = True) -> None:
         type=argtypes.one_of("log_models", LOG_MODELS),
         default=None,
         metavar="WHICH",
-        help="which trials keep their trained model as an MLflow model: all (default), best "
-        "(the search's winner; the others' are deleted when it ends) or none",
+        help=f"one of: {', '.join(LOG_MODELS)} (default: all): which trials keep their "
+        "trained model as an MLflow model; best: the search's winner, the others' are deleted "
+        "when it ends",
     )
     p.add_argument(
         "--max-failures",

@@ -69,8 +69,9 @@ def crown_search(study, dataset: str, printer: Callable[[str], None] = print) ->
         if log_models_mode() == "best":
             n = delete_models(_study_run_ids(study) - {_kept(runs, val)})
             printer(f"log_models=best: kept the winner's model, deleted {n} other trial model(s)")
-    except MlflowException as exc:
-        printer(f"model registry: not updated ({str(exc).splitlines()[0][:200]})")
+    except (MlflowException, OSError) as exc:  # the search itself is done and logged
+        reason = (str(exc) or type(exc).__name__).splitlines()[0][:200]
+        printer(f"model registry: not updated ({reason})")
         return None
     return crowned
 
@@ -100,19 +101,20 @@ def crown(
         client, name, uri, kept.info.run_id, mean_val, text
     )  # a str: the registry's numbers are ints in some stores, strings in others
     current = _champion(client, name)
+    where = f"models:/{name}@{ALIAS}"
+    if current is not None and str(current.version) == version:  # a resumed search's winner
+        return Crowned(name, version, True, f"model registry: {name} version {version} is "
+                       f"still the champion ({where})")  # fmt: skip
     better = current is None or mean_val > float(current.tags.get(VAL_TAG, "-inf"))
-    if current is not None and str(current.version) == version:
-        better = False  # already the champion (a resumed search found the same winner)
     if better:
         client.set_registered_model_alias(name, ALIAS, version)
         client.update_registered_model(name, description=text)
-    where = f"models:/{name}@{ALIAS}"
-    if better:
         message = f"model registry: {name} version {version} is the new champion ({where})"
     else:
-        held = current.version if current else "?"
+        held = float(current.tags.get(VAL_TAG, "nan"))
         message = (f"model registry: {name} version {version} (val {mean_val:.4f}) does not "
-                   f"beat the champion, version {held}; {where} unchanged")  # fmt: skip
+                   f"beat the champion, version {current.version} (val {held:.4f}); {where} "
+                   "unchanged")  # fmt: skip
     return Crowned(name, version, better, message)
 
 
