@@ -65,8 +65,9 @@ TAG_DATASET = "dataset"  # on parent runs; trial runs carry it as a param
 TAG_BEST_RUN = "best_run"  # parent -> its best child run id
 TAG_BEST_CONFIG = "best_config"  # parent -> the best child's run name
 # What a run is, for the report and for filters in the UI (`tags.\`benchmark.role\``):
-# trial | search | ablation (parents) | report | wrapper (an `mlflow run` run that holds no
-# search and no trial: it failed first, or its search lives in another experiment).
+# trial | search | ablation (parents) | report | predict (`mlflow run -e predict`) | wrapper
+# (an `mlflow run` run that holds no search and no trial: it failed first, or its search lives
+# in another experiment).
 TAG_BENCHMARK_ROLE = "benchmark.role"
 ROLE_TAGS = (TAG_BENCHMARK_ROLE, TAG_ROLE)  # set together; old runs carry TAG_ROLE only
 TAG_NOTE = "mlflow.note.content"  # a run's or experiment's description in the MLflow UI

@@ -248,3 +248,22 @@ def test_report_says_where_the_best_configuration_fails(in_store, tmp_path):
     assert "| true class | predicted as | images | share of the true class |" in section
     assert "![Confusion matrix of the best configuration](cifar10/confusion_matrix.png)" in section
     assert (tmp_path / "out" / "cifar10" / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_mlflow_run_predict_entry_point(in_store, tmp_path):
+    _write_images(tmp_path / "photos", in_store["data"].x_test[:2])
+    out = subprocess.run(
+        [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "predict", "--env-manager",
+         "local", "-P", f"model={CHAMPION}", "-P", f"path={tmp_path / 'photos'}", "-P",
+         f"output={tmp_path / 'p.csv'}"],
+        cwd=in_store["tmp"], env=in_store["env"], capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    with (tmp_path / "p.csv").open() as fh:
+        assert len(list(csv.DictReader(fh))) == 2
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                filter_string="tags.`benchmark.role` = 'predict'")  # fmt: skip
+    assert (
+        "Classified 2 image(s)" in run.data.tags[M.TAG_NOTE]
+        and "skipped 1" in run.data.tags[M.TAG_NOTE]
+    )
