@@ -65,8 +65,9 @@ TAG_DATASET = "dataset"  # on parent runs; trial runs carry it as a param
 TAG_BEST_RUN = "best_run"  # parent -> its best child run id
 TAG_BEST_CONFIG = "best_config"  # parent -> the best child's run name
 # What a run is, for the report and for filters in the UI (`tags.\`benchmark.role\``):
-# trial | search | ablation (parents) | report | wrapper (an `mlflow run` run that holds no
-# search and no trial: it failed first, or its search lives in another experiment).
+# trial | search | ablation (parents) | report | predict (`mlflow run -e predict`) | wrapper
+# (an `mlflow run` run that holds no search and no trial: it failed first, or its search lives
+# in another experiment).
 TAG_BENCHMARK_ROLE = "benchmark.role"
 ROLE_TAGS = (TAG_BENCHMARK_ROLE, TAG_ROLE)  # set together; old runs carry TAG_ROLE only
 TAG_NOTE = "mlflow.note.content"  # a run's or experiment's description in the MLflow UI
@@ -77,6 +78,10 @@ TAG_RUNG = "benchmark.rung"  # halving: the trial run's rung (0, 1, ...)
 TAG_STAGE = "benchmark.stage"  # halving: explore (a rung) | confirm (a finalist's other seeds)
 TAG_WARM_START = "benchmark.warm_start"  # a candidate queued from this earlier run's config
 TAG_SEARCH_RUN = "search_run"  # wrapper -> the parent run that holds its search
+TAG_MODEL_URI = "benchmark.model_uri"  # trial -> its logged model, for mlflow.pyfunc.load_model
+# Which trials keep their model (search option log_models): every one, the search's winner
+# only, or none. Here, not in benchmark.train.export, so the CLI's --help needs no Keras.
+LOG_MODELS = ("all", "best", "none")
 
 # Params a trial logs besides its config: the split sizes it actually trained on.
 SPLIT_SIZE_PARAMS = ("train_size", "val_size", "test_size")

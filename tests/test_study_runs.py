@@ -75,7 +75,8 @@ def test_resumed_study_links_its_parents_and_every_parent_shows_the_study(tmp_pa
                                                                    new.info.run_id}  # fmt: skip
     # each configuration a row of the leaderboard, linked to its run in the UI
     for t in trials:
-        link = f"[{t.info.run_name}](#/experiments/{t.info.experiment_id}/runs/{t.info.run_id})"
+        link = (f"[{t.info.run_name}](#/experiments/{t.info.experiment_id}/runs/"
+                f"{t.info.run_id}?workflowType=machine_learning)")  # fmt: skip
         assert link in note
 
     # one experiment per dataset, described for a user of the UI

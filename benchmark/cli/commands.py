@@ -40,6 +40,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         extra.append(f"test_accuracy_tta {m['test_accuracy_tta']:.4f}")
     if extra:
         print("  ".join(extra))
+    from mlflow import MlflowClient
+
+    from benchmark.metrics import TAG_MODEL_URI
+
+    if uri := MlflowClient().get_run(result.run_id).data.tags.get(TAG_MODEL_URI):
+        print(f"model {uri} (python -m benchmark predict --model {uri} IMAGES...)")
     return 0
 
 
@@ -93,6 +99,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def _run_search(space, args: argparse.Namespace, tracking, **extra) -> int:
     from benchmark.report.parent import ParentDescription
     from benchmark.search import run_search
+    from benchmark.train.export import set_log_models
+
+    set_log_models(args.log_models)  # the trial processes inherit it
 
     summary = run_search(
         space,

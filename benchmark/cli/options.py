@@ -23,6 +23,7 @@ from benchmark.cli.commands import (
 )
 from benchmark.cli.messages import Parser, _lazy
 from benchmark.config import TrialConfig
+from benchmark.metrics import LOG_MODELS
 from benchmark.search.space import STRATEGIES
 
 FORMATTER = argparse.RawDescriptionHelpFormatter  # epilogs keep their example lines
@@ -166,6 +167,15 @@ def _add_search_options(p: argparse.ArgumentParser, space: bool = True) -> None:
     )
     p.add_argument("--study-name", type=argtypes.optional(str), default=None)
     p.add_argument(
+        "--log-models",
+        type=argtypes.one_of("log_models", LOG_MODELS),
+        default=None,
+        metavar="WHICH",
+        help=f"one of: {', '.join(LOG_MODELS)} (default: all): which trials keep their "
+        "trained model as an MLflow model; best: the search's winner, the others' are deleted "
+        "when it ends",
+    )
+    p.add_argument(
         "--max-failures",
         type=optional_int,
         default=None,
@@ -194,6 +204,30 @@ def add_report_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports", help="output folder (default: reports)")
     p.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI")
     p.set_defaults(func=cmd_report)
+    return p
+
+
+def add_predict_parser(add) -> argparse.ArgumentParser:
+    """`predict`: a logged model (URI) on image files; bound to benchmark.cli.predict."""
+    p = add("predict", help="classify image files with a logged or registered model",
+            epilog=EPILOGS["predict"])  # fmt: skip
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="URI",
+        help="an MLflow model URI: models:/cnn-benchmark-flowers17@champion, runs:/RUN/model, "
+        "or a trial's benchmark.model_uri tag (models:/m-...)",
+    )
+    p.add_argument("paths", nargs="*", metavar="PATH", help="image files or folders")
+    p.add_argument(
+        "--path", action="append", metavar="PATH", help="an image file or folder, as PATH does "
+        "(for the MLproject entry; may be repeated)",
+    )  # fmt: skip
+    p.add_argument(
+        "--output", type=argtypes.optional(str), default=None, metavar="CSV",
+        help="also write path, top-3 classes and probabilities to this CSV file",
+    )  # fmt: skip
+    p.set_defaults(func=lambda args: _lazy("benchmark.cli.predict", "cmd_predict")(args))
     return p
 
 
@@ -226,6 +260,11 @@ example:
 example:
   python -m benchmark report --dataset flowers17 --out reports
   mlflow run . -e report -P dataset=all""",
+    "predict": """\
+examples:
+  python -m benchmark predict --model models:/cnn-benchmark-flowers17@champion photos/
+  python -m benchmark predict --model runs:/RUN_ID/model a.jpg b.png --output predictions.csv
+  mlflow run . -e predict -P model=models:/cnn-benchmark-flowers17@champion -P path=photos""",
     "efficiency": """\
 example:
   python -m benchmark efficiency --dataset flowers17 --data-dir ../shared/data --replay 20""",
@@ -266,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_options(ablate, space=False)
     ablate.set_defaults(func=cmd_ablate)
     add_report_parser(sub)
+    add_predict_parser(add)
 
     eff = add(
         "efficiency",

@@ -32,6 +32,7 @@ from benchmark.report.markdown import (
 from benchmark.report.matters import matters_by_study, reference_points
 from benchmark.report.stats import augmentation_effects, best_row, summarize
 from benchmark.report.summary import best_summary
+from benchmark.report.weakness import where_it_fails
 
 PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 CAPTIONS = {
@@ -69,6 +70,8 @@ def build_report(runs: DatasetRuns, out: Path) -> Report:
     ]
     best = best_summary(runs.main, best_row(board)) if len(board) else None
     parts.insert(4, "## Reference points\n\n" + reference_points(runs.dataset, runs.main, best))
+    fails, fail_files = where_it_fails(best_row(board) if len(board) else None, fig_dir)
+    parts.append("## Where it fails\n\n" + fails)
     if runs.ablation_ids:
         parts.append("## Ablation: augmentation policies on one architecture\n\n" + ablations(runs))
     rel = fig_dir.name
@@ -76,7 +79,7 @@ def build_report(runs: DatasetRuns, out: Path) -> Report:
     parts.append("## Figures\n\n" + ("\n\n".join(shown) if shown else "No completed trials."))
     parts.append("## Pruned and failed trials\n\n" + failures(runs))
     parts.append("## Runs\n\n" + run_index(board))
-    return Report(runs.dataset, "\n\n".join(parts) + "\n", board, files, best)
+    return Report(runs.dataset, "\n\n".join(parts) + "\n", board, files + fail_files, best)
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from benchmark.config import TrialConfig
 from benchmark.data import Dataset
 from benchmark.errors import UserError
 from benchmark.search import rungs
+from benchmark.search.champion import crown_search
 from benchmark.search.cores import cores_for_slot, threads_per_trial
 from benchmark.search.halving import CONFIRM, Job, scaled_config
 from benchmark.search.parts import make_pruner, make_sampler
@@ -157,6 +158,8 @@ def run_search(
         log_summary(search.study, summary, parent.info.run_id, space=space, dataset=dataset,
                     seeds=search.seeds if space.strategy != "halving" else 1,
                     describe=describe, best=rungs.best_filler(search))  # fmt: skip
+        crown_search(search.study, dataset, printer,  # the winner's model into the registry
+                     run_ids=rungs.winner_run_ids(search.study, search.budget))  # fmt: skip
     return summary
 
 

@@ -201,7 +201,7 @@ def experiment_id_for(name: str) -> str:
 
 def run_link(experiment_id: str, run_id: str, text: str) -> str:
     """A markdown link that the MLflow UI resolves inside a description."""
-    return f"[{text}](#/experiments/{experiment_id}/runs/{run_id})"
+    return f"[{text}](#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning)"
 
 
 def _tag_quietly(run_id: str, tags: dict[str, str]) -> None:

@@ -24,6 +24,7 @@ from benchmark.augment import build_augmentation, mixes_labels, save_augmentatio
 from benchmark.config import TrialConfig
 from benchmark.data import Dataset, load_dataset
 from benchmark.models import build_model, model_summary, plan
+from benchmark.train.export import log_dataset_inputs, log_trial_outputs
 from benchmark.train.gpu import (
     AugmentInStep,
     gpu_usage,
@@ -157,6 +158,7 @@ def run_trial(
             | dict.fromkeys(M.ROLE_TAGS, "trial")  # a single `train` run is a trial too
             | (tags or {})
         )
+        log_dataset_inputs(data)  # MLflow inputs: train, validation and test splits
         try:
             result = _train_and_log(
                 cfg, data, layer_plan.flops, callbacks, verbose, run.info, timings
@@ -334,6 +336,7 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings) -> T
                 data.x_train[:5], cfg.augmentation, out / "augmentation_preview.png", seed=cfg.seed
             )
         mlflow.log_artifacts(tmp)
+    log_trial_outputs(model, data, cfg, EVAL_BATCH)  # per-class results; the tested model
     # Where the trial's time went, from inside the trial (the search adds startup_s and the
     # wall time it saw: overhead_s = wall - fit_s).
     timings[M.LOG_TIME] = time.perf_counter() - clock
