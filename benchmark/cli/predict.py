@@ -48,12 +48,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.output:
         write_csv(Path(args.output), rows)
         print(f"wrote {len(rows)} prediction(s) to {args.output}")
-    from benchmark.train.runtime import mark_project_run
+    from benchmark.train.tracking import Tracking
 
     # Under `mlflow run -e predict`: its run says what it did, and is no trial for the report.
     note = f"Classified {len(rows)} image(s) with `{args.model}`"
     note += f"; skipped {len(skipped)} unreadable file(s)." if skipped else "."
-    mark_project_run("predict", note=note)
+    Tracking.from_env().mark_project_run("predict", note=note)
     return 0
 
 
