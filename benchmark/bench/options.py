@@ -7,6 +7,7 @@ Apart from benchmark/bench.py because that module imports Keras and TensorFlow (
 from __future__ import annotations
 
 import argparse
+import os
 
 from benchmark import argtypes
 from benchmark.choices import AUGMENTATIONS, known
@@ -91,3 +92,30 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"--accuracy: default {ACCURACY_EPOCHS}; --tracking: default {TRACKING_EPOCHS}",
     )
     parser.add_argument("--seeds", type=argtypes.seeds, default=(0,), help="--accuracy: e.g. 0,1,2")
+
+
+RETIME_EPILOG = """\
+example:
+  python -m benchmark retime --dataset flowers17 --data-dir ../shared/data --top 10"""
+
+
+def add_retime_arguments(parser: argparse.ArgumentParser) -> None:
+    """`retime`: the dry run's two-epoch probe of each configuration in the store."""
+    parser.add_argument(
+        "--dataset",
+        type=argtypes.choice("dataset"),
+        required=True,
+        metavar="NAME",
+        help=f"one of: {known('dataset')}",
+    )
+    parser.add_argument(
+        "--top",
+        type=argtypes.positive,
+        default=None,
+        metavar="N",
+        help="only the N best configurations by validation accuracy (default: all)",
+    )
+    parser.add_argument(
+        "--data-dir", default=os.environ.get(DATA_ENV), help=f"archives folder (or ${DATA_ENV})"
+    )
+    parser.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI")

@@ -1,4 +1,4 @@
-"""`python -m benchmark {train,search,ablate,report,efficiency,bench}`.
+"""`python -m benchmark {train,search,ablate,report,efficiency,bench,retime}`.
 
 Options are generated from TrialConfig's fields, so a new setting is one dataclass line (its
 end-of-line comment becomes the flag's help). Bad input becomes one line on stderr and exit
@@ -31,7 +31,7 @@ __all__ = ["add_config_options", "as_mlflow_parameters", "build_parser", "config
            "main"]  # fmt: skip
 
 # Commands whose work imports TensorFlow: it is imported first, quietly (benchmark/quiet.py).
-TENSORFLOW_COMMANDS = frozenset({"train", "search", "ablate", "efficiency", "bench"})
+TENSORFLOW_COMMANDS = frozenset({"train", "search", "ablate", "efficiency", "bench", "retime"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
