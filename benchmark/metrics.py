@@ -28,6 +28,12 @@ SELECTED_VAL_ACCURACY = "selected_val_accuracy"  # val_accuracy of the weights t
 # the best epoch's under early stopping (restored), else the last epoch's
 STOPPED_EPOCH = "stopped_epoch"  # epochs actually trained (below epochs: early stopping)
 TEST_ACCURACY_TTA = "test_accuracy_tta"  # tta=flip: mean of the image's and its mirror's scores
+# What the fit cost and what it trained beside (benchmark/train/cost.py).
+CPU_TIME = "cpu_time_s"  # CPU seconds of the trial's own process during fit, all threads
+CPU_MS_PER_IMAGE = "cpu_ms_per_image"  # CPU ms a training image, first epoch excluded
+HOST_BUSY_OTHER = "host_busy_other"  # mean share (0-1) of the cores others kept busy in fit
+PROBE_IMAGES_PER_S = "probe_images_per_s"  # `retime`: images/s of a quiet two-epoch probe
+PROBE_HOST_BUSY_OTHER = "probe_host_busy_other"  # `retime`: host_busy_other during the probe
 # Where a trial's wall time went (seconds), from the search process's point of view.
 STARTUP_TIME = "startup_s"  # trial process start to the trial's first line
 DATA_TIME = "data_s"  # reading the decoded arrays (cache) or decoding them
@@ -54,6 +60,8 @@ TAG_DEVICE = "device"
 TAG_GPU_NAME = "gpu_name"  # on a GPU: its name (also in `device`)
 GPU_TIME = "gpu_time_s"  # on a GPU: the fit's wall time holding it
 GPU_MEMORY_PEAK = "gpu_memory_peak_mb"  # on a GPU: TensorFlow's allocator peak in the fit
+GPU_UTILIZATION = "gpu_utilization_pct"  # on a GPU: mean nvidia-smi utilization in the fit
+TAG_TIMING = "timing"  # clean | contended: other processes' load during fit (cost.py)
 TAG_TF = "tensorflow_version"
 TAG_KERAS = "keras_version"
 TAG_DIGEST = "dataset_digest"

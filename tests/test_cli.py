@@ -118,7 +118,7 @@ import contextlib, io, json, sys
 from benchmark.cli import main
 out = {}
 for cmd in ([], ["train"], ["search"], ["ablate"], ["report"], ["efficiency"], ["bench"],
-            ["predict"]):
+            ["predict"], ["retime"]):
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         code = main([*cmd, "--help"])
@@ -146,7 +146,7 @@ def test_help_lists_allowed_values_and_an_example_without_tensorflow(tmp_path):
     assert all("example" in text and "python -m benchmark" in text for text in helps.values())
     for field in choices.CHOICES:  # every enumerated setting lists its values
         assert f"one of: {choices.known(field)}" in helps["train"], field
-    for cmd in ("search", "ablate", "efficiency"):
+    for cmd in ("search", "ablate", "efficiency", "retime"):
         assert f"one of: {choices.known('dataset')}" in helps[cmd]
     assert f"one of: {', '.join(STRATEGIES)}" in helps["search"]
     assert "one of: all, best, none" in helps["search"] and "--log-models" in helps["ablate"]

@@ -1,4 +1,4 @@
-"""`python -m benchmark {train,search,ablate,report,efficiency,bench,predict}`.
+"""`python -m benchmark {train,search,ablate,report,efficiency,bench,predict,retime}`.
 
 Options are generated from TrialConfig's fields, so a new setting is one dataclass line (its
 end-of-line comment becomes the flag's help). Bad input becomes one line on stderr and exit
@@ -31,7 +31,9 @@ __all__ = ["add_config_options", "as_mlflow_parameters", "build_parser", "config
            "main"]  # fmt: skip
 
 # Commands whose work imports TensorFlow: it is imported first, quietly (benchmark/quiet.py).
-TENSORFLOW_COMMANDS = frozenset({"train", "search", "ablate", "efficiency", "bench", "predict"})
+TENSORFLOW_COMMANDS = frozenset(
+    {"train", "search", "ablate", "efficiency", "bench", "predict", "retime"}
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

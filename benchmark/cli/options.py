@@ -342,5 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_options.add_bench_arguments(bench)
     bench.set_defaults(func=lambda args: _lazy("benchmark.bench", "cmd_bench")(args))
+    retime = add(
+        "retime",
+        help="re-measure the store's configurations quietly (probe images/s)",
+        epilog=bench_options.RETIME_EPILOG,
+    )
+    bench_options.add_retime_arguments(retime)
+    retime.set_defaults(func=lambda args: _lazy("benchmark.bench", "cmd_retime")(args))
     parser.commands = dict(sub.choices)
     return parser

@@ -167,7 +167,8 @@ def load_study_runs(study_name: str) -> DatasetRuns:
 
 
 def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
-    """Adds state, seed, config (params but seed), arch (config but augmentation) and labels.
+    """Adds state, seed, timing, config (params but seed), arch (config but augmentation) and
+    labels.
 
     A label is the run name without its "-s<seed>" suffix (it says depth, kernel, dense
     and policy); configurations that share one within a table (ablation runs have their
@@ -184,6 +185,8 @@ def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
     fallback = t["status"].map(lambda s: status.get(s, str(s).lower()))
     t["state"] = col(t, T(M.TAG_TRIAL_STATE)).fillna(fallback)
     t["seed"] = pd.to_numeric(col(t, P("seed")), errors="coerce").fillna(-1).astype(int)
+    # clean | contended | "" (logged before trials measured the load beside their fit)
+    t["timing"] = col(t, T(M.TAG_TIMING)).fillna("").astype(str)
     policy = col(t, P("augmentation")).fillna("none").astype(str)  # the CLI's name: seed
     t["aug"] = policy.map(lambda a: display("augmentation", a))  # as run names show it: lab
     # Split sizes follow from the data settings (and runs before they were logged lack

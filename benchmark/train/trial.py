@@ -24,6 +24,7 @@ from benchmark.augment import build_augmentation, mixes_labels, save_augmentatio
 from benchmark.config import TrialConfig
 from benchmark.data import Dataset, load_dataset
 from benchmark.models import build_model, model_summary, plan
+from benchmark.train.cost import CostMeter
 from benchmark.train.export import log_dataset_inputs, log_trial_outputs
 from benchmark.train.gpu import (
     AugmentInStep,
@@ -279,13 +280,15 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings) -> T
         )
 
     gpu: dict[str, float] = {}
+    cost = CostMeter(len(data.x_train))  # CPU time, and the load of other processes beside
     start = time.perf_counter()
     with gpu_usage(gpu):
         model.fit(
             train, validation_data=val, epochs=cfg.epochs, verbose=verbose, shuffle=False,
-            callbacks=[logger, *([stopper] if stopper else []), *callbacks],
+            callbacks=[logger, cost, *([stopper] if stopper else []), *callbacks],
         )  # fmt: skip
     train_time = time.perf_counter() - start
+    mlflow.set_tag(M.TAG_TIMING, cost.timing)
     clock = time.perf_counter()
 
     # Test untouched until now, evaluated once; the clean train subset measures memorisation.
@@ -319,6 +322,7 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings) -> T
         M.STOPPED_EPOCH: len(h[M.VAL_ACCURACY]),
         M.VAL_LOSS_RISE: h[M.VAL_LOSS][tested] / min(h[M.VAL_LOSS]) - 1,
     } | gpu
+    final |= cost.metrics()  # cpu_time_s, cpu_ms_per_image, host_busy_other
     if cfg.tta == "flip":
         final[M.TEST_ACCURACY_TTA] = flip_tta_accuracy(model, data.x_test, data.y_test)
     clock = time.perf_counter()
