@@ -14,17 +14,18 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from benchmark import stop
 from benchmark.cli.commands import config_from_args
 from benchmark.cli.messages import (
     _dashes,
     _fail,
-    _lazy,
     _options,
     _under_mlflow_run,
     _unrecognized,
     as_mlflow_parameters,
 )
 from benchmark.cli.options import add_config_options, build_parser
+from benchmark.diskspace import no_space
 from benchmark.errors import UserError
 
 __all__ = ["add_config_options", "as_mlflow_parameters", "build_parser", "config_from_args",
@@ -53,11 +54,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(_unrecognized(extra, options, mlflow_route), set(), mlflow_route)
     if args.command in TENSORFLOW_COMMANDS:
         quiet.import_tensorflow()  # its C++ start-up lines filtered out, real errors kept
+    stop.install()  # SIGTERM and Ctrl-C: runs end KILLED, one line, exit 128+signal
     try:
         return args.func(args)
     except UserError as exc:
+        if (full := no_space(exc)) is not None:  # the data cache's disk is full
+            return stop.finish(full)
         return _fail(str(exc), options, mlflow_route)  # under `mlflow run`: its run FAILED
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        _lazy("benchmark.train.runtime", "end_project_run")("interrupted", "KILLED")
-        return 130
+    except KeyboardInterrupt as exc:  # a stop signal, or a full disk a trial ran into
+        return stop.finish(exc)
+    except Exception as exc:  # a full disk where the search itself writes: one line too
+        if (full := no_space(exc)) is None:
+            raise
+        return stop.finish(full)

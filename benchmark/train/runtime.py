@@ -25,6 +25,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from benchmark import metrics as M
+from benchmark import stop
 from benchmark.errors import UserError
 
 DEFAULT_EXPERIMENT = "cnn-benchmark"  # a dataset's runs go to cnn-benchmark/<dataset>
@@ -280,9 +281,10 @@ def search_parent(dataset: str, run_name: str, tags: dict[str, str]) -> Iterator
     with run:
         try:
             yield run
-        except KeyboardInterrupt:
-            mlflow.set_tag(M.TAG_STATUS_REASON, "interrupted")
-            mlflow.end_run("KILLED")
+        except KeyboardInterrupt as exc:  # SIGTERM, Ctrl-C: KILLED; a full disk: FAILED
+            _, reason, status, extra = stop.run_outcome(exc)
+            mlflow.set_tags({M.TAG_STATUS_REASON: reason[:500]} | extra)
+            mlflow.end_run(status)
             raise
         except BaseException as exc:  # the parent says why it FAILED, as a trial does
             mlflow.set_tag(M.TAG_STATUS_REASON, (str(exc) or type(exc).__name__)[:500])

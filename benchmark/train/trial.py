@@ -17,13 +17,13 @@ from pathlib import Path
 import keras
 import mlflow
 import numpy as np
-import optuna
 
 from benchmark import metrics as M
 from benchmark.augment import build_augmentation, mixes_labels, save_augmentation_preview
 from benchmark.config import TrialConfig
 from benchmark.data import Dataset, load_dataset
 from benchmark.models import build_model, model_summary, plan
+from benchmark.stop import run_outcome
 from benchmark.train.gpu import (
     AugmentInStep,
     gpu_usage,
@@ -159,12 +159,9 @@ def run_trial(
                 cfg, data, layer_plan.flops, callbacks, verbose, run.info, timings
             )
         except BaseException as exc:  # record why, then let the caller decide
-            pruned = isinstance(exc, optuna.TrialPruned)
-            interrupted = isinstance(exc, KeyboardInterrupt)
-            state = "pruned" if pruned else "failed"
-            reason = "interrupted" if interrupted else (str(exc) or type(exc).__name__)
-            mlflow.set_tags({M.TAG_TRIAL_STATE: state, M.TAG_STATUS_REASON: reason[:500]})
-            mlflow.end_run(status="KILLED" if pruned or interrupted else "FAILED")
+            state, reason, status, extra = run_outcome(exc)  # SIGTERM: KILLED, the signal
+            mlflow.set_tags({M.TAG_TRIAL_STATE: state, M.TAG_STATUS_REASON: reason[:500]} | extra)
+            mlflow.end_run(status=status)
             raise
         mlflow.set_tag(M.TAG_TRIAL_STATE, "complete")
     return result
