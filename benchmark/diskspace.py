@@ -10,6 +10,7 @@ Light: MLflow is imported only when needed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -34,17 +35,41 @@ class DiskFull(Stopped):
 
 
 def no_space(exc: BaseException) -> DiskFull | None:
-    """The DiskFull that `exc` (or an exception in its chain) means, or None."""
-    for e in _chain(exc):
-        if isinstance(e, DiskFull):
-            return e
-    for e in _chain(exc):
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            return DiskFull(_where(e.filename))
+    """The DiskFull that `exc` (or an exception in its chain) means, or None. Remembered on
+    `exc`: asked again later (after its run ended) it names the same place."""
+    chain = list(_chain(exc))
+    for e in chain:
+        if isinstance(e, DiskFull) or isinstance(getattr(e, "_disk_full", None), DiskFull):
+            return e if isinstance(e, DiskFull) else e._disk_full
+    found = None
+    for e in chain:
         text = str(e)
-        if SQLITE_FULL in text or NO_SPACE in text:
-            return DiskFull(_where(_path_in(text)))
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            found = DiskFull(_where(e.filename))
+        elif SQLITE_FULL in text:  # SQLite names no file: the store's
+            found = DiskFull(store_path() or _where(None))
+        elif NO_SPACE in text:
+            found = DiskFull(_where(_path_in(text)))
+        if found is not None:
+            with contextlib.suppress(AttributeError, TypeError):
+                exc._disk_full = found
+            return found
     return None
+
+
+def quiet_store_errors() -> None:
+    """MLflow logs every failed SQL statement with its traceback (pages of them when the disk
+    is full); those of a full disk are dropped: the command says it in one line instead."""
+    import logging
+
+    logger = logging.getLogger("mlflow.store.db.utils")
+    if _keep_record not in logger.filters:
+        logger.addFilter(_keep_record)
+
+
+def _keep_record(record) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (SQLITE_FULL in record.getMessage() or (exc is not None and no_space(exc)))
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -73,9 +98,14 @@ def _where(path: str | os.PathLike | None) -> str:
 def candidate_places() -> list[str]:
     """Where a search writes: the SQLite tracking store, the local artifact root, the data
     cache (each as the nearest folder that exists)."""
+    import mlflow
+
     from benchmark.data.cache import cache_root
 
-    places = [store_path(), artifact_path(), str(cache_root())]
+    run = mlflow.active_run()  # a trial logging its artifacts: its own folder first
+    uri = run.info.artifact_uri if run else ""
+    here = uri.removeprefix("file://") if uri.startswith(("file://", "/")) else None
+    places = [here, store_path(), artifact_path(), str(cache_root())]
     return [p for p in (_existing(p) for p in places if p) if p]
 
 
@@ -156,5 +186,6 @@ def space_warning(trials: int, study_name: str) -> str | None:
     free = free_bytes(place)
     if free >= need:
         return None
+    each = _size(need / trials)
     return (f"warning: {place} has {_size(free)} free; this search likely needs about "
-            f"{_size(need)} ({trials} runs x {_size(need / trials)} of artifacts)")  # fmt: skip
+            f"{_size(need)} ({trials} runs x about {each} of artifacts)")  # fmt: skip

@@ -25,6 +25,7 @@ from types import FrameType
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 TAG_SIGNAL = "stop_signal"  # on a run ended KILLED by a signal: SIGTERM, SIGINT
+TAG_PROCESS = "trial_pid"  # the process that trains a trial run (beside its search's `worker`)
 DEADLINE_S = 9.0  # after the first signal the process exits within this, whatever hangs
 CHILD_GRACE_S = 4.0  # how long a stopped trial process gets to end its run before a kill
 RESUME = "run the same command to resume"

@@ -25,7 +25,7 @@ from benchmark.cli.messages import (
     as_mlflow_parameters,
 )
 from benchmark.cli.options import add_config_options, build_parser
-from benchmark.diskspace import no_space
+from benchmark.diskspace import no_space, quiet_store_errors
 from benchmark.errors import UserError
 
 __all__ = ["add_config_options", "as_mlflow_parameters", "build_parser", "config_from_args",
@@ -55,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in TENSORFLOW_COMMANDS:
         quiet.import_tensorflow()  # its C++ start-up lines filtered out, real errors kept
     stop.install()  # SIGTERM and Ctrl-C: runs end KILLED, one line, exit 128+signal
+    quiet_store_errors()  # a full disk: one line, not MLflow's tracebacks of each statement
     try:
         return args.func(args)
     except UserError as exc:

@@ -27,6 +27,7 @@ import optuna
 
 from benchmark import stop
 from benchmark.config import TrialConfig
+from benchmark.diskspace import quiet_store_errors
 from benchmark.quiet import THREADS_ENV, import_tensorflow
 
 if TYPE_CHECKING:
@@ -231,6 +232,7 @@ def _died(exitcode: int | None, failed: type[Exception]) -> None:
 def _serve(jobs, send, tracking_uri: str, parent_pid: int, threads: int | None) -> None:
     """The trial process: warm up, wait for one job, run it, report, exit."""
     stop.install(deadline=False)  # SIGTERM / Ctrl-C: end the run KILLED, then report it
+    quiet_store_errors()  # a full disk is reported once, by the search
     _die_with_parent(parent_pid)
     if threads is not None:  # read by runtime.configure_threads and the tf.data pipelines
         os.environ[THREADS_ENV] = str(threads)
@@ -317,7 +319,7 @@ def _train(job: TrialJob) -> TrialResult:
         callbacks=callbacks,
         parent_run_id=job.parent_run_id,
         run_name=job.run_name,
-        tags=job.tags,
+        tags=job.tags | {stop.TAG_PROCESS: str(os.getpid())},  # the process to stop or kill
         verbose=0,
     )
 

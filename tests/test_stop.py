@@ -1,0 +1,146 @@
+"""SIGTERM and Ctrl-C, and a full disk, as a user meets them: one line, the exit code a shell
+reports, runs ended KILLED (FAILED for a full disk) with the reason, nothing left RUNNING.
+
+The chaos rounds (every kind of kill in one seeded sequence, then a rerun), PostgreSQL going
+away mid-search and a full tmpfs are in tests/test_chaos.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+
+from benchmark import metrics as M
+from benchmark import stop
+from benchmark.diskspace import DiskFull, no_space, space_warning
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_each_stop_says_why_and_exits_as_a_shell_reports_it():
+    term = stop.Stopped(signal.SIGTERM)
+    assert (term.reason, term.exit_code) == ("stopped by SIGTERM", 143)
+    assert stop.run_outcome(term) == ("failed", "stopped by SIGTERM", "KILLED",
+                                      {stop.TAG_SIGNAL: "SIGTERM"})  # fmt: skip
+    assert stop.reason(KeyboardInterrupt()) == "stopped by SIGINT"  # a Ctrl-C before install
+    assert stop.run_outcome(optuna.TrialPruned("at epoch 2"))[2] == "KILLED"
+    assert stop.run_outcome(ValueError("bad"))[1:3] == ("bad", "FAILED")
+
+
+def test_a_full_disk_is_one_line_naming_the_place_wherever_it_is_raised(tmp_path):
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.npz"))
+    assert no_space(RuntimeError("not a disk problem")) is None
+    try:
+        try:
+            raise full
+        except OSError as exc:
+            raise RuntimeError("logging the artifacts failed") from exc
+    except RuntimeError as exc:
+        found = no_space(exc)
+    assert isinstance(found, DiskFull) and found.exit_code == 1
+    assert found.line.startswith(f"no space left on {tmp_path / 'x.npz'} (")
+    assert found.line.endswith("free): free some space and run the same command to resume")
+    sqlite = no_space(Exception("(sqlite3.OperationalError) database or disk is full"))
+    assert sqlite is not None and sqlite.line.startswith("no space left on ")
+    state, reason, status, _ = stop.run_outcome(sqlite)
+    assert (state, reason, status) == ("failed", sqlite.line, "FAILED")
+
+
+def test_a_search_too_big_for_its_disk_is_warned_about_in_one_line(tmp_path):
+    free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize
+    trials = int(free / (2 * 2**20)) + 10  # more runs x 2 MB (nothing measured) than fits
+    line = space_warning(trials, "no-such-study")
+    assert line and line.startswith(f"warning: {tmp_path}")
+    assert f"({trials} runs x about 2.0 MB of artifacts)" in line
+    assert space_warning(1, "no-such-study") is None
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("BENCHMARK_IN_PROCESS", None)  # the default: each trial in its own process
+    return env
+
+
+def _wait_for_running_trial(deadline_s: float = 300) -> mlflow.entities.Run:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        runs = mlflow.search_runs(
+            search_all_experiments=True, output_format="list",
+            filter_string="tags.cnn_benchmark_role = 'trial' and attributes.status = 'RUNNING'",
+        )  # fmt: skip
+        if runs and mlflow.MlflowClient().get_metric_history(runs[0].info.run_id, M.LOSS):
+            return runs[0]  # an epoch logged: it is training
+        time.sleep(0.3)
+    raise AssertionError("no trial started training")
+
+
+def _stop(proc: subprocess.Popen, sig: int, group: bool = False) -> tuple[int, float, str]:
+    """Send `sig` (to the process group: a terminal's Ctrl-C); rc, seconds to exit, stderr."""
+    t0 = time.monotonic()
+    os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, time.monotonic() - t0, err
+
+
+@pytest.mark.slow
+def test_sigterm_on_train_ends_its_run_killed_with_the_signal(tmp_path, shared_data):
+    cmd = [sys.executable, "-m", "benchmark", "train", "--dataset", "cifar10", "--data-dir",
+           str(shared_data), "--max-train-samples", "200", "--epochs", "50", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # `train` has no role tag filter: any run with an epoch
+        runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+        if runs and mlflow.MlflowClient().get_metric_history(runs[0].info.run_id, M.LOSS):
+            break
+        time.sleep(0.3)
+    rc, took, err = _stop(proc, signal.SIGTERM)
+    assert rc == 128 + signal.SIGTERM and took < 10, (rc, took, err[-2000:])
+    assert err.strip().splitlines()[-1] == "stopped by SIGTERM; run the same command to resume"
+    assert "Traceback" not in err
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert run.info.status == "KILLED"
+    assert run.data.tags[M.TAG_STATUS_REASON] == "stopped by SIGTERM"
+    assert run.data.tags[stop.TAG_SIGNAL] == "SIGTERM"
+
+
+GRID = """
+strategy: grid
+fixed: {epochs: 30, padding: valid, filters_max: 64, steps_per_execution: 4}
+space:
+  depth: {values: [2, 3]}
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_under_mlflow_run_ends_its_run_and_the_trial_killed(tmp_path, shared_data):
+    """The run `mlflow run` made (MLFLOW_RUN_ID) is the search's parent: it and the running
+    trial end KILLED with the signal."""
+    (tmp_path / "grid.yaml").write_text(GRID)
+    exp = mlflow.create_experiment("cnn-benchmark/cifar10")
+    wrapper = mlflow.MlflowClient().create_run(exp, tags={"mlflow.project.entryPoint": "main"})
+    env = _env(tmp_path) | {"MLFLOW_RUN_ID": wrapper.info.run_id}
+    cmd = [sys.executable, "-m", "benchmark", "search", "--dataset", "cifar10", "--space",
+           "grid.yaml", "--data-dir", str(shared_data), "--max-train-samples", "200"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    trial = _wait_for_running_trial()
+    rc, took, err = _stop(proc, signal.SIGTERM)
+    assert rc == 143 and took < 10, (rc, took, err[-2000:])
+    assert err.strip().splitlines()[-1] == "stopped by SIGTERM; run the same command to resume"
+    runs = {r.info.run_id: r for r in mlflow.search_runs(search_all_experiments=True,
+                                                         output_format="list")}  # fmt: skip
+    assert [r.info.status for r in runs.values()].count("RUNNING") == 0
+    for run_id in (wrapper.info.run_id, trial.info.run_id):
+        assert runs[run_id].info.status == "KILLED"
+        assert runs[run_id].data.tags[stop.TAG_SIGNAL] == "SIGTERM"
+    assert runs[trial.info.run_id].data.tags["mlflow.parentRunId"] == wrapper.info.run_id
