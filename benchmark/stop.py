@@ -70,6 +70,18 @@ def install(deadline: bool = True) -> None:
         signal.signal(sig, handler)
 
 
+def with_parent() -> None:
+    """Under `mlflow run`: SIGTERM to `mlflow run` ends it at once without passing the signal
+    on; Linux then sends this process SIGTERM (PR_SET_PDEATHSIG), so `mlflow run`'s run and
+    the trial still end KILLED instead of the search training on, orphaned."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: a search whose `mlflow run` died goes on; rerun resumes it anyway
+
+
 @contextlib.contextmanager
 def blocked() -> Iterator[None]:
     """SIGTERM and SIGINT held back in this thread while it starts a trial process: the child

@@ -52,11 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = _options(parser.commands[args.command])
     if extra:
         return _fail(_unrecognized(extra, options, mlflow_route), set(), mlflow_route)
-    if args.command in TENSORFLOW_COMMANDS:
-        quiet.import_tensorflow()  # its C++ start-up lines filtered out, real errors kept
     stop.install()  # SIGTERM and Ctrl-C: runs end KILLED, one line, exit 128+signal
+    if mlflow_route and argv is None:  # the command itself, not a call from a test
+        stop.with_parent()  # `mlflow run` itself stopped: stop as if signalled
     quiet_store_errors()  # a full disk: one line, not MLflow's tracebacks of each statement
     try:
+        if args.command in TENSORFLOW_COMMANDS:
+            quiet.import_tensorflow()  # its C++ start-up lines filtered out, real errors kept
         return args.func(args)
     except UserError as exc:
         if (full := no_space(exc)) is not None:  # the data cache's disk is full
