@@ -122,25 +122,33 @@ space:
 
 
 @pytest.mark.slow
-def test_sigterm_under_mlflow_run_ends_its_run_and_the_trial_killed(tmp_path, shared_data):
-    """The run `mlflow run` made (MLFLOW_RUN_ID) is the search's parent: it and the running
-    trial end KILLED with the signal."""
+def test_sigterm_to_mlflow_run_itself_ends_its_run_and_the_trial_killed(tmp_path, shared_data):
+    """`kill PID` of `mlflow run`: it dies at once without passing the signal on, and the
+    search it started still stops (it follows its parent): `mlflow run`'s run, the search's
+    parent, and the running trial end KILLED with the signal; nothing stays RUNNING."""
     (tmp_path / "grid.yaml").write_text(GRID)
-    exp = mlflow.create_experiment("cnn-benchmark/cifar10")
-    wrapper = mlflow.MlflowClient().create_run(exp, tags={"mlflow.project.entryPoint": "main"})
-    env = _env(tmp_path) | {"MLFLOW_RUN_ID": wrapper.info.run_id}
-    cmd = [sys.executable, "-m", "benchmark", "search", "--dataset", "cifar10", "--space",
-           "grid.yaml", "--data-dir", str(shared_data), "--max-train-samples", "200"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+    mlflow.create_experiment("cnn-benchmark/cifar10", (tmp_path / "artifacts").as_uri())
+    cmd = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "main", "--env-manager",
+           "local", "--experiment-name", "cnn-benchmark/cifar10", "-P", "dataset=cifar10",
+           "-P", f"space={tmp_path / 'grid.yaml'}", "-P", f"data_dir={shared_data}",
+           "-P", "max_train_samples=200"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     trial = _wait_for_running_trial()
-    rc, took, err = _stop(proc, signal.SIGTERM)
-    assert rc == 143 and took < 10, (rc, took, err[-2000:])
-    assert err.strip().splitlines()[-1] == "stopped by SIGTERM; run the same command to resume"
-    runs = {r.info.run_id: r for r in mlflow.search_runs(search_all_experiments=True,
-                                                         output_format="list")}  # fmt: skip
-    assert [r.info.status for r in runs.values()].count("RUNNING") == 0
-    for run_id in (wrapper.info.run_id, trial.info.run_id):
-        assert runs[run_id].info.status == "KILLED"
-        assert runs[run_id].data.tags[stop.TAG_SIGNAL] == "SIGTERM"
-    assert runs[trial.info.run_id].data.tags["mlflow.parentRunId"] == wrapper.info.run_id
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _running():
+        time.sleep(0.3)
+    assert _running() == []
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    (parent,) = [r for r in runs if r.data.tags.get(M.TAG_BENCHMARK_ROLE) == "search"]
+    assert parent.data.tags.get("mlflow.project.entryPoint") == "main"  # mlflow run's own run
+    for run in (parent, mlflow.get_run(trial.info.run_id)):
+        assert run.info.status == "KILLED"
+        assert run.data.tags[stop.TAG_SIGNAL] == "SIGTERM"
+
+
+def _running() -> list:
+    return mlflow.search_runs(search_all_experiments=True, output_format="list",
+                              filter_string="attributes.status = 'RUNNING'")  # fmt: skip
