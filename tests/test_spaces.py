@@ -95,3 +95,39 @@ def test_a_new_pruner_or_sampler_is_one_registered_function(tmp_path):
         SAMPLERS.unregister("qmc")
     with pytest.raises(UserError, match="optuna.sampler 'qmc' is not allowed; allowed: tpe"):
         load_space(str(path))
+
+
+def _dry_run_args(path: Path, tmp_path: Path, shared_data: Path) -> tuple[str, str, dict]:
+    """(dataset, data dir, overrides) to dry-run a shipped space on little data: the real
+    archives, a synthetic CIFAR-100 archive (none can be had here), a folder tree."""
+    space = load_space(path)
+    dataset = space.dataset or path.stem
+    if dataset == "cifar100":
+        from test_datasets import _cifar100_archive
+
+        _cifar100_archive(tmp_path, per_class=5)
+        return dataset, str(tmp_path), {"max_train_samples": 200}
+    if path.stem == "folder":
+        return f"folder:{_shapes(tmp_path / 'shapes')}", str(tmp_path), {}
+    return dataset, str(shared_data), {"max_train_samples": 170 if "flowers" in dataset else 200}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_space_dry_runs(path, tmp_path, shared_data):
+    """Every model of a shipped space builds and the time estimate (halving: the plan for
+    its budget) comes out, on a small subset; nothing is trained or tracked."""
+    space = load_space(path)
+    dataset, data_dir, overrides = _dry_run_args(path, tmp_path, shared_data)
+    lines: list[str] = []
+    if space.strategy == "halving":
+        plan = search_mod.plan_only(space, dataset=dataset, data_dir=data_dir,
+                                    overrides=overrides, printer=lines.append)  # fmt: skip
+        assert plan.total_s() <= plan.budget_s and plan.quotas[0] > plan.quotas[-1]
+        assert lines[-1].startswith("planned ") and "rung 0:" in "\n".join(lines)
+    else:
+        est = search_mod.dry_run(space, dataset=dataset, data_dir=data_dir, overrides=overrides,
+                                 printer=lines.append)  # fmt: skip
+        assert est > 0 and "estimated total" in lines[-1]
+        assert not any("rejected" in line for line in lines), lines
+    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []

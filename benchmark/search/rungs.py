@@ -122,16 +122,22 @@ _STATES = {
 }
 
 
+MEASURED_AFTER = 3  # finished trials before their seconds per epoch replace the probe's
+
+
 def measured_cost(study: optuna.Study, plan: HalvingPlan) -> Callable[[int], float]:
     """Seconds of a trial of `epochs` epochs: the plan's overhead plus the median seconds
-    per epoch the study's finished trials really took (the probe's figure before any)."""
+    per epoch the study's finished trials really took. Until MEASURED_AFTER have finished,
+    the probe's figure: one slow first trial (a cold cache, a neighbour's burst) must not cut
+    rung 0 to a handful of candidates."""
     per_epoch = [
         ((t.datetime_complete - t.datetime_start).total_seconds() - plan.overhead_s)
         / len(t.intermediate_values)
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if t.intermediate_values and t.datetime_start and "duplicate_of" not in t.user_attrs
     ]
-    epoch_s = max(statistics.median(per_epoch), 0.0) if per_epoch else plan.epoch_s
+    enough = len(per_epoch) >= MEASURED_AFTER
+    epoch_s = max(statistics.median(per_epoch), 0.0) if enough else plan.epoch_s
     return lambda epochs: plan.overhead_s + epochs * epoch_s
 
 
