@@ -159,7 +159,7 @@ def _title(study: Study) -> str:
         f"top {study.tag('confirm_top') or DASH} confirmed on {study.tag('seeds') or DASH} seeds",
         f"{_minutes(study.wall_s)} min of wall time in {parents} parent run(s)"
         + (" (resumed)" if parents > 1 else ""),
-        f"{_trainings(runs)} trainings",
+        f"trainings: {_trainings(runs)}",
     ]
     warm = runs[col(runs, T(M.TAG_WARM_START)).notna()]
     if len(warm):

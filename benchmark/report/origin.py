@@ -63,17 +63,23 @@ def best_by_hand(done: pd.DataFrame, board: pd.DataFrame) -> dict[str, Any] | No
     return best_summary(done, row) | {"found_by": found_by([], row["run_ids"])}
 
 
+def _mixed(board: pd.DataFrame) -> bool:
+    """Some rows trained by hand and some found by a search: only then is a mark news (a
+    store of hand-trained runs only has its best among them, as before searches existed)."""
+    return "by_hand" in board and board["by_hand"].astype(bool).nunique() == 2
+
+
 def marked(board: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard with hand-trained configurations marked after their name."""
-    if "by_hand" not in board or not board["by_hand"].astype(bool).any():
+    if not _mixed(board):
         return board
     hand = board["by_hand"].astype(bool)
     return board.assign(label=board["label"].where(~hand, board["label"] + MARK))
 
 
 def hand_note(board: pd.DataFrame) -> str:
-    """The leaderboard's note on hand-trained rows; empty when there are none."""
-    if "by_hand" not in board or not board["by_hand"].astype(bool).any():
+    """The leaderboard's note on hand-trained rows; empty unless a search found others."""
+    if not _mixed(board):
         return ""
     return (
         f"\n\n{MARK.strip()}: trained with `python -m benchmark train`, outside any search. "
