@@ -157,6 +157,7 @@ def test_the_section_lists_each_rung_and_the_confirmation(store, report):
         assert row["val acc, first seed"] == f"{first.data.metrics[M.SELECTED_VAL_ACCURACY]:.4f}"
         assert row["val acc, mean over seeds"].startswith(f"{statistics.fmean(val):.4f} ± ")
     assert "winner's curse, measured" in section
+    assert "| 10.0 min: rungs of 2-4 epochs, 8 trainings planned |" in md.split("## Findings")[0]
 
 
 @pytest.mark.slow

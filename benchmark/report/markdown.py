@@ -113,7 +113,11 @@ def searches(parents: pd.DataFrame, labels: dict[str, str] | None = None) -> str
         # tags: the resolved values (params may hold what was typed to `mlflow run`, "none")
         budget = f"{cell(r.get(T('n_trials')))} trials × {cell(r.get(T('seeds')))} seed(s)"
         epochs = r.get(P("fixed.epochs"))
-        if has_value(epochs):
+        if r.get(T("strategy")) == "halving":  # n_trials: the trainings its plan holds
+            budget = (f"{cell(r.get(T('budget_minutes')))} min: rungs of "
+                      f"{cell(r.get(T('rung_epochs')))} epochs, "
+                      f"{cell(r.get(T('n_trials')))} trainings planned")  # fmt: skip
+        elif has_value(epochs):
             budget += f" × {epochs} epochs"
         subset = r.get(P("fixed.max_train_samples"))
         if has_value(subset) and subset != "None":
