@@ -255,16 +255,17 @@ def test_a_halving_rung_s_shorter_runs_are_no_candidates_for_more_seeds():
 
 
 def test_a_resumed_halving_study_counts_both_parents_and_follows_candidates_across_them():
-    """Rung 0 under the first parent run, rung 1 and the confirmation under the second (the
-    search was stopped and resumed): one study, its wall time both parents', survivors
-    followed by candidate, found_by naming the parent that holds the winner's runs."""
+    """Rung 0 under the first parent run, the last rung and the confirmation under the second
+    (the search was stopped and resumed; time ran short, so it skipped the middle rung): one
+    study, its wall time both parents', survivors followed by candidate past the skipped
+    rung, finalists ranked by their mean over seeds, found_by naming the winner's parent."""
     from benchmark.report.budget import budget_section, search_studies
     from benchmark.report.load import DatasetRuns
     from benchmark.report.origin import found_by
 
     t0 = pd.Timestamp("2026-12-01 10:00", tz="UTC")
     tags = {"tags.study_name": "s", "tags.cnn_benchmark_role": "search",
-            "tags.strategy": "halving", "tags.rung_epochs": "2-4",
+            "tags.strategy": "halving", "tags.rung_epochs": "2-3-4",
             "tags.budget_minutes": "10.0", "status": "FINISHED"}  # fmt: skip
     parents = pd.DataFrame([
         tags | {"run_id": "p1", "start_time": t0, "end_time": t0 + pd.Timedelta(minutes=3)},
@@ -281,17 +282,17 @@ def test_a_resumed_halving_study_counts_both_parents_and_follows_candidates_acro
                 "start_time": t0, "end_time": t0 + pd.Timedelta(seconds=30)}  # fmt: skip
 
     rows = [run(f"r0-{d}", "p1", d, 0, 2, d / 10) for d in (1, 2, 3, 4)]
-    rows += [run("r1-4", "p2", 4, 1, 4, 0.6), run("r1-3", "p2", 3, 1, 4, 0.5)]
-    rows += [run("c-4", "p2", 4, 1, 4, 0.3, "confirm", 1), run("c-3", "p2", 3, 1, 4, 0.5,
+    rows += [run("r2-4", "p2", 4, 2, 4, 0.6), run("r2-3", "p2", 3, 2, 4, 0.5)]
+    rows += [run("c-4", "p2", 4, 2, 4, 0.3, "confirm", 1), run("c-3", "p2", 3, 2, 4, 0.5,
                                                               "confirm", 1)]  # fmt: skip
     studies = search_studies(DatasetRuns("d", _trials(rows), parents))
     assert len(studies) == 1 and studies[0].wall_s == 7 * 60
     section = budget_section(studies)[0]
     assert "7.0 min of wall time in 2 parent run(s) (resumed)" in section
     rungs = _rows(section)
-    assert [(r["rung"], r["candidates"], r["survivors"]) for r in rungs[:2]] == [
-        ("0", "4", "2"), ("1", "2", "2")]  # fmt: skip
+    assert [(r["rung"], r["epochs"], r["candidates"], r["survivors"]) for r in rungs[:3]] == [
+        ("0", "2", "4", "2"), ("1", "3", "0", "0"), ("2", "4", "2", "2")]  # fmt: skip
     finalists = _rows(section, 1)
     assert [r["val acc, first seed"] for r in finalists] == ["0.5000", "0.6000"]  # 0.50 > 0.45
-    found = found_by(studies, ["r1-3", "c-3"])
+    found = found_by(studies, ["r2-3", "c-3"])
     assert (found["parent_run_id"], found["parent_runs"], found["wall_s"]) == ("p2", 2, 420.0)

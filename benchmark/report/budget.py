@@ -188,8 +188,10 @@ def rung_table(study: Study) -> str:
     rows = []
     for rung, epochs in enumerate(ladder):
         here = explore[explore["rung"] == rung]
-        after = explore[explore["rung"] == rung + 1] if rung + 1 < len(ladder) else confirm
-        kept = set(here["point"]) & set(after["point"])
+        # went on: to the next rung, a later one (time short: a middle rung skipped), or
+        # from the last rung to the confirmation
+        went_on = set(explore.loc[explore["rung"] > rung, "point"]) | set(confirm["point"])
+        kept = set(here["point"]) & went_on
         n_warm = len(set(here["point"]) & warm)
         rows.append([
             str(rung), str(epochs), str(here["point"].nunique())
@@ -203,8 +205,9 @@ def rung_table(study: Study) -> str:
                  _minutes(runs["wall_s"].sum()), DASH, _best_val(runs)])  # fmt: skip
     heads = ("rung | epochs | candidates | trainings | wall time (min) | survivors | "
              "best val acc (one run)")  # fmt: skip
-    note = ("Survivors: candidates of the rung trained again at the next (after the last "
-            "rung: the finalists confirmed on more seeds).")  # fmt: skip
+    note = ("Survivors: candidates of the rung trained again at a later rung (the next, "
+            "unless time ran short and the search skipped it) or confirmed on more "
+            "seeds.")  # fmt: skip
     return table(heads, rows, right=range(1, 7)) + "\n\n" + note
 
 
