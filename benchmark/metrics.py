@@ -28,6 +28,12 @@ SELECTED_VAL_ACCURACY = "selected_val_accuracy"  # val_accuracy of the weights t
 # the best epoch's under early stopping (restored), else the last epoch's
 STOPPED_EPOCH = "stopped_epoch"  # epochs actually trained (below epochs: early stopping)
 TEST_ACCURACY_TTA = "test_accuracy_tta"  # tta=flip: mean of the image's and its mirror's scores
+# What the fit cost and what it trained beside (benchmark/train/cost.py).
+CPU_TIME = "cpu_time_s"  # CPU seconds of the trial's own process during fit, all threads
+CPU_MS_PER_IMAGE = "cpu_ms_per_image"  # CPU ms a training image, first epoch excluded
+HOST_BUSY_OTHER = "host_busy_other"  # mean share (0-1) of the cores others kept busy in fit
+PROBE_IMAGES_PER_S = "probe_images_per_s"  # `retime`: images/s of a quiet two-epoch probe
+PROBE_HOST_BUSY_OTHER = "probe_host_busy_other"  # `retime`: host_busy_other during the probe
 # Where a trial's wall time went (seconds), from the search process's point of view.
 STARTUP_TIME = "startup_s"  # trial process start to the trial's first line
 DATA_TIME = "data_s"  # reading the decoded arrays (cache) or decoding them
@@ -54,6 +60,8 @@ TAG_DEVICE = "device"
 TAG_GPU_NAME = "gpu_name"  # on a GPU: its name (also in `device`)
 GPU_TIME = "gpu_time_s"  # on a GPU: the fit's wall time holding it
 GPU_MEMORY_PEAK = "gpu_memory_peak_mb"  # on a GPU: TensorFlow's allocator peak in the fit
+GPU_UTILIZATION = "gpu_utilization_pct"  # on a GPU: mean nvidia-smi utilization in the fit
+TAG_TIMING = "timing"  # clean | contended: other processes' load during fit (cost.py)
 TAG_TF = "tensorflow_version"
 TAG_KERAS = "keras_version"
 TAG_DIGEST = "dataset_digest"
@@ -65,8 +73,9 @@ TAG_DATASET = "dataset"  # on parent runs; trial runs carry it as a param
 TAG_BEST_RUN = "best_run"  # parent -> its best child run id
 TAG_BEST_CONFIG = "best_config"  # parent -> the best child's run name
 # What a run is, for the report and for filters in the UI (`tags.\`benchmark.role\``):
-# trial | search | ablation (parents) | report | wrapper (an `mlflow run` run that holds no
-# search and no trial: it failed first, or its search lives in another experiment).
+# trial | search | ablation (parents) | report | predict (`mlflow run -e predict`) | wrapper
+# (an `mlflow run` run that holds no search and no trial: it failed first, or its search lives
+# in another experiment).
 TAG_BENCHMARK_ROLE = "benchmark.role"
 ROLE_TAGS = (TAG_BENCHMARK_ROLE, TAG_ROLE)  # set together; old runs carry TAG_ROLE only
 TAG_NOTE = "mlflow.note.content"  # a run's or experiment's description in the MLflow UI
@@ -77,6 +86,10 @@ TAG_RUNG = "benchmark.rung"  # halving: the trial run's rung (0, 1, ...)
 TAG_STAGE = "benchmark.stage"  # halving: explore (a rung) | confirm (a finalist's other seeds)
 TAG_WARM_START = "benchmark.warm_start"  # a candidate queued from this earlier run's config
 TAG_SEARCH_RUN = "search_run"  # wrapper -> the parent run that holds its search
+TAG_MODEL_URI = "benchmark.model_uri"  # trial -> its logged model, for mlflow.pyfunc.load_model
+# Which trials keep their model (search option log_models): every one, the search's winner
+# only, or none. Here, not in benchmark.train.export, so the CLI's --help needs no Keras.
+LOG_MODELS = ("all", "best", "none")
 
 # Params a trial logs besides its config: the split sizes it actually trained on.
 SPLIT_SIZE_PARAMS = ("train_size", "val_size", "test_size")

@@ -24,6 +24,9 @@ from collections.abc import Iterator
 ENVIRONMENT = {
     "TF_CPP_MIN_LOG_LEVEL": "2",  # TF's own C++ INFO and WARNING lines
     "MLFLOW_LOGGING_LEVEL": "WARNING",  # "Creating initial MLflow database tables..." per store
+    # Logging a trial's model checks its input example by loading it back: no progress bar
+    # for that download in every trial's output.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 # Set in a trial process started by `--workers N`: how many threads its TensorFlow and

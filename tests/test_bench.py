@@ -9,18 +9,21 @@ from benchmark.cli import main
 
 
 def test_bench_prints_both_pipelines_and_a_speedup(capsys):
-    argv = ["bench", "--steps", "3", "--repeats", "3", "--batch-size", "8"]
+    argv = ["bench", "--steps", "3", "--repeats", "5", "--batch-size", "8"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     rows = {line.split("  ")[0]: line for line in out.splitlines()}
     for name in (NOTEBOOK, SUITE):
-        assert re.fullmatch(rf"{re.escape(name)}\s+\d+\s+\d+\s+\d+\s+\d+\.\d\d\s+3", rows[name]), (
+        assert re.fullmatch(rf"{re.escape(name)}\s+\d+\s+\d+\s+\d+\s+\d+\.\d\d\s+5", rows[name]), (
             out
         )
     assert "synthetic 32x32x3 (24 images), batch 8, augmentation seed" in out
-    last = out.strip().splitlines()[-1]
+    spread, last = out.strip().splitlines()[-2:]
     assert re.fullmatch(r"speedup: \d+\.\d\d", last), last
     assert float(last.split()[1]) > 0
+    assert re.fullmatch(r"per-repeat speedup: median \d+\.\d\d, range \d+\.\d\d-\d+\.\d\d "
+                        r"\(5 interleaved pairs\); CPU ms/image \(a\) \d+\.\d\d, \(b\) "
+                        r"\d+\.\d\d: CPU speedup \d+\.\d\d", spread), spread  # fmt: skip
 
 
 def test_bench_rejects_bad_input_in_one_line(capsys):
@@ -29,3 +32,5 @@ def test_bench_rejects_bad_input_in_one_line(capsys):
     assert err.startswith("error: unknown augmentation 'sepia'; known: none, seed")
     assert main(["bench", "--accuracy", "--dataset", "synthetic"]) == 2
     assert "--accuracy needs real images" in capsys.readouterr().err
+    assert main(["bench", "--repeats", "3"]) == 2
+    assert "error: --repeats 3: expected 5 or more" in capsys.readouterr().err

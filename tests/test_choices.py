@@ -20,19 +20,6 @@ def test_declared_names_are_the_registries_names():
     assert choices.known("dataset") == DATASETS.known()  # folder:PATH included, last
 
 
-@pytest.mark.parametrize(
-    "field,constant",
-    [("optimizer", "OPTIMIZERS"), ("padding", "PADDINGS"), ("label_mode", "LABEL_MODES"),
-     ("head", "HEADS"), ("lr_schedule", "LR_SCHEDULES"), ("tta", "TTAS")],
-)  # fmt: skip
-def test_config_validation_allows_the_same_values(field, constant):
-    import benchmark.config as config
-
-    if not hasattr(config, constant):
-        pytest.skip(f"config.py has no {constant}")
-    assert tuple(getattr(config, constant)) == choices.CHOICES[field]
-
-
 def test_every_enumerated_choice_is_a_config_field():
     assert set(choices.CHOICES) <= set(TrialConfig.field_names())
 

@@ -108,6 +108,7 @@ def test_train_end_to_end_prints_the_results(cli, shared_data):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "test_accuracy" in out.stdout and "overfit" in out.stdout
     assert "params 122,570" in out.stdout
+    assert "model models:/m-" in out.stdout  # the trial's logged model, for predict
 
 
 # --- help, value errors, the `mlflow run` form (no TensorFlow: each takes well under a second)
@@ -116,7 +117,8 @@ HELP_SCRIPT = """
 import contextlib, io, json, sys
 from benchmark.cli import main
 out = {}
-for cmd in ([], ["train"], ["search"], ["ablate"], ["report"], ["efficiency"], ["bench"]):
+for cmd in ([], ["train"], ["search"], ["ablate"], ["report"], ["efficiency"], ["bench"],
+            ["predict"], ["retime"]):
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         code = main([*cmd, "--help"])
@@ -144,9 +146,11 @@ def test_help_lists_allowed_values_and_an_example_without_tensorflow(tmp_path):
     assert all("example" in text and "python -m benchmark" in text for text in helps.values())
     for field in choices.CHOICES:  # every enumerated setting lists its values
         assert f"one of: {choices.known(field)}" in helps["train"], field
-    for cmd in ("search", "ablate", "efficiency"):
+    for cmd in ("search", "ablate", "efficiency", "retime"):
         assert f"one of: {choices.known('dataset')}" in helps[cmd]
     assert f"one of: {', '.join(STRATEGIES)}" in helps["search"]
+    assert "one of: all, best, none" in helps["search"] and "--log-models" in helps["ablate"]
+    assert "models:/cnn-benchmark-flowers17@champion" in helps["predict"]
     assert f"one of: {choices.known('dataset', ('all',))}" in helps["report"]
     assert f"one of: {', '.join(choices.AUGMENTATIONS)}" in helps["bench"]
     assert all(cmd in helps["main"] for cmd in ("train", "search", "report", "mlflow run"))

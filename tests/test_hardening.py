@@ -13,7 +13,7 @@ from benchmark.config import TrialConfig
 from benchmark.data import load_dataset
 from benchmark.errors import UserError
 from benchmark.search.space import load_space
-from benchmark.train.runtime import prepare_tracking
+from benchmark.train.tracking import prepare_tracking
 from benchmark.train.trial import TrialFailed, run_trial
 
 

@@ -20,9 +20,10 @@ from scipy import stats
 
 import benchmark.train.trial
 from benchmark import metrics as M
+from benchmark.cli.commands import cmd_report
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
-from benchmark.report import cmd_report, delta_ci, pareto_front, slug, write_reports
+from benchmark.report import delta_ci, pareto_front, slug, write_reports
 from benchmark.search import ablation_space, best_of_latest_search, run_search
 from benchmark.search.space import load_space
 

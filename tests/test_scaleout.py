@@ -147,14 +147,14 @@ def test_a_killed_worker_trial_is_rerun_by_the_other(tmp_path, shared_data, clea
     # Kill it while a trial of its own is RUNNING (a fixed sleep could land between trials)
     mine = f"{socket.gethostname()}:{victim.pid}"
     storage = f"{pg[0]}/optuna{pg[1]}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    deadline, busy = time.monotonic() + 120, False
+    while time.monotonic() < deadline and not busy:
         (summary,) = optuna.get_all_study_summaries(storage)
         trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
-        if any(t.state == TrialState.RUNNING and t.user_attrs.get("worker") == mine
-               for t in trials):  # fmt: skip
-            break
-        time.sleep(0.2)
+        busy = any(t.state == TrialState.RUNNING and t.user_attrs.get("worker") == mine
+                   for t in trials)  # fmt: skip
+        time.sleep(0 if busy else 0.2)
+    assert busy, "the victim never ran a trial of its own: nothing to kill mid-trial"
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     out = survivor.communicate(timeout=600)[0]

@@ -191,7 +191,7 @@ def test_resume_after_kill_9_reruns_only_the_interrupted_trial(tmp_path, shared_
         if line.startswith("[1/4]"):
             done_lines.append(line)
             break
-    deadline = time.monotonic() + 300
+    deadline, running = time.monotonic() + 300, []
     while time.monotonic() < deadline:  # ...and the second one is training: kill it there
         running = mlflow.search_runs(
             search_all_experiments=True, output_format="list",
@@ -201,6 +201,7 @@ def test_resume_after_kill_9_reruns_only_the_interrupted_trial(tmp_path, shared_
             time.sleep(1)
             break
         time.sleep(0.5)
+    assert running, "the second trial never started: nothing to kill mid-trial"
     import psutil
 
     trial_procs = psutil.Process(proc.pid).children(recursive=True)

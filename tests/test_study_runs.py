@@ -17,7 +17,7 @@ from benchmark import search as search_mod
 from benchmark.errors import UserError
 from benchmark.report.parent import ParentDescription
 from benchmark.search.space import load_space
-from benchmark.train import runtime
+from benchmark.train import tracking
 
 TINY = dict(max_train_samples=200)
 OPTUNA = """
@@ -75,7 +75,8 @@ def test_resumed_study_links_its_parents_and_every_parent_shows_the_study(tmp_pa
                                                                    new.info.run_id}  # fmt: skip
     # each configuration a row of the leaderboard, linked to its run in the UI
     for t in trials:
-        link = f"[{t.info.run_name}](#/experiments/{t.info.experiment_id}/runs/{t.info.run_id})"
+        link = (f"[{t.info.run_name}](#/experiments/{t.info.experiment_id}/runs/"
+                f"{t.info.run_id}?workflowType=machine_learning)")  # fmt: skip
         assert link in note
 
     # one experiment per dataset, described for a user of the UI
@@ -102,26 +103,26 @@ def test_resumed_study_links_its_parents_and_every_parent_shows_the_study(tmp_pa
 
 
 def test_experiment_choice_is_respected_and_a_users_description_kept(tmp_path, monkeypatch):
-    monkeypatch.setattr(runtime, "_chosen_experiment", None)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
-    assert runtime._wanted_experiment("flowers17") == "cnn-benchmark/flowers17"
+    plain = tracking.Tracking(uri="sqlite:///x.db")
+    assert plain.wanted_experiment("flowers17") == "cnn-benchmark/flowers17"
     # under `mlflow run`: kept where `mlflow run --experiment-name` put it; Default is moved
-    assert runtime._wanted_experiment("flowers17", project_experiment="7") is None
-    assert runtime._wanted_experiment("flowers17", "0") == "cnn-benchmark/flowers17"
+    assert plain.wanted_experiment("flowers17", project_experiment="7") is None
+    assert plain.wanted_experiment("flowers17", "0") == "cnn-benchmark/flowers17"
     monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "3")
-    assert runtime._wanted_experiment("flowers17") is None
+    assert plain.wanted_experiment("flowers17") is None
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "mine")
-    assert runtime._wanted_experiment("flowers17", "0") == "mine"
-    monkeypatch.setattr(runtime, "_chosen_experiment", "typed")
-    assert runtime._wanted_experiment("flowers17") == "typed"
+    assert plain.wanted_experiment("flowers17", "0") == "mine"
+    typed = tracking.Tracking(uri="sqlite:///x.db", experiment="typed")
+    assert typed.wanted_experiment("flowers17") == "typed"
 
     exp = mlflow.create_experiment("described")
     mlflow.MlflowClient().set_experiment_tag(exp, M.TAG_NOTE, "my own notes")
-    runtime.describe_experiment(exp, "flowers17")
+    tracking.describe_experiment(exp, "flowers17")
     assert mlflow.get_experiment(exp).tags[M.TAG_NOTE] == "my own notes"
-    ours = runtime._experiment_id("cnn-benchmark/flowers17")
-    runtime.describe_experiment(ours, "flowers17")
+    ours = tracking.experiment_id_for("cnn-benchmark/flowers17")
+    tracking.describe_experiment(ours, "flowers17")
     assert (
         mlflow.get_experiment(ours)
         .tags[M.TAG_NOTE]
@@ -129,7 +130,7 @@ def test_experiment_choice_is_respected_and_a_users_description_kept(tmp_path, m
     )
     mlflow.delete_experiment(ours)
     with pytest.raises(UserError, match="'cnn-benchmark/flowers17' is deleted; restore it"):
-        runtime._experiment_id("cnn-benchmark/flowers17")
+        tracking.experiment_id_for("cnn-benchmark/flowers17")
 
 
 @pytest.mark.parametrize(
@@ -153,7 +154,7 @@ def test_a_one_line_error_under_mlflow_run_ends_its_run_failed_with_the_reason(
     client = mlflow.MlflowClient()
     run = client.create_run("0", tags={"mlflow.project.entryPoint": entry, **given})
     monkeypatch.setenv("MLFLOW_RUN_ID", run.info.run_id)
-    runtime.end_project_run("search space 'x.yaml' not found")
+    tracking.end_project_run(run.info.run_id, "search space 'x.yaml' not found")
     after = client.get_run(run.info.run_id)
     assert after.info.status == "FAILED"
     assert after.data.tags[M.TAG_STATUS_REASON] == "search space 'x.yaml' not found"
@@ -165,11 +166,9 @@ def test_ctrl_c_under_mlflow_run_ends_its_run_killed_and_outside_it_nothing_happ
 ):
     client = mlflow.MlflowClient()
     run = client.create_run("0")
-    monkeypatch.setattr(runtime, "_project_run", None)
-    runtime.end_project_run("interrupted", "KILLED")  # no MLFLOW_RUN_ID: not ours to end
+    tracking.end_project_run(None, "interrupted", "KILLED")  # outside `mlflow run`: not ours
     assert client.get_run(run.info.run_id).info.status == "RUNNING"
-    monkeypatch.setenv("MLFLOW_RUN_ID", run.info.run_id)
-    runtime.end_project_run("interrupted", "KILLED")
+    tracking.end_project_run(run.info.run_id, "interrupted", "KILLED")
     assert client.get_run(run.info.run_id).info.status == "KILLED"
 
 

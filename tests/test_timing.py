@@ -45,14 +45,9 @@ def test_timing_metrics_exist_and_add_up(tmp_path, shared_data, isolate):
         assert m[M.FIT_TIME] + m[M.OVERHEAD_TIME] == pytest.approx(m[M.TRIAL_WALL_TIME])
         inside = sum(m[k] for k in (M.DATA_TIME, M.BUILD_TIME, M.FIT_TIME, M.EVAL_TIME,
                                     M.LOG_TIME, M.STARTUP_TIME) if k in m)  # fmt: skip
-        # the phases fit inside the wall time the search saw, and cover most of it
+        # the phases fit inside the wall time the search saw (how much of it they cover,
+        # and how much the warm next process saves, are figures: `bench`, not asserts here)
         assert inside <= m[M.TRIAL_WALL_TIME] + 0.05
-        assert inside >= 0.5 * m[M.TRIAL_WALL_TIME]
-    if isolate:  # the first trial waits for a fresh interpreter and TensorFlow; the second's
-        # process was started while the first trained, so it was ready
-        first, second = sorted(runs, key=lambda r: r.info.start_time)
-        assert first.data.metrics[M.STARTUP_TIME] > 0.5
-        assert second.data.metrics[M.STARTUP_TIME] < 0.5 * first.data.metrics[M.STARTUP_TIME]
     medians = summary.median_timings()
     assert set(medians) >= {M.FIT_TIME, M.OVERHEAD_TIME, M.TRIAL_WALL_TIME}
     parent = next(

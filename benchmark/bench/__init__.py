@@ -3,6 +3,7 @@
     options.py     the CLI options and their defaults (no TensorFlow: `bench --help` is fast)
     throughput.py  the seed notebook's loop vs the suite's (throughput, accuracy, tracking)
     gpu_check.py   --gpu-check: does the GPU path keep a GPU busy?
+    retime.py      `python -m benchmark retime`: the store's configurations re-measured quietly
 
 May import every stage before the search; nothing imports it but the CLI and tests.
 """
@@ -18,6 +19,7 @@ _WHERE = {
     "run_throughput": "throughput",
     "run_accuracy": "throughput",
     "run_tracking": "throughput",
+    "cmd_retime": "retime",
 }
 
 __getattr__, __dir__ = lazy_names(__name__, _WHERE)

@@ -7,6 +7,7 @@ Apart from benchmark/bench.py because that module imports Keras and TensorFlow (
 from __future__ import annotations
 
 import argparse
+import os
 
 from benchmark import argtypes
 from benchmark.choices import AUGMENTATIONS, known
@@ -18,6 +19,7 @@ SYNTHETIC_SHAPE = (32, 32, 3)  # CIFAR's shape
 SYNTHETIC_CLASSES = 10
 STEPS = 200  # steps per timed repeat: ~6 s of the notebook's loop on 2 cores
 REPEATS = 5  # timed repeats per pipeline (bimodal timings here: 3 is too few); median shown
+MIN_REPEATS = 5  # fewer and the median follows the neighbours' load: 1.15-2.06 run to run
 ACCURACY_EPOCHS = 20  # the seed lab's epochs
 TRACKING_EPOCHS = 3  # epochs per tracked/untracked fit in --tracking
 BATCH = 32  # the seed lab's batch size: throughput, accuracy and tracking modes
@@ -30,6 +32,15 @@ example:
   python -m benchmark bench --augmentation seed --steps 100
   python -m benchmark bench --accuracy --data-dir ../shared/data --epochs 5 --seeds 0,1
   python -m benchmark bench --gpu-check        (on a machine with a GPU)"""
+
+
+def repeats(text: str) -> int:
+    """--repeats: at least MIN_REPEATS, so that the median is a stable figure."""
+    value = argtypes.integer(text)
+    if value < MIN_REPEATS:
+        raise argtypes.Rejected(text, f"expected {MIN_REPEATS} or more (a median of fewer "
+                                      "repeats moves with the machine's other load)")  # fmt: skip
+    return value
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +71,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--steps", type=argtypes.positive, default=STEPS, help="steps per timed repeat"
     )
     parser.add_argument(
-        "--repeats", type=argtypes.positive, default=REPEATS, help="timed repeats each"
+        "--repeats",
+        type=repeats,
+        default=REPEATS,
+        help=f"timed repeats each, interleaved (at least {MIN_REPEATS}; default {REPEATS})",
     )
     parser.add_argument(
         "--seed", type=argtypes.nonneg, default=0, help="weights, shuffle, augmentation"
@@ -91,3 +105,30 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"--accuracy: default {ACCURACY_EPOCHS}; --tracking: default {TRACKING_EPOCHS}",
     )
     parser.add_argument("--seeds", type=argtypes.seeds, default=(0,), help="--accuracy: e.g. 0,1,2")
+
+
+RETIME_EPILOG = """\
+example:
+  python -m benchmark retime --dataset flowers17 --data-dir ../shared/data --top 10"""
+
+
+def add_retime_arguments(parser: argparse.ArgumentParser) -> None:
+    """`retime`: the dry run's two-epoch probe of each configuration in the store."""
+    parser.add_argument(
+        "--dataset",
+        type=argtypes.choice("dataset"),
+        required=True,
+        metavar="NAME",
+        help=f"one of: {known('dataset')}",
+    )
+    parser.add_argument(
+        "--top",
+        type=argtypes.positive,
+        default=None,
+        metavar="N",
+        help="only the N best configurations by validation accuracy (default: all)",
+    )
+    parser.add_argument(
+        "--data-dir", default=os.environ.get(DATA_ENV), help=f"archives folder (or ${DATA_ENV})"
+    )
+    parser.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI")

@@ -11,7 +11,9 @@ interleaved A, B, A, B... so that a load change on the machine hits both alike:
       XLA only where runtime.jit_compile says it pays).
 
 A warm-up fit traces each first and is not timed; each timed repeat is one epoch of
-`--steps` steps; the table gives the median (and range) of the repeats. Two more modes:
+`--steps` steps (at least 5 repeats, in A B, B A, ... order); the table gives the median (and
+range) of the repeats and CPU ms/image, and `speedup:` is the median of the per-repeat
+speedups, printed with their range and the speedup in CPU time per image. Two more modes:
 `--accuracy` trains both for `--epochs` on CIFAR-10 and prints their test accuracies, and
 `--tracking` times the suite's fit with and without the MLflow logging a trial does.
 """
@@ -167,13 +169,15 @@ def suite_fit(cfg: TrialConfig, x: np.ndarray, y: np.ndarray, n_classes: int):
 def interleaved(
     runners: dict[str, Callable[[], object]], repeats: int, images: int
 ) -> list[Timing]:
-    """Warm each up once (tracing, first iterator), then time them in turn, `repeats` rounds."""
+    """Warm each up once (tracing, first iterator), then time them in turn, `repeats` rounds:
+    A B, B A, A B, ... so that neither side always runs first after the other's epoch."""
     for run in runners.values():
         run()
     wall: dict[str, list[float]] = {name: [] for name in runners}
     cpu: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run in runners.items():
+    for i in range(repeats):
+        order = list(runners.items())
+        for name, run in order[::-1] if i % 2 else order:
             start, start_cpu = time.perf_counter(), time.process_time()
             run()
             wall[name].append(time.perf_counter() - start)
@@ -228,7 +232,20 @@ def run_throughput(args: argparse.Namespace) -> float:
     }
     timings = interleaved(runners, args.repeats, n)
     print(table(timings))
-    speedup = timings[1].median / timings[0].median
+    return print_speedup(*timings)
+
+
+def print_speedup(a: Timing, b: Timing) -> float:
+    """The median of the per-repeat speedups (b's images/s over a's in the same round: a
+    load change between rounds hits both sides of a pair alike), their range, and the
+    speedup in CPU time per image, which the machine's other load moves far less."""
+    pairs = sorted(rb / ra for ra, rb in zip(a.rates, b.rates, strict=True))
+    speedup = statistics.median(pairs)
+    print(
+        f"per-repeat speedup: median {speedup:.2f}, range {pairs[0]:.2f}-{pairs[-1]:.2f} "
+        f"({len(pairs)} interleaved pairs); CPU ms/image (a) {a.cpu_ms_per_image:.2f}, "
+        f"(b) {b.cpu_ms_per_image:.2f}: CPU speedup {a.cpu_ms_per_image / b.cpu_ms_per_image:.2f}"
+    )
     print(f"speedup: {speedup:.2f}")
     return speedup
 

@@ -1,4 +1,4 @@
-"""`python -m benchmark {train,search,ablate,report,efficiency,bench}`.
+"""`python -m benchmark {train,search,ablate,report,efficiency,bench,predict,retime}`.
 
 Options are generated from TrialConfig's fields, so a new setting is one dataclass line (its
 end-of-line comment becomes the flag's help). Bad input becomes one line on stderr and exit
@@ -20,9 +20,9 @@ from benchmark.cli.messages import (
     _fail,
     _lazy,
     _options,
-    _under_mlflow_run,
     _unrecognized,
     as_mlflow_parameters,
+    project_run_id,
 )
 from benchmark.cli.options import add_config_options, build_parser
 from benchmark.errors import UserError
@@ -31,13 +31,15 @@ __all__ = ["add_config_options", "as_mlflow_parameters", "build_parser", "config
            "main"]  # fmt: skip
 
 # Commands whose work imports TensorFlow: it is imported first, quietly (benchmark/quiet.py).
-TENSORFLOW_COMMANDS = frozenset({"train", "search", "ablate", "efficiency", "bench"})
+TENSORFLOW_COMMANDS = frozenset(
+    {"train", "search", "ablate", "efficiency", "bench", "predict", "retime"}
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from benchmark import quiet
 
-    mlflow_route = _under_mlflow_run()  # read now: starting MLflow's run unsets MLFLOW_RUN_ID
+    project_run = project_run_id()  # read now: prepare_tracking takes it from the environment
     quiet.quiet_environment()  # before anything imports TensorFlow or MLflow
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # Two INFO lines per trial about the system-metrics thread starting and stopping would
@@ -50,14 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0
     options = _options(parser.commands[args.command])
     if extra:
-        return _fail(_unrecognized(extra, options, mlflow_route), set(), mlflow_route)
+        return _fail(_unrecognized(extra, options, bool(project_run)), set(), project_run)
     if args.command in TENSORFLOW_COMMANDS:
         quiet.import_tensorflow()  # its C++ start-up lines filtered out, real errors kept
     try:
         return args.func(args)
     except UserError as exc:
-        return _fail(str(exc), options, mlflow_route)  # under `mlflow run`: its run FAILED
+        return _fail(str(exc), options, project_run)  # under `mlflow run`: its run FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        _lazy("benchmark.train.runtime", "end_project_run")("interrupted", "KILLED")
+        _lazy("benchmark.train.tracking", "end_project_run")(project_run, "interrupted", "KILLED")
         return 130

@@ -17,12 +17,14 @@ def config_from_args(args: argparse.Namespace) -> TrialConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from benchmark.train.runtime import prepare_tracking
+    from benchmark.train.tracking import prepare_tracking
     from benchmark.train.trial import run_trial
 
     cfg = config_from_args(args)
-    uri = prepare_tracking(args.experiment, dataset=cfg.dataset)
-    result = run_trial(cfg, data_dir=args.data_dir, verbose=0 if args.quiet else 2)
+    tracking = prepare_tracking(args.experiment, dataset=cfg.dataset)
+    uri = tracking.uri
+    result = run_trial(cfg, data_dir=args.data_dir, verbose=0 if args.quiet else 2,
+                       run_id=tracking.project_run)  # fmt: skip
     m = result.metrics
     print(
         f"run {result.run_id} ({cfg.run_name}) tracked in {uri}\n"
@@ -38,6 +40,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         extra.append(f"test_accuracy_tta {m['test_accuracy_tta']:.4f}")
     if extra:
         print("  ".join(extra))
+    from mlflow import MlflowClient
+
+    from benchmark.metrics import TAG_MODEL_URI
+
+    if uri := MlflowClient().get_run(result.run_id).data.tags.get(TAG_MODEL_URI):
+        print(f"model {uri} (python -m benchmark predict --model {uri} IMAGES...)")
     return 0
 
 
@@ -49,7 +57,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from benchmark.data import DATASETS, is_builtin
     from benchmark.search import dry_run
     from benchmark.search.space import load_space, space_path
-    from benchmark.train.runtime import prepare_tracking
+    from benchmark.train.tracking import prepare_tracking
 
     DATASETS.get(args.dataset)  # unknown dataset: say so before reading any file
     space = load_space(space_path(args.dataset, args.space), strategy=args.strategy)
@@ -66,10 +74,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         dry_run(space, dataset=args.dataset, data_dir=args.data_dir, overrides=_overrides(args),
                 seeds=args.seeds, n_trials=args.n_trials)  # fmt: skip
         return 0
-    prepare_tracking(args.experiment, dataset=args.dataset)
+    tracking = prepare_tracking(args.experiment, dataset=args.dataset)
     return _run_search(
-        space, args, n_trials=args.n_trials, timeout=args.timeout, max_epochs=args.max_epochs,
-        budget_minutes=args.budget_minutes, warm_start=args.warm_start,
+        space, args, tracking, n_trials=args.n_trials, timeout=args.timeout,
+        max_epochs=args.max_epochs, budget_minutes=args.budget_minutes,
+        warm_start=args.warm_start,
     )  # fmt: skip
 
 
@@ -77,19 +86,22 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from benchmark.augment import policy_names
     from benchmark.data import DATASETS
     from benchmark.search import ablation_space, best_of_latest_search
-    from benchmark.train.runtime import prepare_tracking
+    from benchmark.train.tracking import prepare_tracking
 
     DATASETS.get(args.dataset)  # folder:PATH resolves too: its path is read when loading
-    prepare_tracking(args.experiment, dataset=args.dataset)
+    tracking = prepare_tracking(args.experiment, dataset=args.dataset)
     run_id, fixed = best_of_latest_search(args.dataset)
     print(f"ablating the best run {run_id} of the latest {args.dataset} search: {fixed}")
-    return _run_search(ablation_space(fixed, args.seeds or 1, policy_names()), args,
+    return _run_search(ablation_space(fixed, args.seeds or 1, policy_names()), args, tracking,
                        role="ablation")  # fmt: skip
 
 
-def _run_search(space, args: argparse.Namespace, **extra) -> int:
+def _run_search(space, args: argparse.Namespace, tracking, **extra) -> int:
     from benchmark.report.parent import ParentDescription
     from benchmark.search import run_search
+    from benchmark.train.export import set_log_models
+
+    set_log_models(args.log_models)  # the trial processes inherit it
 
     summary = run_search(
         space,
@@ -102,6 +114,7 @@ def _run_search(space, args: argparse.Namespace, **extra) -> int:
         max_failures=args.max_failures,
         workers=args.workers or 1,
         describe=ParentDescription(),
+        tracking=tracking,
         printer=functools.partial(print, flush=True),
         **extra,
     )
@@ -115,4 +128,40 @@ def _run_search(space, args: argparse.Namespace, **extra) -> int:
     if summary.best_params is not None:
         print(f"best {summary.best_params} val_accuracy {summary.best_value:.4f} "
               f"run {summary.best_run_id}")  # fmt: skip
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchmark.report import write_reports
+    from benchmark.train.tracking import Tracking
+
+    # Under `mlflow run -e report` the command has a run of its own: say it is no trial.
+    Tracking.from_env().mark_project_run("report")
+    for path in write_reports(args.dataset, args.out, getattr(args, "tracking_uri", None)):
+        print(path)
+    return 0
+
+
+def cmd_efficiency(args: argparse.Namespace) -> int:
+    from benchmark.search.efficiency import TARGET_GAP_PP, compare
+    from benchmark.train.tracking import prepare_tracking
+
+    tracking = prepare_tracking(args.experiment, dataset=args.dataset)
+    r = compare(args.dataset, args.space, args.data_dir, args.storage, args.n_trials, args.budget,
+                args.replay, tracking=tracking)  # fmt: skip
+    print(
+        f"grid:   best val_accuracy {r['grid_best']:.4f}, {r['grid_trials']} trials, "
+        f"{r['grid_epochs']} epochs\n"
+        f"optuna: best val_accuracy {r['optuna_best']:.4f}, {r['optuna_trials']} trials, "
+        f"{r['optuna_epochs']} epochs (pruning; budget {r['max_epochs']} epochs)\n"
+        f"gap: {r['gap_pp']:+.2f} pp (target <= 1)\n"
+        f"epoch ratio: {r['epoch_ratio']:.2f} (target <= 0.40)"
+    )
+    if args.replay:
+        print(
+            f"replay of optuna on the grid's curves, sampler seeds 0..{args.replay - 1} "
+            f"(no training): within {TARGET_GAP_PP:g} pp in {r['replay_hits']} of "
+            f"{args.replay}; median gap {r['replay_median_gap_pp']:+.2f} pp, median "
+            f"{r['replay_median_epochs']:.0f} epochs"
+        )
     return 0

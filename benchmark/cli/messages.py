@@ -44,7 +44,13 @@ class Parser(argparse.ArgumentParser):
 
 def _under_mlflow_run() -> bool:
     """`mlflow run` started this command (it sets MLFLOW_RUN_ID for it)."""
-    return bool(os.environ.get("MLFLOW_RUN_ID"))
+    return bool(project_run_id())
+
+
+def project_run_id() -> str | None:
+    """The run `mlflow run` made for this command; read once, when the command starts
+    (prepare_tracking takes it out of the environment and into its Tracking object)."""
+    return os.environ.get("MLFLOW_RUN_ID") or None
 
 
 def _typed(flag: str, text: str) -> str:
@@ -72,18 +78,19 @@ def as_mlflow_parameters(message: str, options: set[str]) -> str:
     return re.sub(r"(?<![\w-])(--[a-z][a-z0-9-]*)(?: ([A-Z][A-Z_]*)\b)?", swap, message)
 
 
-def _fail(message: str, options: set[str] = frozenset(), mlflow: bool | None = None) -> int:
+def _fail(message: str, options: set[str] = frozenset(), project_run: str | None = None) -> int:
     """Print the one error line (in the -P form under `mlflow run`); the exit code, 2.
 
-    Under `mlflow run`, its run is also ended FAILED with the reason (benchmark.train.runtime),
-    so a typo leaves nothing RUNNING.
+    Under `mlflow run` (`project_run`, read when the command started; default: the
+    environment now), its run is also ended FAILED with the reason, so a typo leaves
+    nothing RUNNING.
     """
-    mlflow = _under_mlflow_run() if mlflow is None else mlflow
-    if mlflow:
+    project_run = project_run or project_run_id()
+    if project_run:
         message = as_mlflow_parameters(message, options)
     print(f"error: {message}", file=sys.stderr, flush=True)
-    if mlflow:
-        _lazy("benchmark.train.runtime", "end_project_run")(message)
+    if project_run:
+        _lazy("benchmark.train.tracking", "end_project_run")(project_run, message)
     return 2
 
 

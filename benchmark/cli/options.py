@@ -14,9 +14,16 @@ import typing
 from collections.abc import Sequence
 
 from benchmark import argtypes, choices
-from benchmark.cli.commands import cmd_ablate, cmd_search, cmd_train
+from benchmark.cli.commands import (
+    cmd_ablate,
+    cmd_efficiency,
+    cmd_report,
+    cmd_search,
+    cmd_train,
+)
 from benchmark.cli.messages import Parser, _lazy
 from benchmark.config import TrialConfig
+from benchmark.metrics import LOG_MODELS
 from benchmark.search.space import STRATEGIES
 
 FORMATTER = argparse.RawDescriptionHelpFormatter  # epilogs keep their example lines
@@ -160,6 +167,15 @@ def _add_search_options(p: argparse.ArgumentParser, space: bool = True) -> None:
     )
     p.add_argument("--study-name", type=argtypes.optional(str), default=None)
     p.add_argument(
+        "--log-models",
+        type=argtypes.one_of("log_models", LOG_MODELS),
+        default=None,
+        metavar="WHICH",
+        help=f"one of: {', '.join(LOG_MODELS)} (default: all): which trials keep their "
+        "trained model as an MLflow model; best: the search's winner, the others' are deleted "
+        "when it ends",
+    )
+    p.add_argument(
         "--max-failures",
         type=optional_int,
         default=None,
@@ -168,7 +184,7 @@ def _add_search_options(p: argparse.ArgumentParser, space: bool = True) -> None:
 
 
 def add_report_parser(sub) -> argparse.ArgumentParser:
-    """`report` on the CLI's subparsers, bound to benchmark.report.cmd_report.
+    """`report` on the CLI's subparsers, bound to benchmark.cli.commands.cmd_report.
 
     Declared here, not in report.py, so that `report --help` needs no MLflow or pandas.
     """
@@ -187,7 +203,31 @@ def add_report_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="reports", help="output folder (default: reports)")
     p.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI")
-    p.set_defaults(func=lambda args: _lazy("benchmark.report", "cmd_report")(args))
+    p.set_defaults(func=cmd_report)
+    return p
+
+
+def add_predict_parser(add) -> argparse.ArgumentParser:
+    """`predict`: a logged model (URI) on image files; bound to benchmark.cli.predict."""
+    p = add("predict", help="classify image files with a logged or registered model",
+            epilog=EPILOGS["predict"])  # fmt: skip
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="URI",
+        help="an MLflow model URI: models:/cnn-benchmark-flowers17@champion, runs:/RUN/model, "
+        "or a trial's benchmark.model_uri tag (models:/m-...)",
+    )
+    p.add_argument("paths", nargs="*", metavar="PATH", help="image files or folders")
+    p.add_argument(
+        "--path", action="append", metavar="PATH", help="an image file or folder, as PATH does "
+        "(for the MLproject entry; may be repeated)",
+    )  # fmt: skip
+    p.add_argument(
+        "--output", type=argtypes.optional(str), default=None, metavar="CSV",
+        help="also write path, top-3 classes and probabilities to this CSV file",
+    )  # fmt: skip
+    p.set_defaults(func=lambda args: _lazy("benchmark.cli.predict", "cmd_predict")(args))
     return p
 
 
@@ -220,6 +260,11 @@ example:
 example:
   python -m benchmark report --dataset flowers17 --out reports
   mlflow run . -e report -P dataset=all""",
+    "predict": """\
+examples:
+  python -m benchmark predict --model models:/cnn-benchmark-flowers17@champion photos/
+  python -m benchmark predict --model runs:/RUN_ID/model a.jpg b.png --output predictions.csv
+  mlflow run . -e predict -P model=models:/cnn-benchmark-flowers17@champion -P path=photos""",
     "efficiency": """\
 example:
   python -m benchmark efficiency --dataset flowers17 --data-dir ../shared/data --replay 20""",
@@ -260,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_options(ablate, space=False)
     ablate.set_defaults(func=cmd_ablate)
     add_report_parser(sub)
+    add_predict_parser(add)
 
     eff = add(
         "efficiency",
@@ -289,12 +335,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="also replay optuna on the grid's curves, N sampler seeds",
     )
-    eff.set_defaults(func=lambda args: _lazy("benchmark.search.efficiency", "cmd_efficiency")(args))
+    eff.set_defaults(func=cmd_efficiency)
 
     bench = add(
         "bench", help="training throughput: seed notebook vs the suite", epilog=bench_options.EPILOG
     )
     bench_options.add_bench_arguments(bench)
     bench.set_defaults(func=lambda args: _lazy("benchmark.bench", "cmd_bench")(args))
+    retime = add(
+        "retime",
+        help="re-measure the store's configurations quietly (probe images/s)",
+        epilog=bench_options.RETIME_EPILOG,
+    )
+    bench_options.add_retime_arguments(retime)
+    retime.set_defaults(func=lambda args: _lazy("benchmark.bench", "cmd_retime")(args))
     parser.commands = dict(sub.choices)
     return parser

@@ -16,14 +16,14 @@ what they import), never the CLI or a search. Its modules, each importing only t
 - matters: What matters (fANOVA per study) and Reference points
 - summary: the JSON summary of the best configuration
 - figures: the PNG figures and augmentation previews
-- build: one report per dataset, write_reports, cmd_report
+- build: one report per dataset, write_reports
 
 This module re-exports what the CLI, the search and the tests use.
 """
 
 from __future__ import annotations
 
-from benchmark.report.build import Report, build_report, cmd_report, write_reports
+from benchmark.report.build import Report, build_report, write_reports
 from benchmark.report.findings import _relation
 from benchmark.report.load import (
     DatasetRuns,
@@ -50,7 +50,6 @@ __all__ = [
     "_annotate",  # tests build annotated runs without a store
     "_relation",  # tests read one findings sentence
     "build_report",
-    "cmd_report",
     "col",
     "delta_ci",
     "is_trial",

@@ -1,14 +1,12 @@
-"""One report per dataset, and the command: `build_report` puts a dataset's sections and
-figures together, `write_reports` writes them (with the JSON summary and the README index),
-`cmd_report` is `python -m benchmark report`.
+"""One report per dataset: `build_report` puts a dataset's sections and figures together,
+`write_reports` writes them (with the JSON summary and the README index).
 
-May import benchmark.errors, benchmark.train.runtime (to tag the command's own `mlflow run` run)
+May import benchmark.errors, benchmark.train.tracking (to tag the command's own `mlflow run` run)
 and every benchmark.report module; nothing imports this one but the package's __init__.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -36,7 +34,7 @@ from benchmark.report.matters import matters_by_study, reference_points
 from benchmark.report.origin import best_by_hand, found_by, hand_note, marked
 from benchmark.report.stats import augmentation_effects, best_row, summarize
 from benchmark.report.summary import best_summary
-from benchmark.train import runtime
+from benchmark.report.weakness import where_it_fails
 
 PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 CAPTIONS = {
@@ -78,6 +76,8 @@ def build_report(runs: DatasetRuns, out: Path) -> Report:
     if best is not None:  # the headline best: a search found it (stats.searched)
         best["found_by"] = found_by(studies, best["run_ids"])
     parts.insert(4, "## Reference points\n\n" + reference_points(runs.dataset, runs.main, best))
+    fails, fail_files = where_it_fails(best_row(board) if len(board) else None, fig_dir)
+    parts.append("## Where it fails\n\n" + fails)
     if runs.ablation_ids:
         parts.append("## Ablation: augmentation policies on one architecture\n\n" + ablations(runs))
     rel = fig_dir.name
@@ -85,7 +85,7 @@ def build_report(runs: DatasetRuns, out: Path) -> Report:
     parts.append("## Figures\n\n" + ("\n\n".join(shown) if shown else "No completed trials."))
     parts.append("## Pruned and failed trials\n\n" + failures(runs))
     parts.append("## Runs\n\n" + run_index(board))
-    return Report(runs.dataset, "\n\n".join(parts) + "\n", board, files, best)
+    return Report(runs.dataset, "\n\n".join(parts) + "\n", board, files + fail_files, best)
 
 
 @contextlib.contextmanager
@@ -142,11 +142,3 @@ def write_reports(
         readme = out / "README.md"
         readme.write_text(index(boards), encoding="utf-8")
     return [*written, readme]
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    # Under `mlflow run -e report` the command has a run of its own: say it is no trial.
-    runtime.mark_project_run("report")
-    for path in write_reports(args.dataset, args.out, getattr(args, "tracking_uri", None)):
-        print(path)
-    return 0

@@ -94,11 +94,19 @@ def scatter(
     ylabel: str,
     front: Sequence[int] = (),
     logx: bool = False,
+    marked: Sequence[int] = (),
+    marked_label: str = "",
 ) -> Path:
-    """One point per configuration; the Pareto front (indices into xs) drawn and named."""
+    """One point per configuration; the Pareto front (indices into xs) drawn and named;
+    `marked` points (indices) drawn apart, hollow, as `marked_label`."""
     fig, axes = _figure(7, 4.5)
     ax = axes[0][0]
-    ax.scatter(xs, ys, s=18, color="tab:blue", alpha=0.7, label="configuration")
+    plain = [i for i in range(len(xs)) if i not in set(marked)]
+    ax.scatter([xs[i] for i in plain], [ys[i] for i in plain], s=18, color="tab:blue",
+               alpha=0.7, label="configuration")  # fmt: skip
+    if marked:
+        ax.scatter([xs[i] for i in marked], [ys[i] for i in marked], s=24, facecolors="none",
+                   edgecolors="tab:orange", label=marked_label)  # fmt: skip
     if front:
         fx, fy = [xs[i] for i in front], [ys[i] for i in front]
         ax.step(fx, fy, where="post", color="tab:red", label="Pareto front")
@@ -185,11 +193,7 @@ def draw_figures(
     ):
         ok = board[metric].notna() & board[M.VAL_ACCURACY].notna()
         if ok.any():
-            xs, ys = list(board.loc[ok, metric]), list(board.loc[ok, M.VAL_ACCURACY])
-            files.append(scatter(
-                xs, ys, list(board.loc[ok, "label"]), fig_dir / name, xlabel=xlabel,
-                ylabel="validation accuracy", front=pareto_front(xs, ys), logx=logx,
-            ))  # fmt: skip
+            files.append(_accuracy_vs(board[ok], metric, fig_dir / name, xlabel, logx))
 
     if effects:
         archs = sorted({e.arch for e in effects})
@@ -203,6 +207,21 @@ def draw_figures(
         )
     files += copy_previews(runs, fig_dir)
     return files
+
+
+def _accuracy_vs(board: pd.DataFrame, metric: str, path: Path, xlabel: str, logx: bool) -> Path:
+    """Validation accuracy against a metric, one point per configuration. Against time, the
+    configurations timed only beside other load are drawn hollow and kept off the Pareto
+    front: their wall time measured the neighbours too."""
+    xs, ys = list(board[metric]), list(board[M.VAL_ACCURACY])
+    marked: list[int] = []
+    if metric == M.TRAIN_TIME and "timing" in board:
+        marked = [i for i, t in enumerate(board["timing"]) if t == "contended"]
+    trusted = [i for i in range(len(xs)) if i not in set(marked)]
+    front = [trusted[i] for i in pareto_front([xs[i] for i in trusted], [ys[i] for i in trusted])]
+    return scatter(xs, ys, list(board["label"]), path, xlabel=xlabel,
+                   ylabel="validation accuracy", front=front, logx=logx, marked=marked,
+                   marked_label="timed only beside other load")  # fmt: skip
 
 
 def copy_previews(runs: DatasetRuns, fig_dir: Path) -> list[Path]:

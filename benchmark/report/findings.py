@@ -81,8 +81,14 @@ def findings(board: pd.DataFrame, effects: list[Effect]) -> str:
         )
     out.append(_relation("parameter count", "more parameters", "fewer parameters",
                          board[M.PARAM_COUNT], board))  # fmt: skip
-    out.append(_relation("training time", "longer training", "shorter training",
-                         board[M.TRAIN_TIME], board))  # fmt: skip
+    # A wall time measured only beside other load says little about the configuration.
+    timing = board["timing"] if "timing" in board else pd.Series("", index=board.index)
+    contended = timing == "contended"
+    relation = _relation("training time", "longer training", "shorter training",
+                         board[M.TRAIN_TIME].where(~contended), board)  # fmt: skip
+    if n := int(contended.sum()):
+        relation += f" ({n} configuration(s) timed only beside other load left out.)"
+    out.append(relation)
     return "\n\n".join(out)
 
 

@@ -23,6 +23,7 @@ from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 from benchmark import metrics as M
 from benchmark.choices import display
 from benchmark.config import TrialConfig, augmentation_tag
+from benchmark.runfilter import literal
 
 # Tags and params that benchmark/search.py sets on its parent runs.
 TAG_ROLE, TAG_DATASET, TAG_BEST_CONFIG = M.TAG_ROLE, M.TAG_DATASET, M.TAG_BEST_CONFIG
@@ -154,10 +155,9 @@ def split_by_dataset(df: pd.DataFrame) -> dict[str, DatasetRuns]:
 def load_study_runs(study_name: str) -> DatasetRuns:
     """The trial runs of one Optuna study (tag `study_name`), annotated as for a report:
     what a search parent's leaderboard is made of."""
-    quoted = f'"{study_name}"' if "'" in study_name else f"'{study_name}'"
     df = mlflow.search_runs(
         search_all_experiments=True,
-        filter_string=f"tags.study_name = {quoted}",
+        filter_string=f"tags.study_name = {literal(study_name)}",
         output_format="pandas",
     )
     if not isinstance(df, pd.DataFrame) or df.empty:
@@ -167,7 +167,8 @@ def load_study_runs(study_name: str) -> DatasetRuns:
 
 
 def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
-    """Adds state, seed, config (params but seed), arch (config but augmentation) and labels.
+    """Adds state, seed, timing, config (params but seed), arch (config but augmentation) and
+    labels.
 
     A label is the run name without its "-s<seed>" suffix (it says depth, kernel, dense
     and policy); configurations that share one within a table (ablation runs have their
@@ -184,6 +185,8 @@ def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
     fallback = t["status"].map(lambda s: status.get(s, str(s).lower()))
     t["state"] = col(t, T(M.TAG_TRIAL_STATE)).fillna(fallback)
     t["seed"] = pd.to_numeric(col(t, P("seed")), errors="coerce").fillna(-1).astype(int)
+    # clean | contended | "" (logged before trials measured the load beside their fit)
+    t["timing"] = col(t, T(M.TAG_TIMING)).fillna("").astype(str)
     policy = col(t, P("augmentation")).fillna("none").astype(str)  # the CLI's name: seed
     t["aug"] = policy.map(lambda a: display("augmentation", a))  # as run names show it: lab
     # Split sizes follow from the data settings (and runs before they were logged lack

@@ -82,6 +82,7 @@ def header(runs: DatasetRuns) -> str:
         f"Keras {distinct(col(t, T(M.TAG_KERAS)))}",
         f"- **Git commit**: {distinct(col(t, T(M.TAG_GIT)))}",
         f"- **Trial runs**: {len(t)} ({counts}), {dates}",
+        f"- **Timing**: {_timing_counts(runs.complete)}",
         f"- **Settings shared by every completed trial**: {fixed}",
     ]
     if len(p):
@@ -90,6 +91,22 @@ def header(runs: DatasetRuns) -> str:
     else:
         lines.append("- **Searches**: none logged (single `train` runs only)")
     return "\n".join(lines)
+
+
+def _timing_counts(done: pd.DataFrame) -> str:
+    """How many completed runs trained beside other load (contended), clean, or untagged."""
+    timing = col(done, "timing").fillna("")
+    n = {k: int((timing == k).sum()) for k in ("contended", "clean", "")}
+    if not n["contended"] + n["clean"]:
+        return (
+            "not measured (every run was logged before trials measured the load beside "
+            "them: its wall time may include other processes' work)"
+        )
+    text = (
+        f"{n['contended']} of {len(done)} completed runs trained beside other load "
+        f"(contended, marked {CONTENDED}), {n['clean']} clean"
+    )
+    return text + (f", {n['']} logged before the load was measured" if n[""] else "")
 
 
 def _shared_settings(done: pd.DataFrame) -> str:
@@ -156,15 +173,17 @@ def _space_budget(parent: dict) -> str:
 def leaderboard(board: pd.DataFrame) -> str:
     if board.empty:
         return "No completed trials."
+    probe = _has(board, M.PROBE_IMAGES_PER_S)  # `retime` re-measured some configurations
     heads = ("# | configuration | depth | kernel | dense | augmentation | params | MFLOPs | "
-             "epochs | train time (s) | images/s | val acc (tested weights) | "
+             "epochs | train time (s) | images/s | CPU ms/image | "
+             + ("quiet images/s | " if probe else "") + "val acc (tested weights) | "
              "best val acc (epoch) | test acc | overfit gap | overfit | seeds | run")  # fmt: skip
     rows = []
     for i, r in enumerate(board.to_dict("records"), 1):
         rows.append([
             str(i), r["label"], r["depth"], r["kernel_size"], r["dense_units"], r["aug"],
-            num(r[M.PARAM_COUNT], 0), num(r[M.FLOPS] / 1e6, 2), r["epochs"],
-            mean_std(r, M.TRAIN_TIME, 1), mean_std(r, M.IMAGES_PER_S, 0),
+            num(r[M.PARAM_COUNT], 0), num(r[M.FLOPS] / 1e6, 2), r["epochs"], *cost_cells(r),
+            *([mean_std(r, M.PROBE_IMAGES_PER_S, 0)] if probe else []),
             mean_std(r, M.VAL_ACCURACY), mean_std(r, M.BEST_VAL_ACCURACY) + epoch_range(r),
             mean_std(r, M.TEST_ACCURACY), mean_std(r, M.OVERFIT_GAP), r["overfit"], str(r["n"]),
             f"`{r['run_ids'][0][:8]}`" + ("…" if r["n"] > 1 else ""),
@@ -175,10 +194,51 @@ def leaderboard(board: pd.DataFrame) -> str:
         "to rank. The best configuration (Findings, the JSON summary) is the top row among "
         "those run on the most seeds (up to 3). Values are mean ± sample std over seeds (a "
         "single seed shows the value alone). Train time is the wall time of all epochs, the "
-        "first (tracing) epoch included; images/s leaves that warm-up epoch out. Overfit: "
+        "first (tracing) epoch included; images/s leaves that warm-up epoch out. "
+        + COST_NOTE
+        + (PROBE_NOTE if probe else "")
+        + " Overfit: "
         f"gap = clean-train accuracy − validation accuracy > {M.OVERFIT_GAP_THRESHOLD:.2f} "
         f"or validation loss rise > {M.VAL_LOSS_RISE_THRESHOLD:.2f}.\n\n"
-        + table(heads, rows, right=range(6, 15))
+        + table(heads, rows, right=range(6, 16 + probe))
+        + contended_note(board)
+    )
+
+
+CONTENDED = "†"  # marks a cost measured only beside other load
+COST_NOTE = (
+    "Train time, images/s and CPU ms/image (the trial process's CPU time per training image, "
+    "warm-up epoch left out) come from a configuration's clean runs when it has any: runs "
+    "during whose fit other processes kept less than a quarter of a core busy."
+)
+PROBE_NOTE = (
+    " Quiet images/s: a two-epoch probe of the configuration re-measured by "
+    "`python -m benchmark retime` (validation included), comparable across rows."
+)
+
+
+def _has(board: pd.DataFrame, metric: str) -> bool:
+    return metric in board and bool(board[metric].notna().any())
+
+
+def cost_cells(r: Mapping[str, Any]) -> list[str]:
+    """Train time, images/s and CPU ms/image of a summary row; the wall-time ones marked
+    when the configuration was timed only beside other load."""
+    mark = f" {CONTENDED}" if r.get("timing") == "contended" else ""
+    wall = [mean_std(r, M.TRAIN_TIME, 1), mean_std(r, M.IMAGES_PER_S, 0)]
+    return [w + mark if w != DASH else w for w in wall] + [mean_std(r, M.CPU_MS_PER_IMAGE, 3)]
+
+
+def contended_note(board: pd.DataFrame) -> str:
+    """The note under a table with costs marked †; empty when there are none."""
+    n = int((col(board, "timing") == "contended").sum())
+    if not n:
+        return ""
+    return (
+        f"\n\n{CONTENDED} {n} configuration(s) timed only beside other load (tag "
+        "`timing=contended`): their train time and images/s measure the neighbours too. "
+        "Compare their CPU ms/image, which other load moves far less, or re-measure them on a "
+        "quiet machine with `python -m benchmark retime`."
     )
 
 
@@ -214,14 +274,15 @@ def ablations(runs: DatasetRuns) -> str:
             rows.append([
                 r["aug"], r["arch_label"], mean_std(r, M.VAL_ACCURACY),
                 mean_std(r, M.TEST_ACCURACY), with_ci(vs) if vs else DASH,
-                mean_std(r, M.OVERFIT_GAP), r["overfit"], mean_std(r, M.TRAIN_TIME, 1),
-                mean_std(r, M.IMAGES_PER_S, 0), str(r["n"]),
+                mean_std(r, M.OVERFIT_GAP), r["overfit"], *cost_cells(r), str(r["n"]),
             ])  # fmt: skip
         heads = ("augmentation | architecture | val acc | test acc | Δ test vs none | "
-                 "overfit gap | overfit | train time (s) | images/s | seeds")  # fmt: skip
+                 "overfit gap | overfit | train time (s) | images/s | CPU ms/image | "
+                 "seeds")  # fmt: skip
         parts.append(
             f"{title}, ranked by validation accuracy:\n\n"
-            + table(heads, rows, right=(2, 3, 4, 5, 7, 8, 9))
+            + table(heads, rows, right=(2, 3, 4, 5, 7, 8, 9, 10))
+            + contended_note(board)
         )
     return "\n\n".join(parts)
 
@@ -241,9 +302,13 @@ def failures(runs: DatasetRuns) -> str:
 def run_index(board: pd.DataFrame) -> str:
     if board.empty:
         return DASH
-    rows = [[r["label"], ", ".join(map(str, r["seeds"])), ", ".join(f"`{i}`" for i in r["run_ids"])]
+    rows = [[r["label"], ", ".join(map(str, r["seeds"])),
+             ", ".join(f"`{i}`" + (f" {CONTENDED}" if t == "contended" else "")
+                       for i, t in zip(r["run_ids"], r["timings"], strict=True))]
             for r in board.to_dict("records")]  # fmt: skip
-    return "MLflow run ids behind every leaderboard row.\n\n" + table(
+    note = f" {CONTENDED}: the run trained beside other load (tag `timing=contended`)."
+    marked = any("contended" in t for t in board["timings"])
+    return f"MLflow run ids behind every leaderboard row.{note if marked else ''}\n\n" + table(
         "configuration | seeds | runs", rows
     )
 

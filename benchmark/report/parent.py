@@ -3,7 +3,7 @@ description, and the dataset's report and figures as its artifacts (`report/`).
 
 The report stage owns these because they are built from the report's tables; the CLI hands
 `ParentDescription` to the search, which never imports the report itself.
-May import: benchmark.metrics, benchmark.train.runtime and the report package.
+May import: benchmark.metrics, benchmark.train.tracking and the report package.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from benchmark import metrics as M
 from benchmark.report.load import P, load_study_runs
 from benchmark.report.markdown import table
 from benchmark.report.stats import mean_std, num, summarize
-from benchmark.train import runtime
+from benchmark.train import tracking
 
 if TYPE_CHECKING:
     from benchmark.search.space import SearchSpace
@@ -37,7 +37,7 @@ def leaderboard_note(summary: SearchSummary, parents: list, parent_id: str,
     """The study's leaderboard as markdown, for the parent's description in the UI."""
     c = summary.counts
     links = [
-        runtime.run_link(p.info.experiment_id, p.info.run_id, f"#{i}")
+        tracking.run_link(p.info.experiment_id, p.info.run_id, f"#{i}")
         + (" (latest)" if p.info.run_id == parent_id else "")
         for i, p in enumerate(parents, 1)
     ]
@@ -62,7 +62,7 @@ def leaderboard_note(summary: SearchSummary, parents: list, parent_id: str,
     for i, r in enumerate(board.to_dict("records"), 1):
         first = r["run_ids"][0]
         row = [
-            str(i), runtime.run_link(experiment[first], first, r["label"]),
+            str(i), tracking.run_link(experiment[first], first, r["label"]),
             *(str(params.at[first, P(d)]) for d in dims),
             mean_std(r, M.VAL_ACCURACY), mean_std(r, M.TEST_ACCURACY),
             num(r[M.PARAM_COUNT], 0), mean_std(r, M.OVERFIT_GAP), r["overfit"], str(r["n"]),

@@ -32,9 +32,15 @@ SUMMARY_METRICS = (
     M.OVERFIT_GAP,
     M.TRAIN_TIME,
     M.IMAGES_PER_S,
+    M.CPU_MS_PER_IMAGE,
+    M.PROBE_IMAGES_PER_S,
     M.PARAM_COUNT,
     M.FLOPS,
 )
+# Costs a neighbour's load inflates: a configuration's are read from its best-timed runs only
+# (clean, else untagged, else contended: TIMING_RANK), never averaged with worse ones.
+COST_METRICS = (M.TRAIN_TIME, M.IMAGES_PER_S, M.CPU_MS_PER_IMAGE)
+TIMING_RANK = {"clean": 0, "": 1, "contended": 2}  # "": logged before the load was measured
 Row = Mapping[str, Any]  # one summary row: a record of `summarize`'s DataFrame
 Delta = tuple[float, float, float]  # difference of means, lower and upper CI bound
 
@@ -88,7 +94,11 @@ def unconfirmed_above(board: pd.DataFrame, best: pd.Series) -> pd.DataFrame:
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration: mean, std and count of each metric, ranked by validation
-    accuracy at the last epoch (test accuracy is shown, never ranked on)."""
+    accuracy at the last epoch (test accuracy is shown, never ranked on).
+
+    Costs (COST_METRICS) come from the configuration's best-timed runs: its clean ones when it
+    has any; `timing` says which (clean, "" = untagged, contended), `timings` each run's.
+    """
     if runs.empty:
         return pd.DataFrame()
     runs = runs.sort_values(["config", "seed", "run_id"]).copy()
@@ -100,8 +110,14 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     out["n"] = g.size()
     out["run_ids"] = g["run_id"].agg(list)
     out["seeds"] = g["seed"].agg(list)
+    timing = col(runs, "timing").fillna("").astype(str)
+    rank = timing.map(TIMING_RANK).fillna(TIMING_RANK[""])
+    best_timed = rank == rank.groupby(runs["config"]).transform("min")
+    out["timings"] = timing.groupby(runs["config"]).agg(list)  # beside run_ids
+    out["timing"] = rank.groupby(runs["config"]).min().map({v: k for k, v in TIMING_RANK.items()})
     for m in SUMMARY_METRICS:
-        values = numbers(runs, m).groupby(runs["config"])
+        values = numbers(runs, m)
+        values = (values.where(best_timed) if m in COST_METRICS else values).groupby(runs["config"])
         out[m], out[m + ":std"], out[m + ":n"] = values.mean(), values.std(), values.count()
         out[m + ":min"], out[m + ":max"] = values.min(), values.max()
     out["overfit"] = col(runs, T(M.TAG_OVERFIT)).groupby(runs["config"]).agg(_verdict)
@@ -183,13 +199,21 @@ def augmentation_effects(board: pd.DataFrame) -> list[Effect]:
     return [
         Effect(
             a["arch_label"], b["aug"], a["n"], b["n"],
-            *(delta_ci(a, b, m) for m in (M.TEST_ACCURACY, M.OVERFIT_GAP, M.TRAIN_TIME)),
+            *(delta_ci(a, b, m) for m in (M.TEST_ACCURACY, M.OVERFIT_GAP)), _time_delta(a, b),
             (a[M.TEST_ACCURACY], a[M.TEST_ACCURACY + ":std"]),
             (b[M.TEST_ACCURACY], b[M.TEST_ACCURACY + ":std"]),
         )
         for b in rows
         if b["aug"] != "none" and (a := nones.get(b["arch"])) is not None
     ]  # fmt: skip
+
+
+def _time_delta(a: Row, b: Row) -> Delta:
+    """Δ train time, unless a side was timed only beside other load: its wall time measured
+    the neighbours too, so the difference would not be the policy's."""
+    if "contended" in (a.get("timing"), b.get("timing")):
+        return math.nan, math.nan, math.nan
+    return delta_ci(a, b, M.TRAIN_TIME)
 
 
 # --- formats ----------------------------------------------------------------------------

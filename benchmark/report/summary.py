@@ -10,7 +10,6 @@ import dataclasses
 import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from benchmark import metrics as M
@@ -72,9 +71,11 @@ def best_summary(done: pd.DataFrame, board_row: pd.Series) -> dict[str, Any]:
         out["stopped_epoch"] = {
             int(s): int(e) for s, e in zip(rows["seed"], stopped, strict=True) if e == e
         }
-    train_time = numbers(rows, M.TRAIN_TIME)
-    if train_time.notna().any():
-        out["train_time_s"] = {"mean": float(np.nanmean(train_time))}
+    train_time = board_row.get(M.TRAIN_TIME)  # from its clean runs when it has any
+    if train_time is not None and train_time == train_time:
+        out["train_time_s"] = {"mean": float(train_time)}
+    if board_row.get("timing"):  # clean | contended: how that train time was measured
+        out["timing"] = str(board_row["timing"])
     out["command"] = reproduce_command(config, seed=seeds[0])
     out["command_offline"] = out["command"] + " --data-dir ../shared/data"
     return out

@@ -12,8 +12,8 @@ import yaml
 from benchmark import metrics as M
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
+from benchmark.runfilter import literal
 from benchmark.search.space import Dimension, SearchSpace
-from benchmark.search.study import quoted
 
 # What the ablation varies (augmentation) or gets elsewhere (dataset: its own option; seed: its
 # seeds). Every other TrialConfig field is the best trial's: its architecture and its training
@@ -28,14 +28,14 @@ def best_of_latest_search(dataset: str) -> tuple[str, dict[str, Any]]:
     study's trials hang under several parents: all of them count."""
     parents = mlflow.search_runs(
         search_all_experiments=True,
-        filter_string=f"tags.{M.TAG_ROLE} = 'search' and tags.{M.TAG_DATASET} = '{dataset}'",
+        filter_string=f"tags.{M.TAG_ROLE} = 'search' and tags.{M.TAG_DATASET} = {literal(dataset)}",
         order_by=["attributes.start_time DESC"],
         output_format="list",
     )
     for parent in parents:
         study = parent.data.tags.get("study_name")
         same = (
-            f"tags.study_name = {quoted(study)}"
+            f"tags.study_name = {literal(study)}"
             if study
             else f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
         )

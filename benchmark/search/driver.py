@@ -29,6 +29,7 @@ from benchmark.config import TrialConfig
 from benchmark.data import Dataset
 from benchmark.errors import UserError
 from benchmark.search import rungs
+from benchmark.search.champion import crown_search
 from benchmark.search.cores import cores_for_slot, threads_per_trial
 from benchmark.search.halving import CONFIRM, Job, scaled_config
 from benchmark.search.parts import make_pruner, make_sampler
@@ -48,9 +49,9 @@ from benchmark.search.study import (
 )
 from benchmark.search.summary import Describer, SearchSummary, log_summary, parent_run_name
 from benchmark.search.warm import enqueue_warm_start
-from benchmark.train import runtime
 from benchmark.train.callbacks import PruningCallback
 from benchmark.train.isolate import TrialJob, isolated_default, run_isolated, stop_prestarted
+from benchmark.train.tracking import Tracking
 from benchmark.train.trial import DATA_FIELDS, load_for, record_wall_time, run_trial
 
 
@@ -74,6 +75,7 @@ class Search:
     workers: int
     isolate: bool
     role: str
+    tracking: Tracking  # where the parent run goes (the `mlflow run` run, if any)
     budget: Budget | None = None  # strategy halving: the plan and the time spent
 
     def settings(self) -> dict[str, Any]:
@@ -116,6 +118,7 @@ def run_search(
     budget_minutes: float | None = None,
     warm_start: bool | None = None,
     describe: Describer | None = None,
+    tracking: Tracking | None = None,
     printer=print,
 ) -> SearchSummary:
     """Run (or resume) the study inside the active MLflow parent run, or a new one.
@@ -126,14 +129,15 @@ def run_search(
     all claim trials of the one study and log under the one parent run. `budget_minutes`
     and `warm_start` are strategy halving's (the space's `halving:` keys otherwise).
     `describe` (the report's ParentDescription, from the CLI) writes the leaderboard and
-    report onto it.
+    report onto it. `tracking` (from the CLI's prepare_tracking) says where runs go; by
+    default, as the environment says.
     """
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our progress line replaces its log
     search = _open(
         space, dataset=dataset, data_dir=data_dir, storage=storage, study_name=study_name,
         n_trials=n_trials, timeout=timeout, max_epochs=max_epochs, seeds=seeds,
         overrides=overrides, max_failures=max_failures, role=role, isolate=isolate,
-        workers=workers,
+        workers=workers, tracking=tracking or Tracking.from_env(),
     )  # fmt: skip
     if (done := already_done(search.study, search.store, space, search.total,
                              search.epoch_budget)) is not None:  # fmt: skip
@@ -148,18 +152,20 @@ def run_search(
             return _complete(search, done)
         if rungs.warm_start_wanted(space, warm_start) and not search.study.trials:
             enqueue_warm_start(search.study, space, search.base, search.budget.plan, printer)
-    with runtime.search_parent(dataset, parent_run_name(role, search.study_name, space.strategy),
-                               _parent_tags(search)) as parent:  # fmt: skip
+    run_name = parent_run_name(role, search.study_name, space.strategy)
+    with search.tracking.search_parent(dataset, run_name, _parent_tags(search)) as parent:
         summary = _run_slots(search, parent, datasets, printer)
         log_summary(search.study, summary, parent.info.run_id, space=space, dataset=dataset,
                     seeds=search.seeds if space.strategy != "halving" else 1,
                     describe=describe, best=rungs.best_filler(search))  # fmt: skip
+        crown_search(search.study, dataset, printer,  # the winner's model into the registry
+                     run_ids=rungs.winner_run_ids(search.study, search.budget))  # fmt: skip
     return summary
 
 
 def _open(space: SearchSpace, *, dataset: str, data_dir, storage, study_name, n_trials,
-          timeout, max_epochs, seeds, overrides, max_failures, role, isolate,
-          workers) -> Search:  # fmt: skip
+          timeout, max_epochs, seeds, overrides, max_failures, role, isolate, workers,
+          tracking: Tracking) -> Search:  # fmt: skip
     """Settings checked and resolved, the study opened (created on first use)."""
     isolate = isolated_default() if isolate is None else isolate
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -193,6 +199,7 @@ def _open(space: SearchSpace, *, dataset: str, data_dir, storage, study_name, n_
         timeout=timeout if timeout is not None else space.timeout,
         epoch_budget=None if max_epochs is None else (max_epochs, epochs, seeds),
         max_failures=max_failures, workers=workers, isolate=isolate, role=role,
+        tracking=tracking,
     )  # fmt: skip
 
 
@@ -373,12 +380,12 @@ def _complete(search: Search, reason: str) -> SearchSummary:
         best_trial(study, summary)
     more = ""
     if search.space.strategy == "optuna":
-        more = (f", or {runtime.option('n_trials', str(search.total * 2))} to add trials to "
-                "this one")  # fmt: skip
+        more = (f", or {search.tracking.option('n_trials', str(search.total * 2))} to add "
+                "trials to this one")  # fmt: skip
     summary.stopped_reason = (
         f"already complete ({reason}), nothing to train; for a fresh search give it a new "
-        f"name with {runtime.option('study_name', 'NEW')}{more}"
+        f"name with {search.tracking.option('study_name', 'NEW')}{more}"
     )
-    runtime.mark_project_run("wrapper", note=f"Study `{search.study_name}` was already "
+    search.tracking.mark_project_run("wrapper", note=f"Study `{search.study_name}` was already "
                              f"complete ({reason}): nothing trained.")  # fmt: skip
     return summary

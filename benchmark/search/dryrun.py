@@ -25,6 +25,7 @@ import mlflow
 
 from benchmark import metrics as M
 from benchmark.errors import UserError
+from benchmark.runfilter import literal
 from benchmark.search.space import SearchSpace
 from benchmark.search.summary import hms
 from benchmark.train.trial import load_for
@@ -198,8 +199,8 @@ def _stop_share(cfg) -> float | None:
     """The mean share of the epochs trials with this dataset, epoch count and patience ran
     before early stopping ended them, from the store; None without such trials."""
     where = (
-        f"params.dataset = '{cfg.dataset}' and params.epochs = '{cfg.epochs}' and "
-        f"params.early_stopping_patience = '{cfg.early_stopping_patience}'"
+        f"params.dataset = {literal(cfg.dataset)} and params.epochs = {literal(cfg.epochs)} "
+        f"and params.early_stopping_patience = {literal(cfg.early_stopping_patience)}"
     )
     runs = _finished_trials(where)
     stops = [r.data.metrics[M.STOPPED_EPOCH] for r in runs if M.STOPPED_EPOCH in r.data.metrics]

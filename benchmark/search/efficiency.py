@@ -7,7 +7,6 @@ a fraction of what the grid trained, and runs trials until no further one fits i
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import math
@@ -86,6 +85,7 @@ def compare(
     n_trials: int | None = None,
     budget: float = 0.4,
     replays: int = 0,
+    tracking=None,
 ) -> dict[str, float]:
     """Run (or reuse) the grid, then Optuna within `budget` x the grid's epochs; with
     `replays`, also replay Optuna over that many sampler seeds on the grid's curves."""
@@ -107,7 +107,7 @@ def compare(
         results[f"{label}_trials"] = len(study.trials)
 
     summary = run_search(grid_space, dataset=dataset, data_dir=data_dir, storage=storage,
-                         printer=printer)  # fmt: skip
+                         printer=printer, tracking=tracking)  # fmt: skip
     record("grid", summary.study_name)
     grid_name = summary.study_name
     max_epochs = math.floor(budget * results["grid_epochs"])
@@ -116,7 +116,7 @@ def compare(
     n_trials = n_trials or TRIALS_PER_POINT * len(grid_space.grid_points())
     summary = run_search(opt_space, dataset=dataset, data_dir=data_dir, storage=storage,
                          study_name=name, n_trials=n_trials, max_epochs=max_epochs,
-                         printer=printer)  # fmt: skip
+                         printer=printer, tracking=tracking)  # fmt: skip
     record("optuna", summary.study_name)
     results["max_epochs"] = max_epochs
     if replays:
@@ -129,27 +129,3 @@ def compare(
     results["epoch_ratio"] = results["optuna_epochs"] / results["grid_epochs"]
     results["gap_pp"] = 100 * (results["grid_best"] - results["optuna_best"])
     return results
-
-
-def cmd_efficiency(args: argparse.Namespace) -> int:
-    from benchmark.train.runtime import prepare_tracking
-
-    prepare_tracking(args.experiment, dataset=args.dataset)
-    r = compare(args.dataset, args.space, args.data_dir, args.storage, args.n_trials, args.budget,
-                args.replay)  # fmt: skip
-    print(
-        f"grid:   best val_accuracy {r['grid_best']:.4f}, {r['grid_trials']} trials, "
-        f"{r['grid_epochs']} epochs\n"
-        f"optuna: best val_accuracy {r['optuna_best']:.4f}, {r['optuna_trials']} trials, "
-        f"{r['optuna_epochs']} epochs (pruning; budget {r['max_epochs']} epochs)\n"
-        f"gap: {r['gap_pp']:+.2f} pp (target <= 1)\n"
-        f"epoch ratio: {r['epoch_ratio']:.2f} (target <= 0.40)"
-    )
-    if args.replay:
-        print(
-            f"replay of optuna on the grid's curves, sampler seeds 0..{args.replay - 1} "
-            f"(no training): within {TARGET_GAP_PP:g} pp in {r['replay_hits']} of "
-            f"{args.replay}; median gap {r['replay_median_gap_pp']:+.2f} pp, median "
-            f"{r['replay_median_epochs']:.0f} epochs"
-        )
-    return 0

@@ -182,6 +182,24 @@ def best(study: optuna.Study, plan: HalvingPlan) -> tuple[Any, list[float]] | No
     return (first[0] if first else trial), values
 
 
+def winner_run_ids(study: optuna.Study, budget: Budget | None) -> list[str] | None:
+    """The MLflow runs of the confirmed winner's full-length seeds (None: not halving)."""
+    if budget is None:
+        return None
+    found = winner(budget.plan, records(study))
+    if found is None:
+        return []
+    rec, _ = found
+    full = len(budget.plan.epochs) - 1
+    return [
+        t.user_attrs["run_id_0"]
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.params == rec.params and "run_id_0" in t.user_attrs
+        and (t.user_attrs.get("halving_stage") == "confirm"
+             or t.user_attrs.get("halving_rung") == full)
+    ]  # fmt: skip
+
+
 def where(trial: optuna.trial.FrozenTrial) -> str:
     """`rung 1` or `confirm seed 2`: the progress line's note of what a trial trained."""
     attrs = trial.user_attrs

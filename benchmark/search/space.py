@@ -145,63 +145,12 @@ def load_space(path: str | Path, strategy: str | None = None) -> SearchSpace:
     if not isinstance(space, dict) or not space:
         raise bad("`space` should be a non-empty mapping of dimension -> {values: [...]}")
     searchable = [f for f in TrialConfig.field_names() if f not in NOT_SEARCHABLE]
-    dims = []
-    for name, spec in space.items():
-        if name not in searchable:
-            raise bad(f"space.{name} is not a searchable setting; allowed: {', '.join(searchable)}")
-        if name in fixed:
-            raise bad(f"space.{name} is also in `fixed`; keep it in one place")
-        if not isinstance(spec, dict):
-            raise bad(f"space.{name} should be a mapping with keys {', '.join(DIM_KEYS)}")
-        _check_keys(spec, DIM_KEYS, f"space.{name}.", bad)
-        values = spec.get("values")
-        if values is not None and (not isinstance(values, list) or not values):
-            raise bad(f"space.{name}.values should be a non-empty list; got {values!r}")
-        if values is None and (spec.get("low") is None or spec.get("high") is None):
-            raise bad(f"space.{name} needs `values` or both `low` and `high`")
-        for key in ("low", "high", "step"):
-            v = spec.get(key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
-                raise bad(f"space.{name}.{key} should be a number; got {v!r}")
-        if spec.get("low") is not None and spec["low"] >= spec["high"]:
-            raise bad(f"space.{name}: low ({spec['low']}) should be below high ({spec['high']})")
-        dims.append(
-            Dimension(
-                name=name,
-                values=tuple(values) if values is not None else None,
-                low=spec.get("low"),
-                high=spec.get("high"),
-                log=bool(spec.get("log", False)),
-                step=spec.get("step"),
-            )
-        )
+    dims = [_dimension(name, spec, fixed, searchable, bad) for name, spec in space.items()]
 
-    opt = raw.get("optuna") or {}
-    _check_keys(opt, OPTUNA_KEYS, "optuna.", bad)
-    sampler = opt.get("sampler", "tpe")
-    if strategy == "halving" and raw.get("strategy", "grid") == "grid":
-        sampler = "grid"  # a grid space under halving: rung 0 enumerates its points
-    if sampler not in SAMPLERS:
-        raise bad(f"optuna.sampler {sampler!r} is not allowed; allowed: {SAMPLERS.known()}")
-    pruner = opt.get("pruner") or {"type": "median"}
-    if not isinstance(pruner, dict):
-        raise bad("optuna.pruner should be a mapping with `type`")
-    if pruner.get("type", "median") not in PRUNERS:
-        raise bad(
-            f"optuna.pruner.type {pruner.get('type')!r} is not allowed; allowed: {PRUNERS.known()}"
-        )
-    _check_keys(pruner, ("type", *pruner_options(pruner.get("type", "median"))),
-                "optuna.pruner.", bad)  # fmt: skip
+    opt, sampler, pruner = _optuna_options(raw, strategy, bad)
     seeds = raw.get("seeds", HALVING_SEEDS if strategy == "halving" else 1)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise bad(f"`seeds` should be a positive integer; got {seeds!r}")
-    for key, least in (("n_trials", 1), ("max_epochs", 1), ("startup_trials", 0)):
-        v = opt.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < least):
-            kind = "a positive" if least else "a non-negative"
-            raise bad(f"optuna.{key} should be {kind} integer; got {v!r}")
-    if opt.get("startup_trials") is not None and sampler != "tpe":
-        raise bad(f"optuna.startup_trials is a TPE setting; sampler is {sampler!r}")
 
     result = SearchSpace(
         path=str(path),
@@ -222,6 +171,65 @@ def load_space(path: str | Path, strategy: str | None = None) -> SearchSpace:
     )
     _check_configs(result, bad)
     return result
+
+
+def _dimension(name: str, spec: Any, fixed: Mapping, searchable: list[str], bad) -> Dimension:
+    """One `space:` entry, checked: a searchable setting, in one place, values or a range."""
+    if name not in searchable:
+        raise bad(f"space.{name} is not a searchable setting; allowed: {', '.join(searchable)}")
+    if name in fixed:
+        raise bad(f"space.{name} is also in `fixed`; keep it in one place")
+    if not isinstance(spec, dict):
+        raise bad(f"space.{name} should be a mapping with keys {', '.join(DIM_KEYS)}")
+    _check_keys(spec, DIM_KEYS, f"space.{name}.", bad)
+    values = spec.get("values")
+    if values is not None and (not isinstance(values, list) or not values):
+        raise bad(f"space.{name}.values should be a non-empty list; got {values!r}")
+    if values is None and (spec.get("low") is None or spec.get("high") is None):
+        raise bad(f"space.{name} needs `values` or both `low` and `high`")
+    for key in ("low", "high", "step"):
+        v = spec.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+            raise bad(f"space.{name}.{key} should be a number; got {v!r}")
+    if spec.get("low") is not None and spec["low"] >= spec["high"]:
+        raise bad(f"space.{name}: low ({spec['low']}) should be below high ({spec['high']})")
+    return Dimension(
+        name=name,
+        values=tuple(values) if values is not None else None,
+        low=spec.get("low"),
+        high=spec.get("high"),
+        log=bool(spec.get("log", False)),
+        step=spec.get("step"),
+    )
+
+
+def _optuna_options(raw: Mapping, strategy: str, bad) -> tuple[dict, str, dict]:
+    """The `optuna:` mapping checked; the sampler (a grid space under halving enumerates
+    its points) and the pruner with its options."""
+    opt = raw.get("optuna") or {}
+    _check_keys(opt, OPTUNA_KEYS, "optuna.", bad)
+    sampler = opt.get("sampler", "tpe")
+    if strategy == "halving" and raw.get("strategy", "grid") == "grid":
+        sampler = "grid"  # a grid space under halving: rung 0 enumerates its points
+    if sampler not in SAMPLERS:
+        raise bad(f"optuna.sampler {sampler!r} is not allowed; allowed: {SAMPLERS.known()}")
+    pruner = opt.get("pruner") or {"type": "median"}
+    if not isinstance(pruner, dict):
+        raise bad("optuna.pruner should be a mapping with `type`")
+    if pruner.get("type", "median") not in PRUNERS:
+        raise bad(
+            f"optuna.pruner.type {pruner.get('type')!r} is not allowed; allowed: {PRUNERS.known()}"
+        )
+    _check_keys(pruner, ("type", *pruner_options(pruner.get("type", "median"))),
+                "optuna.pruner.", bad)  # fmt: skip
+    for key, least in (("n_trials", 1), ("max_epochs", 1), ("startup_trials", 0)):
+        v = opt.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < least):
+            kind = "a positive" if least else "a non-negative"
+            raise bad(f"optuna.{key} should be {kind} integer; got {v!r}")
+    if opt.get("startup_trials") is not None and sampler != "tpe":
+        raise bad(f"optuna.startup_trials is a TPE setting; sampler is {sampler!r}")
+    return opt, sampler, pruner
 
 
 def _halving_options(opts: Any, bad) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import psutil
 from optuna.trial import TrialState
 
 from benchmark import metrics as M
+from benchmark.runfilter import literal
 from benchmark.search.space import SearchSpace
 from benchmark.search.storage import RETRY
 
@@ -151,7 +152,7 @@ def mark_orphans(study_name: str, store) -> None:
     host = socket.gethostname()
     runs = mlflow.search_runs(
         search_all_experiments=True,
-        filter_string=f"tags.study_name = '{study_name}' and attributes.status = 'RUNNING'",
+        filter_string=f"tags.study_name = {literal(study_name)} and attributes.status = 'RUNNING'",
         output_format="list",
     )
     client = mlflow.MlflowClient()
@@ -169,16 +170,11 @@ def own_trial(study, number: int | None) -> optuna.trial.FrozenTrial | None:
     return next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
 
 
-def quoted(text: str) -> str:
-    """A string literal for an MLflow filter."""
-    return f'"{text}"' if "'" in text else f"'{text}'"
-
-
 def study_parents(study_name: str) -> list:
     """The study's parent runs (searches, ablations) in any experiment, oldest first."""
     runs = mlflow.search_runs(
         search_all_experiments=True,
-        filter_string=f"tags.study_name = {quoted(study_name)} and tags.{M.TAG_ROLE} != 'trial'",
+        filter_string=f"tags.study_name = {literal(study_name)} and tags.{M.TAG_ROLE} != 'trial'",
         output_format="list",
     )
     runs = [r for r in runs if r.data.tags.get(M.TAG_ROLE) in ("search", "ablation")]

@@ -9,7 +9,8 @@ there). With a GPU:
 - XLA where Keras' "auto" turns it on (runtime.jit_compile), except when geometric
   augmentation runs in the step: its image-transform op has no XLA kernel;
 - each trial logs `gpu_time_s` (the fit's wall time holding the GPU), `gpu_memory_peak_mb`
-  (TensorFlow's allocator peak during the fit) and the `gpu_name` tag.
+  (TensorFlow's allocator peak during the fit), `gpu_utilization_pct` (nvidia-smi's mean
+  utilization during the fit, when nvidia-smi is there) and the `gpu_name` tag.
 
 May import: benchmark.metrics, benchmark.train.runtime (the train stage's own helpers).
 """
@@ -92,8 +93,8 @@ def _layers(layer: keras.Layer) -> Iterator[keras.Layer]:
 
 @contextlib.contextmanager
 def gpu_usage(metrics: dict[str, float]) -> Iterator[None]:
-    """Fill `metrics` with gpu_time_s and gpu_memory_peak_mb for the block (a fit); on a CPU
-    it fills nothing."""
+    """Fill `metrics` with gpu_time_s, gpu_memory_peak_mb and gpu_utilization_pct for the
+    block (a fit); on a CPU it fills nothing."""
     if not on_gpu():
         yield
         return
@@ -101,11 +102,15 @@ def gpu_usage(metrics: dict[str, float]) -> Iterator[None]:
 
     with contextlib.suppress(ValueError, RuntimeError):
         tf.config.experimental.reset_memory_stats("GPU:0")
+    busy = Utilization()
     start = time.perf_counter()
     try:
-        yield
+        with busy:
+            yield
     finally:
         metrics[M.GPU_TIME] = time.perf_counter() - start
+        if busy.mean() is not None:  # nvidia-smi found and answered at least once
+            metrics[M.GPU_UTILIZATION] = busy.mean()
         with contextlib.suppress(ValueError, RuntimeError):
             peak = tf.config.experimental.get_memory_info("GPU:0")["peak"]
             metrics[M.GPU_MEMORY_PEAK] = peak / 2**20

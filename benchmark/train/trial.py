@@ -24,6 +24,8 @@ from benchmark.augment import build_augmentation, mixes_labels, save_augmentatio
 from benchmark.config import TrialConfig
 from benchmark.data import Dataset, load_dataset
 from benchmark.models import build_model, model_summary, plan
+from benchmark.train.cost import CostMeter
+from benchmark.train.export import log_dataset_inputs, log_trial_outputs
 from benchmark.train.gpu import (
     AugmentInStep,
     gpu_usage,
@@ -119,12 +121,14 @@ def run_trial(
     tags: dict[str, str] | None = None,
     verbose: int = 2,
     timings: dict[str, float] | None = None,
+    run_id: str | None = None,
 ) -> TrialResult:
     """Train and evaluate one configuration and log everything about it to MLflow.
 
     Pass `data` to reuse decoded arrays across trials (a search loads them once).
     `nested` puts the run under this process's active run; `parent_run_id` under a run
-    of another process (a search parent, when the trial runs in its own process).
+    of another process (a search parent, when the trial runs in its own process); `run_id`
+    trains into an existing run (the one `mlflow run -e train` made for the command).
     Raises UserError before any run is created when the spec cannot fit the images;
     any failure during training marks the MLflow run FAILED (pruned: KILLED) and re-raises.
     """
@@ -138,6 +142,7 @@ def run_trial(
 
     experiment_id = mlflow.get_run(parent_run_id).info.experiment_id if parent_run_id else None
     with mlflow.start_run(
+        run_id=run_id,
         run_name=run_name or cfg.run_name,
         nested=nested,
         parent_run_id=parent_run_id,
@@ -154,6 +159,7 @@ def run_trial(
             | dict.fromkeys(M.ROLE_TAGS, "trial")  # a single `train` run is a trial too
             | (tags or {})
         )
+        log_dataset_inputs(data)  # MLflow inputs: train, validation and test splits
         try:
             result = _train_and_log(
                 cfg, data, layer_plan.flops, callbacks, verbose, run.info, timings
@@ -274,13 +280,15 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings) -> T
         )
 
     gpu: dict[str, float] = {}
+    cost = CostMeter(len(data.x_train))  # CPU time, and the load of other processes beside
     start = time.perf_counter()
     with gpu_usage(gpu):
         model.fit(
             train, validation_data=val, epochs=cfg.epochs, verbose=verbose, shuffle=False,
-            callbacks=[logger, *([stopper] if stopper else []), *callbacks],
+            callbacks=[logger, cost, *([stopper] if stopper else []), *callbacks],
         )  # fmt: skip
     train_time = time.perf_counter() - start
+    mlflow.set_tag(M.TAG_TIMING, cost.timing)
     clock = time.perf_counter()
 
     # Test untouched until now, evaluated once; the clean train subset measures memorisation.
@@ -314,6 +322,7 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings) -> T
         M.STOPPED_EPOCH: len(h[M.VAL_ACCURACY]),
         M.VAL_LOSS_RISE: h[M.VAL_LOSS][tested] / min(h[M.VAL_LOSS]) - 1,
     } | gpu
+    final |= cost.metrics()  # cpu_time_s, cpu_ms_per_image, host_busy_other
     if cfg.tta == "flip":
         final[M.TEST_ACCURACY_TTA] = flip_tta_accuracy(model, data.x_test, data.y_test)
     clock = time.perf_counter()
@@ -331,6 +340,7 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings) -> T
                 data.x_train[:5], cfg.augmentation, out / "augmentation_preview.png", seed=cfg.seed
             )
         mlflow.log_artifacts(tmp)
+    log_trial_outputs(model, data, cfg, EVAL_BATCH)  # per-class results; the tested model
     # Where the trial's time went, from inside the trial (the search adds startup_s and the
     # wall time it saw: overhead_s = wall - fit_s).
     timings[M.LOG_TIME] = time.perf_counter() - clock

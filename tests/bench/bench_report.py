@@ -3,7 +3,7 @@
 Run with `python -m pytest tests/bench/bench_report.py --benchmark-only`. The runs are
 synthetic but shaped like the real ones: two datasets, a search parent run each, and
 nested trial runs with every TrialConfig param, the per-epoch curves, the final metrics
-and the tags a trial sets; about 2% failed.
+and the tags a trial sets; about 2% failed, about 10% timed beside other load.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def _log_store(uri: str) -> None:
                               seed=i // len(GRID))  # fmt: skip
             run = client.create_run(exp, start_time=now + i, run_name=f"{cfg.run_name}-s{cfg.seed}")
             failed = rng.random() < 0.02
+            contended = rng.random() < 0.1  # trained beside other load
             skill = 0.4 + 0.05 * depth + 0.0003 * dense - 0.02 * (kernel == 5)
             val = skill * (1 - np.exp(-np.arange(1, EPOCHS + 1) / 3)) + rng.normal(0, 0.01, EPOCHS)
             curves = {M.ACCURACY: val + 0.1, M.VAL_ACCURACY: val, M.LOSS: 2 - 1.5 * val,
@@ -61,14 +62,16 @@ def _log_store(uri: str) -> None:
                      M.TEST_ACCURACY: val[-1] - 0.01, M.TEST_LOSS: 1.0,
                      M.TRAIN_EVAL_ACCURACY: val[-1] + 0.1, M.OVERFIT_GAP: 0.1 + 0.01 * depth,
                      M.BEST_EPOCH: int(np.argmax(val)) + 1, M.BEST_VAL_ACCURACY: val.max(),
-                     M.VAL_LOSS_RISE: 0.05}  # fmt: skip
+                     M.VAL_LOSS_RISE: 0.05, M.CPU_MS_PER_IMAGE: 0.4 * depth,
+                     M.CPU_TIME: 20.0 * depth, M.HOST_BUSY_OTHER: 0.5 * contended}  # fmt: skip
             if not failed:
                 metrics += [Metric(k, float(v), now, 0) for k, v in final.items()]
             tags = {"mlflow.parentRunId": pid, "cnn_benchmark_role": "trial",
                     M.TAG_TRIAL_STATE: "failed" if failed else "complete",
                     M.TAG_OVERFIT: "yes" if depth > 2 else "no", M.TAG_DEVICE: "CPU: bench x2",
                     M.TAG_TF: "2.21.0", M.TAG_KERAS: "3.15.0", M.TAG_GIT: "abc1234",
-                    M.TAG_DIGEST: "d" * 16}  # fmt: skip
+                    M.TAG_DIGEST: "d" * 16,
+                    M.TAG_TIMING: "contended" if contended else "clean"}  # fmt: skip
             if failed:
                 tags[M.TAG_STATUS_REASON] = "nan loss at epoch 2"
             params = cfg.to_params() | {"filters": "-".join(["32"] * depth)}
