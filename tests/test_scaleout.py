@@ -54,11 +54,20 @@ def postgres():
     run = lambda *cmd: subprocess.run([*as_pg, *cmd], check=True, capture_output=True)  # noqa: E731
     run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
     opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=100"
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w",
-        "start")  # fmt: skip
-    yield f"postgresql://postgres@127.0.0.1:{port}"
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+    start = [str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w",
+             "start"]  # fmt: skip
+    run(*start)
+    url = Server(f"postgresql://postgres@127.0.0.1:{port}")
+    url.stop = lambda: run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+    url.start = lambda: run(*start)
+    yield url
+    url.stop()
     shutil.rmtree(root, ignore_errors=True)
+
+
+class Server(str):
+    """The server's URL, with `stop()` (immediate: as a crash) and `start()` for tests of a
+    database that goes away (tests/test_chaos.py)."""
 
 
 def _worker(space: Path, dbs: tuple[str, int], cwd: Path, data: Path) -> subprocess.Popen:

@@ -175,7 +175,7 @@ def test_ctrl_c_under_mlflow_run_ends_its_run_killed_and_outside_it_nothing_happ
 @pytest.mark.parametrize(
     "error,status,reason",
     [(RuntimeError("storage went away"), "FAILED", "storage went away"),
-     (KeyboardInterrupt(), "KILLED", "interrupted")],
+     (KeyboardInterrupt(), "KILLED", "stopped by SIGINT")],
 )  # fmt: skip
 def test_a_search_that_dies_ends_its_parent_with_the_reason(
     tmp_path, shared_data, monkeypatch, error, status, reason

@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from benchmark import stop
 from benchmark.cli.commands import config_from_args
 from benchmark.cli.messages import (
     _dashes,
@@ -26,6 +27,7 @@ from benchmark.cli.messages import (
 )
 from benchmark.cli.options import add_config_options, build_parser
 from benchmark.errors import UserError
+from benchmark.train.diskspace import no_space, quiet_store_errors
 
 __all__ = ["add_config_options", "as_mlflow_parameters", "build_parser", "config_from_args",
            "main"]  # fmt: skip
@@ -53,13 +55,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = _options(parser.commands[args.command])
     if extra:
         return _fail(_unrecognized(extra, options, bool(project_run)), set(), project_run)
-    if args.command in TENSORFLOW_COMMANDS:
-        quiet.import_tensorflow()  # its C++ start-up lines filtered out, real errors kept
+    stop.install()  # SIGTERM and Ctrl-C: runs end KILLED, one line, exit 128+signal
+    if project_run and argv is None:  # the command itself, not a call from a test
+        stop.with_parent()  # `mlflow run` itself stopped: stop as if signalled
+    quiet_store_errors()  # a full disk: one line, not MLflow's tracebacks of each statement
     try:
+        if args.command in TENSORFLOW_COMMANDS:
+            quiet.import_tensorflow()  # its C++ start-up lines filtered out, real errors kept
         return args.func(args)
     except UserError as exc:
+        if (full := no_space(exc)) is not None:  # the data cache's disk is full
+            return stop.finish(full, _ender(project_run))
         return _fail(str(exc), options, project_run)  # under `mlflow run`: its run FAILED
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        _lazy("benchmark.train.tracking", "end_project_run")(project_run, "interrupted", "KILLED")
-        return 130
+    except KeyboardInterrupt as exc:  # a stop signal, or a full disk a trial ran into
+        return stop.finish(exc, _ender(project_run))
+    except Exception as exc:  # a full disk where the search itself writes: one line too
+        if (full := no_space(exc)) is None:
+            raise
+        return stop.finish(full, _ender(project_run))
+
+
+def _ender(project_run: str | None):
+    """How a stopped command ends `mlflow run`'s run (None outside it): KILLED or FAILED with
+    the reason, through the tracking code (imported only then: --help stays light)."""
+    if not project_run:
+        return None
+
+    def end(reason: str, status: str) -> None:
+        _lazy("benchmark.train.tracking", "end_project_run")(project_run, reason, status)
+
+    return end

@@ -184,6 +184,8 @@ def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
     status = {"FINISHED": "complete", "FAILED": "failed", "KILLED": "killed"}
     fallback = t["status"].map(lambda s: status.get(s, str(s).lower()))
     t["state"] = col(t, T(M.TAG_TRIAL_STATE)).fillna(fallback)
+    # A run still RUNNING (a search writing now) counts once finished, whatever it tagged.
+    t["state"] = t["state"].where(t["status"] != "RUNNING", "running")
     t["seed"] = pd.to_numeric(col(t, P("seed")), errors="coerce").fillna(-1).astype(int)
     # clean | contended | "" (logged before trials measured the load beside their fit)
     t["timing"] = col(t, T(M.TAG_TIMING)).fillna("").astype(str)

@@ -83,6 +83,7 @@ def header(runs: DatasetRuns) -> str:
         f"- **Git commit**: {distinct(col(t, T(M.TAG_GIT)))}",
         f"- **Trial runs**: {len(t)} ({counts}), {dates}",
         f"- **Timing**: {_timing_counts(runs.complete)}",
+        *still_running(t),
         f"- **Settings shared by every completed trial**: {fixed}",
     ]
     if len(p):
@@ -287,8 +288,18 @@ def ablations(runs: DatasetRuns) -> str:
     return "\n\n".join(parts)
 
 
+def still_running(trials: pd.DataFrame) -> list[str]:
+    """The line saying how many trial runs a search was still writing (left out of every
+    table until they finish), or none."""
+    n = int((trials["state"] == "running").sum())
+    if not n:
+        return []
+    return [f"- **Still running**: {n} trial run{'s' if n > 1 else ''} (a search is writing "
+            "them; not counted until finished)"]  # fmt: skip
+
+
 def failures(runs: DatasetRuns) -> str:
-    bad = runs.trials[runs.trials["state"] != "complete"]
+    bad = runs.trials[~runs.trials["state"].isin(["complete", "running"])]
     if bad.empty:
         return "None: every trial run completed."
     bad = bad.sort_values(["state", "label", "seed", "run_id"])

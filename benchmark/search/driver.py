@@ -25,10 +25,11 @@ import optuna
 from optuna.trial import TrialState
 
 from benchmark import metrics as M
+from benchmark import stop
 from benchmark.config import TrialConfig
 from benchmark.data import Dataset
 from benchmark.errors import UserError
-from benchmark.search import rungs
+from benchmark.search import faults, rungs
 from benchmark.search.champion import crown_search
 from benchmark.search.cores import cores_for_slot, threads_per_trial
 from benchmark.search.halving import CONFIRM, Job, scaled_config
@@ -38,7 +39,6 @@ from benchmark.search.slots import Slot, drive
 from benchmark.search.space import SearchSpace
 from benchmark.search.storage import default_storage, make_storage, redact
 from benchmark.search.study import (
-    WORKER,
     already_done,
     best_trial,
     finished_with_params,
@@ -49,6 +49,7 @@ from benchmark.search.study import (
 )
 from benchmark.search.summary import Describer, SearchSummary, log_summary, parent_run_name
 from benchmark.search.warm import enqueue_warm_start
+from benchmark.stop import WORKER
 from benchmark.train.callbacks import PruningCallback
 from benchmark.train.isolate import TrialJob, isolated_default, run_isolated, stop_prestarted
 from benchmark.train.tracking import Tracking
@@ -142,6 +143,7 @@ def run_search(
     if (done := already_done(search.study, search.store, space, search.total,
                              search.epoch_budget)) is not None:  # fmt: skip
         return _complete(search, done)
+    faults.warn_low_space(search, printer)  # one line, before anything is written
     datasets = DataCache(data_dir)
     datasets.get(space.config({}, **search.base))  # bad data fails before any trial or run
     if search.isolate:
@@ -284,8 +286,12 @@ class Objective:
         except optuna.TrialPruned:
             _release_memory(search.isolate)
             raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("interrupted", True)  # the next run of the command reruns it
+        except KeyboardInterrupt as exc:  # SIGTERM, Ctrl-C, a full disk
+            faults.interrupted(trial, exc)  # the next run of the command reruns it
+            raise
+        except stop.TrialKilled as exc:  # its process killed alone: retried once
+            if not faults.retry_killed(trial, exc):
+                self._failed(trial, exc)
             raise
         except Exception as exc:
             self._failed(trial, exc)
@@ -324,6 +330,9 @@ class Objective:
                slot: Slot) -> float:  # fmt: skip
         """One run, in its own process (memory stays flat; the next one warms up) or here."""
         search = self.search
+        if (done := faults.finished_before(trial, search.study_name, name)) is not None:
+            trial.set_user_attr(f"run_id_{rep}", done[0])  # a retry whose run had finished
+            return done[1]
         if search.isolate:
             result = run_isolated(TrialJob(
                 cfg=cfg, data_dir=search.data_dir, run_name=name, tags=tags,

@@ -20,9 +20,6 @@ from benchmark.runfilter import literal
 from benchmark.search.space import SearchSpace
 from benchmark.search.storage import RETRY
 
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
-
-
 POLL_S = 5  # how often a worker with nothing left to claim checks on others' trials
 
 

@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING
 
 import optuna
 
+from benchmark import stop
 from benchmark.config import TrialConfig
 from benchmark.quiet import THREADS_ENV, import_tensorflow
+from benchmark.train.diskspace import quiet_store_errors
 
 if TYPE_CHECKING:
     from benchmark.train.trial import TrialResult
@@ -86,7 +88,8 @@ class _Worker:
             args=(job_read, result_write, tracking_uri, os.getpid(), threads),
             daemon=True,
         )
-        self.process.start()
+        with stop.blocked():  # until the child's own handler is in place (see stop.blocked)
+            self.process.start()
         job_read.close()  # the child's ends: closed here, so EOF means the child is gone
         result_write.close()
 
@@ -139,7 +142,7 @@ def interrupt_busy() -> int:
         busy = [w for w in _busy if w.process.is_alive()]
     for w in busy:
         try:
-            os.kill(w.process.pid, signal.SIGINT)
+            os.kill(w.process.pid, stop.received() or signal.SIGINT)
         except (ProcessLookupError, TypeError):
             pass
     return len(busy)
@@ -183,12 +186,9 @@ def run_isolated(
         message = receive.recv()  # EOFError: the child died without a word (OOM killer...)
     except EOFError:
         child.join()
-        raise TrialFailed(
-            f"trial process died with exit code {child.exitcode}"
-            + (" (killed: out of memory?)" if child.exitcode == -signal.SIGKILL else "")
-        ) from None
-    except KeyboardInterrupt:
-        child.join(timeout=30)  # Ctrl-C reached the child too: let it mark its run KILLED
+        _died(child.exitcode, TrialFailed)
+    except KeyboardInterrupt:  # SIGTERM / Ctrl-C: pass it on, let it end its run KILLED
+        stop.stop_process(child, receive)
         raise
     finally:
         with _lock:
@@ -202,18 +202,42 @@ def run_isolated(
         return record_wall_time(TrialResult(**payload), wall)
     if kind == "pruned":
         raise optuna.TrialPruned(payload)
-    if kind == "interrupted":
-        raise KeyboardInterrupt
+    if kind == "interrupted":  # the search's stop reached it, or a signal to it alone
+        signum = signal.Signals[payload or "SIGINT"]
+        if (why := stop.stopping()) is None:
+            raise stop.TrialKilled(f"trial process stopped by {signum.name}", signum)
+        raise stop.Stopped(why.signum, why.line)
+    if kind == "full":  # a full disk: stop the other trials too, the search stops at once
+        from benchmark.train.diskspace import DiskFull
+
+        full = stop.halt(DiskFull(*payload))
+        interrupt_busy()
+        raise full
     reason, child_traceback = payload
     raise TrialFailed(reason) from ChildTraceback(child_traceback)
 
 
+def _died(exitcode: int | None, failed: type[Exception]) -> None:
+    """Raise why a trial process ended without a word: the search is stopping (Stopped),
+    a signal from outside killed it (TrialKilled: retried once), or it crashed."""
+    if (why := stop.stopping()) is not None:
+        raise stop.Stopped(why.signum, why.line)
+    if exitcode is not None and exitcode < 0:
+        name = stop.signal_name(-exitcode)
+        hint = " (out of memory?)" if exitcode == -signal.SIGKILL else ""
+        raise stop.TrialKilled(f"trial process killed by {name}{hint}", -exitcode) from None
+    raise failed(f"trial process died with exit code {exitcode}") from None
+
+
 def _serve(jobs, send, tracking_uri: str, parent_pid: int, threads: int | None) -> None:
     """The trial process: warm up, wait for one job, run it, report, exit."""
+    stop.install(deadline=False)  # SIGTERM / Ctrl-C: end the run KILLED, then report it
+    quiet_store_errors()  # a full disk is reported once, by the search
     _die_with_parent(parent_pid)
     if threads is not None:  # read by runtime.configure_threads and the tf.data pipelines
         os.environ[THREADS_ENV] = str(threads)
     try:
+        stop.unblock()  # a signal that came while we started is delivered here
         _warm_up(tracking_uri)
     except BaseException:  # the job's own run reports whatever is really broken
         pass
@@ -245,14 +269,21 @@ def _warm_up(tracking_uri: str) -> None:
 def _child(job: TrialJob, send) -> None:
     """Run the job: every failure, even one while starting, goes back as a message."""
     try:
+        if (signum := stop.received()) is not None:  # stopped before the job arrived
+            raise stop.Stopped(signum)
         result = _train(job)
         send.send(("ok", {"run_id": result.run_id, "metrics": result.metrics,
                           "history": result.history}))  # fmt: skip
     except optuna.TrialPruned as exc:
         send.send(("pruned", str(exc)))
-    except KeyboardInterrupt:
-        send.send(("interrupted", ""))
+    except KeyboardInterrupt as exc:
+        send.send(("interrupted", stop.signal_name(stop.as_stopped(exc).signum)))
     except BaseException as exc:  # every failure goes back to the search, with its reason
+        from benchmark.train.diskspace import no_space
+
+        if (full := no_space(exc)) is not None:  # not the trial's fault: the search stops
+            send.send(("full", (full.path, full.line)))
+            return
         send.send(("failed", (_reason(exc), traceback.format_exc())))
 
 
@@ -288,7 +319,7 @@ def _train(job: TrialJob) -> TrialResult:
         callbacks=callbacks,
         parent_run_id=job.parent_run_id,
         run_name=job.run_name,
-        tags=job.tags,
+        tags=job.tags | {stop.TAG_PROCESS: str(os.getpid())},  # the process to stop or kill
         verbose=0,
     )
 

@@ -24,6 +24,7 @@ from mlflow.exceptions import MlflowException
 
 from benchmark import metrics as M
 from benchmark.errors import UserError
+from benchmark.train.outcome import run_outcome
 
 DEFAULT_EXPERIMENT = "cnn-benchmark"  # a dataset's runs go to cnn-benchmark/<dataset>
 DEFAULT_EXPERIMENT_ID = "0"  # MLflow's "Default": where `mlflow run` puts runs unless told
@@ -103,9 +104,10 @@ class Tracking:
         with run:
             try:
                 yield run
-            except KeyboardInterrupt:
-                mlflow.set_tag(M.TAG_STATUS_REASON, "interrupted")
-                mlflow.end_run("KILLED")
+            except KeyboardInterrupt as exc:  # SIGTERM, Ctrl-C: KILLED; a full disk: FAILED
+                _, reason, status, extra = run_outcome(exc)
+                mlflow.set_tags({M.TAG_STATUS_REASON: reason[:500]} | extra)
+                mlflow.end_run(status)
                 raise
             except BaseException as exc:  # the parent says why it FAILED, as a trial does
                 mlflow.set_tag(M.TAG_STATUS_REASON, (str(exc) or type(exc).__name__)[:500])

@@ -17,7 +17,6 @@ from pathlib import Path
 import keras
 import mlflow
 import numpy as np
-import optuna
 
 from benchmark import metrics as M
 from benchmark.augment import build_augmentation, mixes_labels, save_augmentation_preview
@@ -33,6 +32,7 @@ from benchmark.train.gpu import (
     on_gpu,
     use_mixed_precision,
 )
+from benchmark.train.outcome import run_outcome
 from benchmark.train.pipeline import eval_dataset, train_dataset
 from benchmark.train.plots import plot_learning_curves
 from benchmark.train.runtime import jit_compile, version_tags
@@ -165,12 +165,9 @@ def run_trial(
                 cfg, data, layer_plan.flops, callbacks, verbose, run.info, timings
             )
         except BaseException as exc:  # record why, then let the caller decide
-            pruned = isinstance(exc, optuna.TrialPruned)
-            interrupted = isinstance(exc, KeyboardInterrupt)
-            state = "pruned" if pruned else "failed"
-            reason = "interrupted" if interrupted else (str(exc) or type(exc).__name__)
-            mlflow.set_tags({M.TAG_TRIAL_STATE: state, M.TAG_STATUS_REASON: reason[:500]})
-            mlflow.end_run(status="KILLED" if pruned or interrupted else "FAILED")
+            state, reason, status, extra = run_outcome(exc)  # SIGTERM: KILLED, the signal
+            mlflow.set_tags({M.TAG_TRIAL_STATE: state, M.TAG_STATUS_REASON: reason[:500]} | extra)
+            mlflow.end_run(status=status)
             raise
         mlflow.set_tag(M.TAG_TRIAL_STATE, "complete")
     return result
