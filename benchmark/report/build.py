@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.errors import UserError
+from benchmark.report.budget import budget_section, search_studies
 from benchmark.report.figures import TOP_CURVES, draw_figures
 from benchmark.report.findings import findings
 from benchmark.report.load import DatasetRuns, load_runs, slug, split_by_dataset, tracking
@@ -30,6 +31,7 @@ from benchmark.report.markdown import (
     run_index,
 )
 from benchmark.report.matters import matters_by_study, reference_points
+from benchmark.report.origin import best_by_hand, found_by, hand_note, marked
 from benchmark.report.stats import augmentation_effects, best_row, summarize
 from benchmark.report.summary import best_summary
 from benchmark.report.weakness import where_it_fails
@@ -59,16 +61,20 @@ def build_report(runs: DatasetRuns, out: Path) -> Report:
     effects = augmentation_effects(board)
     fig_dir = out / slug(runs.dataset)
     files = draw_figures(runs, board, effects, fig_dir)
+    studies = search_studies(runs)
 
     parts = [
         f"# {runs.dataset}: CNN benchmark report",
         header(runs),
         "## Findings\n\n" + findings(board, effects),
-        "## Leaderboard\n\n" + leaderboard(board),
+        "## Leaderboard\n\n" + leaderboard(marked(board)) + hand_note(board),
         "## What matters\n\n" + matters_by_study(runs),
+        *budget_section(studies),
         "## Augmentation effect\n\n" + effect_table(effects),
     ]
     best = best_summary(runs.main, best_row(board)) if len(board) else None
+    if best is not None:  # the headline best: a search found it (stats.searched)
+        best["found_by"] = found_by(studies, best["run_ids"])
     parts.insert(4, "## Reference points\n\n" + reference_points(runs.dataset, runs.main, best))
     fails, fail_files = where_it_fails(best_row(board) if len(board) else None, fig_dir)
     parts.append("## Where it fails\n\n" + fails)
@@ -127,7 +133,9 @@ def write_reports(
             written += [path, *rep.files]
             if rep.summary is not None:
                 summary = out / f"{slug(name)}.json"
-                text = json.dumps({"dataset": name, "best": rep.summary}, indent=2, sort_keys=True)
+                hand = best_by_hand(runs.main, rep.board)  # named apart, never the best
+                doc = {"dataset": name, "best": rep.summary, "best_by_hand": hand}
+                text = json.dumps(doc, indent=2, sort_keys=True)
                 summary.write_text(text + "\n", encoding="utf-8")
                 written.append(summary)
             boards[name] = rep.board

@@ -14,11 +14,13 @@ from benchmark import metrics as M
 from benchmark.report.stats import (
     CI_LEVEL,
     Effect,
+    best_by_hand_row,
     best_row,
     has_value,
     mean_std,
     num,
     pareto_front,
+    searched,
     spearman,
     unconfirmed_above,
 )
@@ -33,7 +35,10 @@ def findings(board: pd.DataFrame, effects: list[Effect]) -> str:
         return "No trial completed, so there is nothing to compare yet."
     best = best_row(board)
     n_cfg = len(board)
-    among = "" if best.name == board.index[0] else f" among those run on {best['n']} seeds"
+    found = searched(board)  # hand-trained configurations are shown, never the best
+    among = "" if best.name == found.index[0] else f" among those run on {best['n']} seeds"
+    if len(found) < n_cfg and best.name != board.index[0]:
+        among += " that a search found" if among else " among the configurations a search found"
     out = [
         f"**Best model.** Of {n_cfg} configuration(s), `{best['label']}` has the highest "
         f"validation accuracy{among} ({mean_std(best, M.VAL_ACCURACY)}, {best['n']} seed(s)); "
@@ -49,6 +54,8 @@ def findings(board: pd.DataFrame, effects: list[Effect]) -> str:
             "validation accuracy moves by a point or two, so these are candidates, not "
             "winners: train them with more seeds (`--seed 1`, `--seed 2`) to compare."
         )
+    if (hand := best_by_hand_row(board)) is not None and hand.name != best.name:
+        out.append(_by_hand_sentence(board, hand))
     by_test = board.dropna(subset=[M.TEST_ACCURACY]).sort_values(
         [M.TEST_ACCURACY, "label"], ascending=[False, True]
     )
@@ -83,6 +90,18 @@ def findings(board: pd.DataFrame, effects: list[Effect]) -> str:
         relation += f" ({n} configuration(s) timed only beside other load left out.)"
     out.append(relation)
     return "\n\n".join(out)
+
+
+def _by_hand_sentence(board: pd.DataFrame, hand: pd.Series) -> str:
+    """Hand-trained configurations stay in the leaderboard but are never the best: say so."""
+    n = int(board["by_hand"].astype(bool).sum())
+    return (
+        f"**Trained by hand.** {n} configuration(s) were trained with `train`, outside any "
+        f"search (marked in the leaderboard); the best of them, `{hand['label']}` "
+        f"({mean_std(hand, M.VAL_ACCURACY)} validation, {mean_std(hand, M.TEST_ACCURACY)} "
+        f"test, {hand['n']} seed(s)), is the JSON summary's `best_by_hand`. The best "
+        "configuration above is chosen among those a search found."
+    )
 
 
 def _augmentation_sentence(effects: list[Effect]) -> str:

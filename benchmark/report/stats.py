@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from benchmark import metrics as M
-from benchmark.report.load import P, T, X, col, numbers, tested_val
+from benchmark.report.load import TAG_PARENT, P, T, X, col, numbers, tested_val
 
 DASH = "—"  # any missing number or name
 CI_LEVEL = 0.95
@@ -56,13 +56,40 @@ def best_row(board: pd.DataFrame) -> pd.Series:
     point or two (1,000 CIFAR-10 validation images: a standard error of 1.3 pp), so a
     one-seed probe that happens to score half a point higher would otherwise displace a
     configuration confirmed on three seeds, and the report's "best" would rest on one run."""
+    board = searched(board)
     need = min(CONFIRM_SEEDS, int(board["n"].max()))
     return board[board["n"] >= need].iloc[0]
 
 
+def searched(board: pd.DataFrame) -> pd.DataFrame:
+    """The rows a headline best may come from: configurations a search found (some run of
+    theirs is a search's), not those trained by hand with `train`; every row when no search
+    found any (a store of hand-trained runs only). Why: the suite reports what its search
+    finds in a budget; a configuration someone picked by hand is shown, never the answer."""
+    if "by_hand" not in board:
+        return board
+    found = board[~board["by_hand"].astype(bool)]
+    return found if len(found) else board
+
+
+def best_by_hand_row(board: pd.DataFrame) -> pd.Series | None:
+    """The best of the configurations trained by hand only (best_row's rule), or None."""
+    if "by_hand" not in board or not board["by_hand"].astype(bool).any():
+        return None
+    return best_row(board[board["by_hand"].astype(bool)])
+
+
 def unconfirmed_above(board: pd.DataFrame, best: pd.Series) -> pd.DataFrame:
-    """Configurations ranked above `best` (best_row's) on validation, run on fewer seeds."""
-    return board.loc[: best.name].iloc[:-1]
+    """Configurations a search found ranked above `best` (best_row's) on validation, run
+    on fewer seeds; not a halving search's shorter rungs: those are shorter trainings that
+    only chose which candidates went on, not candidates for more seeds themselves."""
+    above = searched(board).loc[: best.name].iloc[:-1]
+    if "rung_run" not in above:
+        return above
+    epochs = pd.to_numeric(above["epochs"], errors="coerce")
+    full = pd.to_numeric(pd.Series([best.get("epochs")]), errors="coerce").iloc[0]
+    shorter = above["rung_run"].astype(bool) & (epochs < full)
+    return above[~shorter]
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
@@ -94,6 +121,10 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         out[m], out[m + ":std"], out[m + ":n"] = values.mean(), values.std(), values.count()
         out[m + ":min"], out[m + ":max"] = values.min(), values.max()
     out["overfit"] = col(runs, T(M.TAG_OVERFIT)).groupby(runs["config"]).agg(_verdict)
+    # by hand: every run of it trained outside a search (`train`: no parent, no study)
+    hand = col(runs, T(TAG_PARENT)).isna() & col(runs, T("study_name")).isna()
+    out["by_hand"] = hand.groupby(runs["config"]).all()
+    out["rung_run"] = col(runs, T(M.TAG_RUNG)).notna().groupby(runs["config"]).all()  # halving
     out["_rank"] = out[M.VAL_ACCURACY].fillna(-np.inf)
     out = out.reset_index().sort_values(["_rank", "label", "config"], ascending=[False, True, True])
     return out.drop(columns="_rank").reset_index(drop=True)
