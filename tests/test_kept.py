@@ -107,6 +107,13 @@ def test_trials_log_their_three_splits_as_dataset_inputs(in_store):
         assert "cifar-10-python.tar.gz" in inputs["test"].source
     experiment = mlflow.get_experiment(in_store["parent"].info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # the search's parent row (its trials are folded under it) shows datasets and the model
+    parent = in_store["parent"]
+    assert {i.dataset.name for i in parent.inputs.dataset_inputs} == {
+        "cifar10-train", "cifar10-val", "cifar10-test"}  # fmt: skip
+    best = mlflow.get_run(parent.data.tags[M.TAG_BEST_RUN])
+    (output,) = parent.outputs.model_outputs
+    assert f"models:/{output.model_id}" == best.data.tags[M.TAG_MODEL_URI]
 
 
 def test_confusion_matrix_sums_to_the_test_size_and_has_a_figure(in_store):

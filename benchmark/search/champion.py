@@ -21,6 +21,7 @@ from pathlib import Path
 
 import mlflow
 from mlflow.artifacts import get_artifact_repository
+from mlflow.entities import LoggedModelOutput
 from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
@@ -66,6 +67,8 @@ def crown_search(study, dataset: str, printer: Callable[[str], None] = print) ->
         test = [r.data.metrics.get(M.TEST_ACCURACY, float("nan")) for r in runs]
         crowned = crown(dataset, run_ids, val, test, study_name=study.study_name)
         printer(crowned.message)
+        if (parent := mlflow.active_run()) is not None:
+            show_on_parent(parent.info.run_id, client.get_run(_kept(runs, val)))
         if log_models_mode() == "best":
             n = delete_models(_study_run_ids(study) - {_kept(runs, val)})
             printer(f"log_models=best: kept the winner's model, deleted {n} other trial model(s)")
@@ -116,6 +119,17 @@ def crown(
                    f"beat the champion, version {current.version} (val {held:.4f}); {where} "
                    "unchanged")  # fmt: skip
     return Crowned(name, version, better, message)
+
+
+def show_on_parent(parent_id: str, winner) -> None:
+    """The search's parent row in the runs table shows its datasets and its winner's model
+    (the UI's Dataset and Models columns; its trials are folded under it), copied from the
+    winning trial run."""
+    client = mlflow.MlflowClient()
+    if winner.inputs and winner.inputs.dataset_inputs:
+        client.log_inputs(parent_id, datasets=list(winner.inputs.dataset_inputs))
+    if model_id := winner.data.tags.get(TAG_MODEL_URI, "").removeprefix("models:/"):
+        client.log_outputs(parent_id, [LoggedModelOutput(model_id, 0)])
 
 
 def describe(run, study_name: str, val: Sequence[float], test: Sequence[float]) -> str:
