@@ -122,9 +122,10 @@ def crown(
 
 
 def show_on_parent(parent_id: str, winner) -> None:
-    """The search's parent row in the runs table shows its datasets and its winner's model
-    (the UI's Dataset and Models columns; its trials are folded under it), copied from the
-    winning trial run."""
+    """The search's parent run gets its winner's datasets as inputs (the parent's row in the
+    runs table, where its trials are folded, then fills the Dataset column) and its winner's
+    model as an output (`run.outputs`, and "Logged models" on the parent's page; MLflow
+    3.17's Models column lists a model on the row of the trial that logged it)."""
     client = mlflow.MlflowClient()
     if winner.inputs and winner.inputs.dataset_inputs:
         client.log_inputs(parent_id, datasets=list(winner.inputs.dataset_inputs))
