@@ -13,9 +13,10 @@ accuracy (one set of weights has to be served; the description gives all seeds).
 
 from __future__ import annotations
 
+import logging
 import re
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from benchmark import metrics as M
 from benchmark.config import TrialConfig
 from benchmark.data import parse
 from benchmark.train.export import TAG_MODEL_URI, log_models_mode
+
+log = logging.getLogger(__name__)
 
 ALIAS = "champion"
 PREFIX = "cnn-benchmark-"
@@ -52,10 +55,13 @@ def registered_name(dataset: str) -> str:
     return PREFIX + re.sub(r"[^A-Za-z0-9_.-]+", "_", stem or family.rstrip(":"))
 
 
-def crown_search(study, dataset: str, printer: Callable[[str], None] = print) -> Crowned | None:
+def crown_search(study, dataset: str) -> Crowned | None:
     """The hook the search driver calls once at its end: register the study's best
     configuration (`crown`), then, under `log_models: best`, delete every other trial
-    model of the study. Never fails the search: a registry error becomes one line."""
+    model of the study. Never fails the search: a registry error becomes one line.
+
+    Its lines go to the log (the CLI shows INFO lines, as it does the data loader's), not
+    to the search's progress printer, whose lines are one per trial."""
     best = _best_trial(study)
     if best is None:
         return None
@@ -66,15 +72,15 @@ def crown_search(study, dataset: str, printer: Callable[[str], None] = print) ->
         val = [_val(r) for r in runs]
         test = [r.data.metrics.get(M.TEST_ACCURACY, float("nan")) for r in runs]
         crowned = crown(dataset, run_ids, val, test, study_name=study.study_name)
-        printer(crowned.message)
+        log.info(crowned.message)
         if (parent := mlflow.active_run()) is not None:
             show_on_parent(parent.info.run_id, client.get_run(_kept(runs, val)))
         if log_models_mode() == "best":
             n = delete_models(_study_run_ids(study) - {_kept(runs, val)})
-            printer(f"log_models=best: kept the winner's model, deleted {n} other trial model(s)")
+            log.info("log_models=best: kept the winner's model, deleted %d other trial model(s)", n)
     except (MlflowException, OSError) as exc:  # the search itself is done and logged
         reason = (str(exc) or type(exc).__name__).splitlines()[0][:200]
-        printer(f"model registry: not updated ({reason})")
+        log.warning("model registry: not updated (%s)", reason)
         return None
     return crowned
 

@@ -229,7 +229,7 @@ def run_search(
         mlflow.log_metrics({f"median_{k}": v for k, v in summary.median_timings().items()})
         log_summary(study, summary, parent.info.run_id, space=space, dataset=dataset,
                     seeds=seeds, describe=describe)  # fmt: skip
-        crown_search(study, dataset, printer)  # the winner's model into the registry
+        crown_search(study, dataset)  # the winner's model into the registry
     return summary
 
 
