@@ -107,6 +107,13 @@ def test_trials_log_their_three_splits_as_dataset_inputs(in_store):
         assert "cifar-10-python.tar.gz" in inputs["test"].source
     experiment = mlflow.get_experiment(in_store["parent"].info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # the search's parent row (its trials are folded under it) shows datasets and the model
+    parent = in_store["parent"]
+    assert {i.dataset.name for i in parent.inputs.dataset_inputs} == {
+        "cifar10-train", "cifar10-val", "cifar10-test"}  # fmt: skip
+    best = mlflow.get_run(parent.data.tags[M.TAG_BEST_RUN])
+    (output,) = parent.outputs.model_outputs
+    assert f"models:/{output.model_id}" == best.data.tags[M.TAG_MODEL_URI]
 
 
 def test_confusion_matrix_sums_to_the_test_size_and_has_a_figure(in_store):
@@ -122,7 +129,7 @@ def test_confusion_matrix_sums_to_the_test_size_and_has_a_figure(in_store):
 
 
 def test_the_champion_is_the_best_trial_and_moves_only_for_a_better_search(in_store):
-    assert "cnn-benchmark-cifar10 version 1 is the new champion" in in_store["out"].stdout
+    assert "cnn-benchmark-cifar10 version 1 is the new champion" in in_store["out"].stderr
     client = mlflow.MlflowClient()
     best = in_store["parent"].data.tags[M.TAG_BEST_RUN]
     v1 = client.get_model_version_by_alias("cnn-benchmark-cifar10", "champion")
@@ -216,8 +223,9 @@ def test_mlflow_models_serve_answers_with_class_probabilities(in_store):
     )
 
 
-def test_log_models_best_keeps_only_the_winners_model(tmp_path, shared_data, monkeypatch):
+def test_log_models_best_keeps_only_the_winners_model(tmp_path, shared_data, monkeypatch, caplog):
     monkeypatch.setenv("BENCHMARK_LOG_MODELS", "best")
+    caplog.set_level("INFO", logger="benchmark.search.champion")
     (tmp_path / "space.yaml").write_text(textwrap.dedent(SPACE))
     lines: list[str] = []
     from benchmark.search import run_search
@@ -230,7 +238,8 @@ def test_log_models_best_keeps_only_the_winners_model(tmp_path, shared_data, mon
                               filter_string="tags.`benchmark.role` = 'trial'")  # fmt: skip
     kept = [r for r in runs if M.TAG_MODEL_URI in r.data.tags]
     assert [r.info.run_id for r in kept] == [summary.best_run_id]
-    assert any("deleted 1 other trial model" in line for line in lines)
+    assert "deleted 1 other trial model" in caplog.text
+    assert all(line.startswith("[") for line in lines)  # progress lines only
     assert mlflow.MlflowClient().get_model_version_by_alias(
         "cnn-benchmark-cifar10", "champion").run_id == summary.best_run_id  # fmt: skip
     on_disk = list(Path("mlruns").glob("*/models/*/artifacts/MLmodel"))  # conftest's cwd

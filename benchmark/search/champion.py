@@ -13,14 +13,16 @@ accuracy (one set of weights has to be served; the description gives all seeds).
 
 from __future__ import annotations
 
+import logging
 import re
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 from mlflow.artifacts import get_artifact_repository
+from mlflow.entities import LoggedModelOutput
 from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
@@ -28,6 +30,8 @@ from benchmark import metrics as M
 from benchmark.config import TrialConfig
 from benchmark.data import parse
 from benchmark.train.export import TAG_MODEL_URI, log_models_mode
+
+log = logging.getLogger(__name__)
 
 ALIAS = "champion"
 PREFIX = "cnn-benchmark-"
@@ -51,13 +55,15 @@ def registered_name(dataset: str) -> str:
     return PREFIX + re.sub(r"[^A-Za-z0-9_.-]+", "_", stem or family.rstrip(":"))
 
 
-def crown_search(study, dataset: str, printer: Callable[[str], None] = print,
-                 run_ids: Sequence[str] | None = None) -> Crowned | None:  # fmt: skip
+def crown_search(study, dataset: str, run_ids: Sequence[str] | None = None) -> Crowned | None:
     """The hook the search driver calls once at its end: register the study's best
     configuration (`crown`), then, under `log_models: best`, delete every other trial
     model of the study. `run_ids`: the winner's seed runs when the search says (halving's
     confirmed winner spans several trials), else the best trial's. Never fails the search:
-    a registry error becomes one line."""
+    a registry error becomes one line.
+
+    Its lines go to the log (the CLI shows INFO lines, as it does the data loader's), not
+    to the search's progress printer, whose lines are one per trial."""
     if run_ids is None:
         best = _best_trial(study)
         if best is None:
@@ -71,13 +77,15 @@ def crown_search(study, dataset: str, printer: Callable[[str], None] = print,
         val = [_val(r) for r in runs]
         test = [r.data.metrics.get(M.TEST_ACCURACY, float("nan")) for r in runs]
         crowned = crown(dataset, run_ids, val, test, study_name=study.study_name)
-        printer(crowned.message)
+        log.info(crowned.message)
+        if (parent := mlflow.active_run()) is not None:
+            show_on_parent(parent.info.run_id, client.get_run(_kept(runs, val)))
         if log_models_mode() == "best":
             n = delete_models(_study_run_ids(study) - {_kept(runs, val)})
-            printer(f"log_models=best: kept the winner's model, deleted {n} other trial model(s)")
+            log.info("log_models=best: kept the winner's model, deleted %d other trial model(s)", n)
     except (MlflowException, OSError) as exc:  # the search itself is done and logged
         reason = (str(exc) or type(exc).__name__).splitlines()[0][:200]
-        printer(f"model registry: not updated ({reason})")
+        log.warning("model registry: not updated (%s)", reason)
         return None
     return crowned
 
@@ -122,6 +130,18 @@ def crown(
                    f"beat the champion, version {current.version} (val {held:.4f}); {where} "
                    "unchanged")  # fmt: skip
     return Crowned(name, version, better, message)
+
+
+def show_on_parent(parent_id: str, winner) -> None:
+    """The search's parent run gets its winner's datasets as inputs (the parent's row in the
+    runs table, where its trials are folded, then fills the Dataset column) and its winner's
+    model as an output (`run.outputs`, and "Logged models" on the parent's page; MLflow
+    3.17's Models column lists a model on the row of the trial that logged it)."""
+    client = mlflow.MlflowClient()
+    if winner.inputs and winner.inputs.dataset_inputs:
+        client.log_inputs(parent_id, datasets=list(winner.inputs.dataset_inputs))
+    if model_id := winner.data.tags.get(TAG_MODEL_URI, "").removeprefix("models:/"):
+        client.log_outputs(parent_id, [LoggedModelOutput(model_id, 0)])
 
 
 def describe(run, study_name: str, val: Sequence[float], test: Sequence[float]) -> str:

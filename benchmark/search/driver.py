@@ -160,7 +160,7 @@ def run_search(
         log_summary(search.study, summary, parent.info.run_id, space=space, dataset=dataset,
                     seeds=search.seeds if space.strategy != "halving" else 1,
                     describe=describe, best=rungs.best_filler(search))  # fmt: skip
-        crown_search(search.study, dataset, printer,  # the winner's model into the registry
+        crown_search(search.study, dataset,  # the winner's model into the registry
                      run_ids=rungs.winner_run_ids(search.study, search.budget))  # fmt: skip
     return summary
 
