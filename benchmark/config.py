@@ -217,6 +217,13 @@ def parse_param(text: Any) -> Any:
     """A logged param back to its type: YAML reads `0.1`, `true`, `32`; "None" is None."""
     if not isinstance(text, str):
         return text
+    try:
+        return float(text) if "e" in text.lower() and "." not in text else _yaml(text)
+    except ValueError:  # `1e-05`: YAML 1.1 reads an exponent without a dot as text
+        return _yaml(text)
+
+
+def _yaml(text: str) -> Any:
     value = yaml.safe_load(text) if text else text
     return None if value == "None" else value
 

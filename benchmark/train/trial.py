@@ -252,6 +252,7 @@ def flip_tta_accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float
 
 
 def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings) -> TrialResult:
+    """Build, fit, evaluate once on test, log: the trial's body inside its MLflow run."""
     clock = time.perf_counter()
     augment = build_augmentation(cfg.augmentation, seed=cfg.seed)
     soft = cfg.label_smoothing > 0 or mixes_labels(augment)
@@ -266,15 +267,7 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings) -> T
     train = train_dataset(data.x_train, data.y_train, cfg.batch_size, cfg.seed,
                           None if in_step else augment, n_soft)  # fmt: skip
     val = eval_dataset(data.x_val, data.y_val, EVAL_BATCH, n_soft)
-    logger = EpochLogger()
-    stopper = None
-    if cfg.early_stopping_patience:  # restores the best-validation weights when fit ends
-        stopper = keras.callbacks.EarlyStopping(
-            monitor=M.VAL_ACCURACY,
-            mode="max",
-            patience=cfg.early_stopping_patience,
-            restore_best_weights=True,
-        )
+    logger, stopper = EpochLogger(), _stopper(cfg)
 
     gpu: dict[str, float] = {}
     cost = CostMeter(len(data.x_train))  # CPU time, and the load of other processes beside
@@ -287,8 +280,37 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings) -> T
     train_time = time.perf_counter() - start
     mlflow.set_tag(M.TAG_TIMING, cost.timing)
     clock = time.perf_counter()
+    scores = _evaluate(model, data, cfg, n_soft)
+    timings[M.EVAL_TIME] = time.perf_counter() - clock
+    final = _final_metrics(model, data, logger, stopper is not None, scores, flops, train_time)
+    final |= gpu | cost.metrics()  # cpu_time_s, cpu_ms_per_image, host_busy_other
+    if cfg.tta == "flip":
+        final[M.TEST_ACCURACY_TTA] = flip_tta_accuracy(model, data.x_test, data.y_test)
+    clock = time.perf_counter()
+    mlflow.log_metrics(final)
+    overfit = M.is_overfit(final[M.OVERFIT_GAP], final[M.VAL_LOSS_RISE])
+    mlflow.set_tag(M.TAG_OVERFIT, "yes" if overfit else "no")
+    _log_artifacts(model, data, cfg, logger.history)
+    # Where the trial's time went, from inside the trial (the search adds startup_s and the
+    # wall time it saw: overhead_s = wall - fit_s).
+    timings[M.LOG_TIME] = time.perf_counter() - clock
+    timings[M.FIT_TIME] = train_time
+    mlflow.log_metrics(timings)
+    return TrialResult(run_id=run_info.run_id, metrics=final | timings, history=logger.history)
 
-    # Test untouched until now, evaluated once; the clean train subset measures memorisation.
+
+def _stopper(cfg: TrialConfig) -> keras.callbacks.EarlyStopping | None:
+    """Early stopping on validation accuracy, restoring the best weights when fit ends."""
+    if not cfg.early_stopping_patience:
+        return None
+    return keras.callbacks.EarlyStopping(monitor=M.VAL_ACCURACY, mode="max",
+                                         patience=cfg.early_stopping_patience,
+                                         restore_best_weights=True)  # fmt: skip
+
+
+def _evaluate(model, data, cfg, n_soft) -> tuple[float, float, float]:
+    """Test loss and accuracy, evaluated once, untouched until now; and the accuracy on a
+    clean (unaugmented) train subset, which measures memorisation."""
     test_loss, test_acc = model.evaluate(
         eval_dataset(data.x_test, data.y_test, EVAL_BATCH, n_soft), verbose=0
     )
@@ -298,38 +320,40 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings) -> T
     _, train_eval_acc = model.evaluate(
         eval_dataset(data.x_train[idx], data.y_train[idx], EVAL_BATCH, n_soft), verbose=0
     )
+    return float(test_loss), float(test_acc), float(train_eval_acc)
 
-    timings[M.EVAL_TIME] = time.perf_counter() - clock
+
+def _final_metrics(model, data, logger, stopped_early: bool, scores, flops,
+                   train_time: float) -> dict[str, float]:  # fmt: skip
+    """The run's end metrics; `tested`: the epoch whose weights were evaluated."""
+    test_loss, test_acc, train_eval_acc = scores
     h = logger.history
     steady = logger.train_times[1:] or logger.train_times  # first epoch carries tracing
     best = int(np.argmax(h[M.VAL_ACCURACY]))
-    tested = best if stopper is not None else len(h[M.VAL_ACCURACY]) - 1  # weights evaluated
-    final = {
+    tested = best if stopped_early else len(h[M.VAL_ACCURACY]) - 1
+    lowest_loss = max(min(h[M.VAL_LOSS]), 1e-12)  # a perfect fit: no division by zero
+    return {
         M.PARAM_COUNT: model.count_params(),
         M.FLOPS: flops,
         M.TRAIN_TIME: train_time,
         M.IMAGES_PER_S: len(data.x_train) / float(np.median(steady)),
-        M.TEST_ACCURACY: float(test_acc),
-        M.TEST_LOSS: float(test_loss),
-        M.TRAIN_EVAL_ACCURACY: float(train_eval_acc),
-        M.OVERFIT_GAP: float(train_eval_acc) - h[M.VAL_ACCURACY][tested],
+        M.TEST_ACCURACY: test_acc,
+        M.TEST_LOSS: test_loss,
+        M.TRAIN_EVAL_ACCURACY: train_eval_acc,
+        M.OVERFIT_GAP: train_eval_acc - h[M.VAL_ACCURACY][tested],
         M.BEST_EPOCH: best + 1,
         M.BEST_VAL_ACCURACY: max(h[M.VAL_ACCURACY]),
         M.SELECTED_VAL_ACCURACY: h[M.VAL_ACCURACY][tested],
         M.STOPPED_EPOCH: len(h[M.VAL_ACCURACY]),
-        M.VAL_LOSS_RISE: h[M.VAL_LOSS][tested] / min(h[M.VAL_LOSS]) - 1,
-    } | gpu
-    final |= cost.metrics()  # cpu_time_s, cpu_ms_per_image, host_busy_other
-    if cfg.tta == "flip":
-        final[M.TEST_ACCURACY_TTA] = flip_tta_accuracy(model, data.x_test, data.y_test)
-    clock = time.perf_counter()
-    mlflow.log_metrics(final)
-    overfit = M.is_overfit(final[M.OVERFIT_GAP], final[M.VAL_LOSS_RISE])
-    mlflow.set_tag(M.TAG_OVERFIT, "yes" if overfit else "no")
+        M.VAL_LOSS_RISE: h[M.VAL_LOSS][tested] / lowest_loss - 1,
+    }
 
+
+def _log_artifacts(model, data, cfg: TrialConfig, history: dict) -> None:
+    """Curves, summary, config, augmentation preview; per-class results and the model."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        plot_learning_curves(h, out / "learning_curves.png", title=cfg.run_name)
+        plot_learning_curves(history, out / "learning_curves.png", title=cfg.run_name)
         (out / "model_summary.txt").write_text(model_summary(model))
         (out / "config.json").write_text(json.dumps(cfg.to_params(), indent=2, sort_keys=True))
         if cfg.augmentation != "none":
@@ -338,9 +362,3 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings) -> T
             )
         mlflow.log_artifacts(tmp)
     log_trial_outputs(model, data, cfg, EVAL_BATCH)  # per-class results; the tested model
-    # Where the trial's time went, from inside the trial (the search adds startup_s and the
-    # wall time it saw: overhead_s = wall - fit_s).
-    timings[M.LOG_TIME] = time.perf_counter() - clock
-    timings[M.FIT_TIME] = train_time
-    mlflow.log_metrics(timings)
-    return TrialResult(run_id=run_info.run_id, metrics=final | timings, history=h)
