@@ -223,8 +223,7 @@ def test_mlflow_models_serve_answers_with_class_probabilities(in_store):
     )
 
 
-def test_log_models_best_keeps_only_the_winners_model(tmp_path, shared_data, monkeypatch, caplog):
-    monkeypatch.setenv("BENCHMARK_LOG_MODELS", "best")
+def test_log_models_best_keeps_only_the_winners_model(tmp_path, shared_data, caplog):
     caplog.set_level("INFO", logger="benchmark.search.champion")
     (tmp_path / "space.yaml").write_text(textwrap.dedent(SPACE))
     lines: list[str] = []
@@ -233,7 +232,7 @@ def test_log_models_best_keeps_only_the_winners_model(tmp_path, shared_data, mon
     summary = run_search(load_space(tmp_path / "space.yaml"), dataset="cifar10",
                          data_dir=str(shared_data), overrides={"max_train_samples": 100},
                          storage=f"sqlite:///{tmp_path / 'optuna.db'}",
-                         printer=lines.append)  # fmt: skip
+                         printer=lines.append, log_models="best")  # fmt: skip
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
                               filter_string="tags.`benchmark.role` = 'trial'")  # fmt: skip
     kept = [r for r in runs if M.TAG_MODEL_URI in r.data.tags]

@@ -99,9 +99,6 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def _run_search(space, args: argparse.Namespace, tracking, **extra) -> int:
     from benchmark.report.parent import ParentDescription
     from benchmark.search import run_search
-    from benchmark.train.export import set_log_models
-
-    set_log_models(args.log_models)  # the trial processes inherit it
 
     summary = run_search(
         space,
@@ -115,6 +112,7 @@ def _run_search(space, args: argparse.Namespace, tracking, **extra) -> int:
         workers=args.workers or 1,
         describe=ParentDescription(),
         tracking=tracking,
+        log_models=getattr(args, "log_models", None) or "all",
         printer=functools.partial(print, flush=True),
         **extra,
     )

@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from benchmark import metrics as M
 from benchmark.config import TrialConfig
 from benchmark.data import parse
-from benchmark.train.export import TAG_MODEL_URI, log_models_mode
+from benchmark.train.export import TAG_MODEL_URI
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ def registered_name(dataset: str) -> str:
     return PREFIX + re.sub(r"[^A-Za-z0-9_.-]+", "_", stem or family.rstrip(":"))
 
 
-def crown_search(study, dataset: str, run_ids: Sequence[str] | None = None) -> Crowned | None:
+def crown_search(study, dataset: str, run_ids: Sequence[str] | None = None,
+                 log_models: str = "all") -> Crowned | None:  # fmt: skip
     """The hook the search driver calls once at its end: register the study's best
     configuration (`crown`), then, under `log_models: best`, delete every other trial
     model of the study. `run_ids`: the winner's seed runs when the search says (halving's
@@ -80,7 +81,7 @@ def crown_search(study, dataset: str, run_ids: Sequence[str] | None = None) -> C
         log.info(crowned.message)
         if (parent := mlflow.active_run()) is not None:
             show_on_parent(parent.info.run_id, client.get_run(_kept(runs, val)))
-        if log_models_mode() == "best":
+        if log_models == "best":
             n = delete_models(_study_run_ids(study) - {_kept(runs, val)})
             log.info("log_models=best: kept the winner's model, deleted %d other trial model(s)", n)
     except (MlflowException, OSError) as exc:  # the search itself is done and logged

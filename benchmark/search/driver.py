@@ -51,6 +51,7 @@ from benchmark.search.summary import Describer, SearchSummary, log_summary, pare
 from benchmark.search.warm import enqueue_warm_start
 from benchmark.stop import WORKER
 from benchmark.train.callbacks import PruningCallback
+from benchmark.train.export import check_log_models
 from benchmark.train.isolate import TrialJob, isolated_default, run_isolated, stop_prestarted
 from benchmark.train.tracking import Tracking
 from benchmark.train.trial import DATA_FIELDS, load_for, record_wall_time, run_trial
@@ -77,6 +78,7 @@ class Search:
     isolate: bool
     role: str
     tracking: Tracking  # where the parent run goes (the `mlflow run` run, if any)
+    log_models: str = "all"  # which trials keep their model: all | best | none
     budget: Budget | None = None  # strategy halving: the plan and the time spent
 
     def settings(self) -> dict[str, Any]:
@@ -118,6 +120,7 @@ def run_search(
     workers: int = 1,
     budget_minutes: float | None = None,
     warm_start: bool | None = None,
+    log_models: str = "all",
     describe: Describer | None = None,
     tracking: Tracking | None = None,
     printer=print,
@@ -140,6 +143,7 @@ def run_search(
         overrides=overrides, max_failures=max_failures, role=role, isolate=isolate,
         workers=workers, tracking=tracking or Tracking.from_env(),
     )  # fmt: skip
+    search.log_models = check_log_models(log_models)
     if (done := already_done(search.study, search.store, space, search.total,
                              search.epoch_budget)) is not None:  # fmt: skip
         return _complete(search, done)
@@ -161,7 +165,8 @@ def run_search(
                     seeds=search.seeds if space.strategy != "halving" else 1,
                     describe=describe, best=rungs.best_filler(search))  # fmt: skip
         crown_search(search.study, dataset,  # the winner's model into the registry
-                     run_ids=rungs.winner_run_ids(search.study, search.budget))  # fmt: skip
+                     run_ids=rungs.winner_run_ids(search.study, search.budget),
+                     log_models=search.log_models)  # fmt: skip
     return summary
 
 
@@ -339,7 +344,7 @@ class Objective:
                 tracking_uri=mlflow.get_tracking_uri(), parent_run_id=self.parent_id,
                 storage=search.store if rep == 0 else None, study_name=search.study_name,
                 trial_id=trial._trial_id if rep == 0 else None, pruner=search.study.pruner,
-                cores=cores_for_slot(slot.index, search.workers),
+                cores=cores_for_slot(slot.index, search.workers), log_models=search.log_models,
             ), prestart_next=True, threads=threads_per_trial(search.workers),
                 keep=search.workers)  # fmt: skip
         else:
@@ -347,7 +352,7 @@ class Objective:
             result = run_trial(cfg, self.datasets.get(cfg),
                                callbacks=[PruningCallback(trial)] if rep == 0 else [],
                                nested=True, parent_run_id=self.parent_id, run_name=name,
-                               tags=tags, verbose=0)  # fmt: skip
+                               tags=tags, verbose=0, log_models=search.log_models)  # fmt: skip
             record_wall_time(result, time.time() - started)
         self.timings.append({k: result.metrics[k] for k in M.TIMING_METRICS
                              if k in result.metrics})  # fmt: skip

@@ -5,8 +5,8 @@ Two calls from the trial: `log_dataset_inputs` when its run starts (a failed tri
 says what it trained on) and `log_trial_outputs` once the test split is evaluated (the
 weights logged are the weights that were tested: the best epoch's under early stopping).
 
-`log_models` (the search's `--log-models`, env BENCHMARK_LOG_MODELS, inherited by the trial
-processes) says which trials keep a model: `all` (default), `best` (every trial logs one and
+`log_models` (the search's `--log-models`, passed to each trial with its job) says which
+trials keep a model: `all` (default), `best` (every trial logs one and
 the search deletes all but its winner's when it ends, see benchmark.search.champion: a trial
 cannot know while it runs whether a later one will beat it) or `none`.
 """
@@ -14,7 +14,6 @@ cannot know while it runs whether a later one will beat it) or `none`.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -38,7 +37,6 @@ from benchmark.train.perclass import (
 )
 from benchmark.train.pipeline import eval_dataset
 
-LOG_MODELS_ENV = "BENCHMARK_LOG_MODELS"
 LOG_MODELS = M.LOG_MODELS
 MODEL_NAME = "model"  # the logged model's name in its run
 TAG_MODEL_URI = M.TAG_MODEL_URI
@@ -50,22 +48,11 @@ KERAS_ARTIFACT = "keras_model"  # the artifacts key classifier.py loads the .ker
 CONTEXTS = {"train": "training", "val": "validation", "test": "test"}  # split -> MLflow context
 
 
-def log_models_mode() -> str:
-    """The `log_models` setting in force: `all` unless the environment says otherwise."""
-    mode = os.environ.get(LOG_MODELS_ENV, "all").strip().lower() or "all"
+def check_log_models(mode: str) -> str:
+    """`mode` if it is a `log_models` value, else the one-line error."""
     if mode not in LOG_MODELS:
         raise UserError(f"log_models should be one of {', '.join(LOG_MODELS)}, got {mode!r}")
     return mode
-
-
-def set_log_models(mode: str | None) -> None:
-    """Set `log_models` for this process and the trial processes it starts (they inherit
-    the environment, so the search's driver and TrialJob need not carry it)."""
-    if mode is None:
-        return
-    if mode not in LOG_MODELS:
-        raise UserError(f"log_models should be one of {', '.join(LOG_MODELS)}, got {mode!r}")
-    os.environ[LOG_MODELS_ENV] = mode
 
 
 def log_dataset_inputs(data: Dataset) -> None:
@@ -97,7 +84,7 @@ def mark_experiment(experiment_id: str) -> None:
 
 
 def log_trial_outputs(
-    model: keras.Model, data: Dataset, cfg: TrialConfig, batch_size: int
+    model: keras.Model, data: Dataset, cfg: TrialConfig, batch_size: int, log_models: str = "all"
 ) -> str | None:
     """Per-class results of the test split, and (unless log_models is `none`) the model.
 
@@ -114,7 +101,7 @@ def log_trial_outputs(
         save_confusion_figure(results["confusion_matrix"], data.class_names,
                               out / CONFUSION_FILE, title=cfg.run_name)  # fmt: skip
         mlflow.log_artifacts(tmp)
-    if log_models_mode() == "none":
+    if log_models == "none":
         return None
     uri = log_model(net, data.class_names, data.image_shape[0])
     mlflow.set_tag(TAG_MODEL_URI, uri)

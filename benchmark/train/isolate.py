@@ -49,6 +49,7 @@ class TrialJob:
     trial_id: int | None = None
     pruner: optuna.pruners.BasePruner | None = None
     cores: tuple[int, ...] | None = None  # CPUs to pin the trial to (--workers N), None: all
+    log_models: str = "all"  # the search's --log-models: `none` keeps no model
     parent_pid: int = field(default_factory=os.getpid)  # the search process
     created_at: float = field(default_factory=time.time)  # wall clock: startup_s starts here
 
@@ -321,6 +322,7 @@ def _train(job: TrialJob) -> TrialResult:
         run_name=job.run_name,
         tags=job.tags | {stop.TAG_PROCESS: str(os.getpid())},  # the process to stop or kill
         verbose=0,
+        log_models=job.log_models,
     )
 
 

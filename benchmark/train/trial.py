@@ -122,13 +122,15 @@ def run_trial(
     verbose: int = 2,
     timings: dict[str, float] | None = None,
     run_id: str | None = None,
+    log_models: str = "all",
 ) -> TrialResult:
     """Train and evaluate one configuration and log everything about it to MLflow.
 
     Pass `data` to reuse decoded arrays across trials (a search loads them once).
     `nested` puts the run under this process's active run; `parent_run_id` under a run
     of another process (a search parent, when the trial runs in its own process); `run_id`
-    trains into an existing run (the one `mlflow run -e train` made for the command).
+    trains into an existing run (the one `mlflow run -e train` made for the command);
+    `log_models` `none` keeps no model (`all`, `best`: the search deletes the losers' later).
     Raises UserError before any run is created when the spec cannot fit the images;
     any failure during training marks the MLflow run FAILED (pruned: KILLED) and re-raises.
     """
@@ -162,7 +164,7 @@ def run_trial(
         log_dataset_inputs(data)  # MLflow inputs: train, validation and test splits
         try:
             result = _train_and_log(
-                cfg, data, layer_plan.flops, callbacks, verbose, run.info, timings
+                cfg, data, layer_plan.flops, callbacks, verbose, run.info, timings, log_models
             )
         except BaseException as exc:  # record why, then let the caller decide
             state, reason, status, extra = run_outcome(exc)  # SIGTERM: KILLED, the signal
@@ -251,7 +253,8 @@ def flip_tta_accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float
     return float(np.mean(np.argmax(plain + mirror, axis=1) == y))
 
 
-def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings) -> TrialResult:
+def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings,
+                   log_models: str = "all") -> TrialResult:  # fmt: skip
     """Build, fit, evaluate once on test, log: the trial's body inside its MLflow run."""
     clock = time.perf_counter()
     augment = build_augmentation(cfg.augmentation, seed=cfg.seed)
@@ -290,7 +293,7 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings) -> T
     mlflow.log_metrics(final)
     overfit = M.is_overfit(final[M.OVERFIT_GAP], final[M.VAL_LOSS_RISE])
     mlflow.set_tag(M.TAG_OVERFIT, "yes" if overfit else "no")
-    _log_artifacts(model, data, cfg, logger.history)
+    _log_artifacts(model, data, cfg, logger.history, log_models)
     # Where the trial's time went, from inside the trial (the search adds startup_s and the
     # wall time it saw: overhead_s = wall - fit_s).
     timings[M.LOG_TIME] = time.perf_counter() - clock
@@ -349,7 +352,7 @@ def _final_metrics(model, data, logger, stopped_early: bool, scores, flops,
     }
 
 
-def _log_artifacts(model, data, cfg: TrialConfig, history: dict) -> None:
+def _log_artifacts(model, data, cfg: TrialConfig, history: dict, log_models: str) -> None:
     """Curves, summary, config, augmentation preview; per-class results and the model."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
@@ -361,4 +364,4 @@ def _log_artifacts(model, data, cfg: TrialConfig, history: dict) -> None:
                 data.x_train[:5], cfg.augmentation, out / "augmentation_preview.png", seed=cfg.seed
             )
         mlflow.log_artifacts(tmp)
-    log_trial_outputs(model, data, cfg, EVAL_BATCH)  # per-class results; the tested model
+    log_trial_outputs(model, data, cfg, EVAL_BATCH, log_models)  # per-class; the tested model
