@@ -295,3 +295,15 @@ def test_the_path_finder_reads_paths_as_written():
     assert not PATH.search("~/benchmark/x, ../shared/data, models:/cnn-benchmark-flowers17")
     m = PATH.search("tests/test_docs.py::test_readme_is_short")
     assert m and m.group(2) == "test_readme_is_short"
+
+
+def test_the_screenshot_script_loads_and_says_how_to_run_it():
+    """docs/screenshots.py refreshes the UI pictures (it needs Debian's chromium, which CI
+    lacks): at least it must load and parse its options, or it rots unseen."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(ROOT / "docs" / "screenshots.py"), "--help"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--dataset" in out.stdout and "--out" in out.stdout
