@@ -158,6 +158,11 @@ def test_the_section_lists_each_rung_and_the_confirmation(store, report):
         assert row["val acc, mean over seeds"].startswith(f"{statistics.fmean(val):.4f} ± ")
     assert "winner's curse, measured" in section
     assert "| 10.0 min: rungs of 2-4 epochs, 8 trainings planned |" in md.split("## Findings")[0]
+    # "What matters" of the halving study reads its rung-0 candidates: one length, so the
+    # rungs' epochs never show as a searched setting
+    matters = _section(md, "What matters")
+    halving_part = next(p for p in matters.split("### Study `")[1:] if "halving" in p)
+    assert "epochs" not in halving_part
 
 
 @pytest.mark.slow

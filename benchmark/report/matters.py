@@ -266,9 +266,19 @@ def matters_by_study(runs: DatasetRuns) -> str:
     study = col(searches, T("study_name")).fillna(searches["run_id"])
     parts = []
     for name, group in sorted(searches.groupby(study), key=lambda kv: kv[1]["start_time"].min()):
-        done = runs.children_of(list(group["run_id"]))
+        done = _first_rung(runs.children_of(list(group["run_id"])))
         if done.empty:
             continue
         parts.append(f"### Study `{name}` ({len(done)} completed trial runs)\n\n"
                      + what_matters(done))  # fmt: skip
     return "\n\n".join(parts) if parts else what_matters(runs.main)
+
+
+def _first_rung(done: pd.DataFrame) -> pd.DataFrame:
+    """A halving study's rung-0 runs only: every candidate at one length (later rungs train
+    survivors longer, so their `epochs` would read as a searched setting), and the most of
+    them. Other studies: as they are."""
+    rung = col(done, T(M.TAG_RUNG))
+    if rung.isna().all():
+        return done
+    return done[(rung == "0") & (col(done, T(M.TAG_STAGE)) == "explore")]
