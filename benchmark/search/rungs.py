@@ -17,10 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import mlflow
 import optuna
 from optuna.trial import TrialState
 
+from benchmark import metrics as M
 from benchmark.errors import UserError
+from benchmark.runfilter import literal
 from benchmark.search.dryrun import probe_space
 from benchmark.search.halving import (
     WAIT,
@@ -122,23 +125,41 @@ _STATES = {
 }
 
 
-MEASURED_AFTER = 3  # finished trials before their seconds per epoch replace the probe's
+MEASURED_AFTER = 5  # finished trials before their costs replace the probe's
 
 
 def measured_cost(study: optuna.Study, plan: HalvingPlan) -> Callable[[int], float]:
-    """Seconds of a trial of `epochs` epochs: the plan's overhead plus the median seconds
-    per epoch the study's finished trials really took. Until MEASURED_AFTER have finished,
-    the probe's figure: one slow first trial (a cold cache, a neighbour's burst) must not cut
-    rung 0 to a handful of candidates."""
-    per_epoch = [
-        ((t.datetime_complete - t.datetime_start).total_seconds() - plan.overhead_s)
-        / len(t.intermediate_values)
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.intermediate_values and t.datetime_start and "duplicate_of" not in t.user_attrs
+    """Seconds of a trial of `epochs` epochs, from what the study's finished trial runs
+    really took: the median fixed part (their wall time less fit time: start-up, build,
+    evaluation, logging the model) plus epochs x the median fit seconds per epoch. Read from
+    their MLflow runs, which log both parts (`trial_wall_s`, `fit_s`): from a trial's total
+    alone, a short rung's fixed costs would read as slow epochs and shrink the plan for
+    nothing. Until MEASURED_AFTER have finished, the probe's figures: the first few
+    candidates (a cold cache, one dear configuration) say little about the average."""
+    runs = _finished_runs(study)
+    if len(runs) < MEASURED_AFTER:
+        return plan.cost
+    fixed = statistics.median(m[M.TRIAL_WALL_TIME] - m[M.FIT_TIME] for m, _ in runs)
+    per_epoch = statistics.median(m[M.FIT_TIME] / epochs for m, epochs in runs)
+    return lambda epochs: fixed + epochs * per_epoch
+
+
+def _finished_runs(study: optuna.Study) -> list[tuple[dict[str, float], int]]:
+    """(metrics, epochs trained) of the study's finished trial runs that logged their times."""
+    try:
+        runs = mlflow.search_runs(
+            search_all_experiments=True, output_format="list",
+            filter_string=f"tags.study_name = {literal(study.study_name)} and "
+            "attributes.status = 'FINISHED'",
+        )  # fmt: skip
+    except mlflow.exceptions.MlflowException:  # the store away for a moment: the probe's
+        return []
+    return [
+        (r.data.metrics, int(r.data.metrics[M.STOPPED_EPOCH]))
+        for r in runs
+        if {M.TRIAL_WALL_TIME, M.FIT_TIME, M.STOPPED_EPOCH} <= set(r.data.metrics)
+        and r.data.metrics[M.STOPPED_EPOCH] > 0
     ]
-    enough = len(per_epoch) >= MEASURED_AFTER
-    epoch_s = max(statistics.median(per_epoch), 0.0) if enough else plan.epoch_s
-    return lambda epochs: plan.overhead_s + epochs * epoch_s
 
 
 def decide(study: optuna.Study, budget: Budget, printer) -> Job | str:
