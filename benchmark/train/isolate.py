@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import optuna
+import psutil
 
 from benchmark.config import TrialConfig
 from benchmark.quiet import THREADS_ENV, import_tensorflow
@@ -260,25 +261,25 @@ def _serve(jobs, send, tracking_uri: str, parent_pid: int, threads: int | None) 
         kind, payload = _child(job)
         again = time.process_time() - started < SHORT_TRIAL_CPU_S and kind in ("ok", "pruned")
         if again:  # a short trial that ended as trials do: may this process serve another?
-            rss_mb = _released_rss_mb()
+            rss_mb = psutil.Process().memory_info().rss / 2**20
             first_mb = rss_mb if first_mb is None else first_mb
             again = rss_mb <= first_mb + REUSE_GROWTH_MB
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
         send.send((kind, payload, again, peak_mb))
         if not again:
             return
+        _release()  # while the search hands out the next trial
 
 
-def _released_rss_mb() -> float:
-    """This process's RSS once the finished trial's Keras state is let go (MB)."""
+def _release() -> None:
+    """Let the finished trial's Keras state go (its traced functions stay: TensorFlow keeps
+    them, hence the memory bound)."""
     import gc
 
     import keras
-    import psutil
 
     keras.backend.clear_session(free_memory=True)
     gc.collect()
-    return psutil.Process().memory_info().rss / 2**20
 
 
 def _warm_up(tracking_uri: str) -> None:
