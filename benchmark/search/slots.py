@@ -29,7 +29,7 @@ from benchmark.search.study import (
     trial_counts,
 )
 from benchmark.search.summary import SearchSummary, progress_line
-from benchmark.train.isolate import interrupt_busy
+from benchmark.train.isolate import interrupt_busy, peak_trial_rss_mb
 
 
 @dataclass
@@ -244,4 +244,5 @@ def _memory_mb(proc: psutil.Process) -> dict[str, float]:
     # can lag the RSS just read by a fraction of a MB
     peak = max(rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    children = max(children, peak_trial_rss_mb())  # trial processes that still serve
     return {"rss_mb": rss, "peak_rss_mb": peak, "peak_trial_rss_mb": children}

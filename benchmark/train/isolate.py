@@ -6,6 +6,13 @@ everything back when it exits; it reads the decoded arrays from the on-disk cach
 each epoch to the same Optuna trial through the storage, and logs its MLflow run under the
 search's parent run. The parent only waits for one small message.
 
+Short trials (a smoke search: 2 epochs on a few hundred images, seconds each) would spend
+more time starting a process than training, and the next trial's process could not finish
+starting TensorFlow behind them: a trial process that finished a short trial (under
+SHORT_TRIAL_CPU_S of CPU time) with its memory within REUSE_GROWTH_MB of what it held after
+its first one serves the search's next trial too, warm, then the next, until one is long or
+its memory grew past that bound. Long trials keep a fresh process each.
+
 Every child imports this module first (it holds the child's entry point), so it must not
 import TensorFlow at the top: the child imports TF itself, through benchmark/quiet.py, or TF's
 start-up lines would print once per trial.
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
 import signal
 import sys
 import threading
@@ -24,11 +32,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import optuna
+import psutil
 
 from benchmark import stop
 from benchmark.config import TrialConfig
 from benchmark.quiet import THREADS_ENV, import_tensorflow
 from benchmark.train.diskspace import quiet_store_errors
+
+SHORT_TRIAL_CPU_S = 30.0  # a trial process serves another after a trial using less CPU...
+REUSE_GROWTH_MB = 256  # ...while its RSS stays within this of its RSS after its first trial
 
 if TYPE_CHECKING:
     from benchmark.train.trial import TrialResult
@@ -95,9 +107,16 @@ class _Worker:
         result_write.close()
 
     def stop(self) -> None:
+        self.job_write.close()
         if self.process.is_alive():
             self.process.kill()
         self.process.join(timeout=10)
+
+
+def _keep_warm(worker: _Worker) -> None:
+    """A worker that may serve another short trial: first in line for the next one."""
+    with _lock:
+        _spares.insert(0, worker)
 
 
 # Warm workers for the next trials of this search: one per trial slot (--workers N), each
@@ -105,12 +124,24 @@ class _Worker:
 _spares: list[_Worker] = []
 _busy: set[_Worker] = set()  # workers training a job right now
 _lock = threading.Lock()
+_peak_trial_mb = [0.0]  # the largest peak RSS a trial process reported (it may still live)
+
+
+def peak_trial_rss_mb() -> float:
+    """The largest peak RSS (MB) of the trial processes so far, those still serving included
+    (RUSAGE_CHILDREN counts only the ones that exited)."""
+    return _peak_trial_mb[0]
 
 
 def _worker_key(tracking_uri: str, threads: int | None = None) -> tuple:
     """A warm worker serves only a job with the store, thread count and environment it was
-    started with."""
-    return tracking_uri, threads, tuple(sorted(os.environ.items()))
+    started with (less what MLflow sets for itself: its telemetry session id comes and goes
+    in os.environ, and made every warm worker look stale)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_ENV)}
+    return tracking_uri, threads, tuple(sorted(env.items()))
+
+
+_OWN_ENV = ("_MLFLOW_TELEMETRY",)  # os.environ entries a library changes on its own
 
 
 def prestart(tracking_uri: str, threads: int | None = None, keep: int = 1) -> None:
@@ -177,7 +208,6 @@ def run_isolated(
         worker.stop()  # it died while waiting; a fresh one takes the job
         worker = _Worker(job.tracking_uri, threads)
         worker.job_write.send(job)
-    worker.job_write.close()
     with _lock:
         _busy.add(worker)
     if prestart_next:
@@ -195,10 +225,13 @@ def run_isolated(
         with _lock:
             _busy.discard(worker)
     wall = time.time() - job.created_at  # the trial is over once its message is here
-    # No join: the child's exit (TF and MLflow teardown) takes seconds and overlaps the
-    # next trial; active_children() reaps it later.
+    kind, payload, again, peak_mb = message
+    _peak_trial_mb[0] = max(_peak_trial_mb[0], peak_mb)
+    if again and prestart_next:  # a search's next trial will come: this process may take it
+        _keep_warm(worker)
+    else:  # EOF ends it. No join: its exit (TF and MLflow teardown) takes seconds and
+        worker.job_write.close()  # overlaps the next trial; active_children() reaps it later
     multiprocessing.active_children()
-    kind, payload = message
     if kind == "ok":
         return record_wall_time(TrialResult(**payload), wall)
     if kind == "pruned":
@@ -231,7 +264,8 @@ def _died(exitcode: int | None, failed: type[Exception]) -> None:
 
 
 def _serve(jobs, send, tracking_uri: str, parent_pid: int, threads: int | None) -> None:
-    """The trial process: warm up, wait for one job, run it, report, exit."""
+    """The trial process: warm up, wait for a job, run it, report; again while the trials
+    are short and memory stays within bounds (the report says so), else exit."""
     stop.install(deadline=False)  # SIGTERM / Ctrl-C: end the run KILLED, then report it
     quiet_store_errors()  # a full disk is reported once, by the search
     _die_with_parent(parent_pid)
@@ -242,11 +276,35 @@ def _serve(jobs, send, tracking_uri: str, parent_pid: int, threads: int | None) 
         _warm_up(tracking_uri)
     except BaseException:  # the job's own run reports whatever is really broken
         pass
-    try:
-        job = jobs.recv()
-    except (EOFError, KeyboardInterrupt):
-        return  # the search ended (or was interrupted) without a job for us
-    _child(job, send)
+    first_mb = None
+    while True:
+        try:
+            job = jobs.recv()
+        except (EOFError, KeyboardInterrupt):
+            return  # the search ended (or was interrupted), or it has no job for us
+        started = time.process_time()  # CPU time: other load does not make a trial "long"
+        kind, payload = _child(job)
+        again = time.process_time() - started < SHORT_TRIAL_CPU_S and kind in ("ok", "pruned")
+        if again:  # a short trial that ended as trials do: may this process serve another?
+            rss_mb = psutil.Process().memory_info().rss / 2**20
+            first_mb = rss_mb if first_mb is None else first_mb
+            again = rss_mb <= first_mb + REUSE_GROWTH_MB
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        send.send((kind, payload, again, peak_mb))
+        if not again:
+            return
+        _release()  # while the search hands out the next trial
+
+
+def _release() -> None:
+    """Let the finished trial's Keras state go (its traced functions stay: TensorFlow keeps
+    them, hence the memory bound)."""
+    import gc
+
+    import keras
+
+    keras.backend.clear_session(free_memory=True)
+    gc.collect()
 
 
 def _warm_up(tracking_uri: str) -> None:
@@ -257,6 +315,10 @@ def _warm_up(tracking_uri: str) -> None:
     import mlflow
 
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+    # A process that serves several trials traces each one's new model: that is no mistake
+    logging.getLogger("tensorflow").addFilter(
+        lambda record: "triggered tf.function retracing" not in record.getMessage()
+    )
     from benchmark.train import trial  # noqa: F401  (Keras, the model and pipeline modules)
     from benchmark.train.runtime import configure_threads, version_tags
 
@@ -267,25 +329,24 @@ def _warm_up(tracking_uri: str) -> None:
     version_tags()
 
 
-def _child(job: TrialJob, send) -> None:
-    """Run the job: every failure, even one while starting, goes back as a message."""
+def _child(job: TrialJob) -> tuple[str, object]:
+    """Run the job; the message for the search: every failure, even one while starting."""
     try:
         if (signum := stop.received()) is not None:  # stopped before the job arrived
             raise stop.Stopped(signum)
         result = _train(job)
-        send.send(("ok", {"run_id": result.run_id, "metrics": result.metrics,
-                          "history": result.history}))  # fmt: skip
+        return "ok", {"run_id": result.run_id, "metrics": result.metrics,
+                      "history": result.history}  # fmt: skip
     except optuna.TrialPruned as exc:
-        send.send(("pruned", str(exc)))
+        return "pruned", str(exc)
     except KeyboardInterrupt as exc:
-        send.send(("interrupted", stop.signal_name(stop.as_stopped(exc).signum)))
+        return "interrupted", stop.signal_name(stop.as_stopped(exc).signum)
     except BaseException as exc:  # every failure goes back to the search, with its reason
         from benchmark.train.diskspace import no_space
 
         if (full := no_space(exc)) is not None:  # not the trial's fault: the search stops
-            send.send(("full", (full.path, full.line)))
-            return
-        send.send(("failed", (_reason(exc), traceback.format_exc())))
+            return "full", (full.path, full.line)
+        return "failed", (_reason(exc), traceback.format_exc())
 
 
 def _train(job: TrialJob) -> TrialResult:
