@@ -13,6 +13,7 @@ start-up lines would print once per trial.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import optuna
 
-from benchmark import stop
+from benchmark import patience, stop
 from benchmark.config import TrialConfig
 from benchmark.diskspace import quiet_store_errors
 from benchmark.quiet import THREADS_ENV, import_tensorflow
@@ -186,7 +187,7 @@ def run_isolated(
         message = receive.recv()  # EOFError: the child died without a word (OOM killer...)
     except EOFError:
         child.join()
-        _died(child.exitcode, TrialFailed)
+        _died(child, TrialFailed, job.tags.get("worker", ""))
     except KeyboardInterrupt:  # SIGTERM / Ctrl-C: pass it on, let it end its run KILLED
         stop.stop_process(child, receive)
         raise
@@ -217,22 +218,32 @@ def run_isolated(
     raise TrialFailed(reason) from ChildTraceback(child_traceback)
 
 
-def _died(exitcode: int | None, failed: type[Exception]) -> None:
+def _died(child, failed: type[Exception], worker: str) -> None:
     """Raise why a trial process ended without a word: the search is stopping (Stopped),
-    a signal from outside killed it (TrialKilled: retried once), or it crashed."""
+    a signal from outside killed it (TrialKilled: retried once), or it crashed. The run it
+    could not end is ended here (KILLED, FAILED), so none stays RUNNING while the search
+    goes on."""
     if (why := stop.stopping()) is not None:
         raise stop.Stopped(why.signum, why.line)
-    if exitcode is not None and exitcode < 0:
-        name = stop.signal_name(-exitcode)
-        hint = " (out of memory?)" if exitcode == -signal.SIGKILL else ""
-        raise stop.TrialKilled(f"trial process killed by {name}{hint}", -exitcode) from None
-    raise failed(f"trial process died with exit code {exitcode}") from None
+    code = child.exitcode
+    if code is not None and code < 0:
+        hint = " (out of memory?)" if code == -signal.SIGKILL else ""
+        reason, status = f"trial process killed by {stop.signal_name(-code)}{hint}", "KILLED"
+    else:
+        reason, status = f"trial process died with exit code {code}", "FAILED"
+    with contextlib.suppress(Exception):  # the reason matters more than this bookkeeping
+        where = f"tags.{stop.TAG_PROCESS} = '{child.pid}' and tags.worker = '{worker}'"
+        stop.end_runs(where, reason, status)
+    if status == "KILLED":
+        raise stop.TrialKilled(reason, -code) from None
+    raise failed(reason) from None
 
 
 def _serve(jobs, send, tracking_uri: str, parent_pid: int, threads: int | None) -> None:
     """The trial process: warm up, wait for one job, run it, report, exit."""
     stop.install(deadline=False)  # SIGTERM / Ctrl-C: end the run KILLED, then report it
     quiet_store_errors()  # a full disk is reported once, by the search
+    patience.install()  # before the job (its Optuna storage connects) arrives
     _die_with_parent(parent_pid)
     if threads is not None:  # read by runtime.configure_threads and the tf.data pipelines
         os.environ[THREADS_ENV] = str(threads)
