@@ -22,6 +22,7 @@ from benchmark.stop import RESUME, Stopped
 
 SQLITE_FULL = "database or disk is full"
 NO_SPACE = "No space left on device"
+NEARLY_FULL = 64 * 2**20  # a filesystem with less free than this is the full one
 DEFAULT_ARTIFACTS_MB = 2.0  # a trial's curves, previews, summary and config, when unmeasured
 
 
@@ -87,12 +88,13 @@ def _path_in(text: str) -> str | None:
 
 
 def _where(path: str | os.PathLike | None) -> str:
-    """The place to free: the file the error names, else the fullest of the places the
-    command writes (tracking store, artifacts, data cache)."""
-    if path:
+    """The place to free: the file the error names when its filesystem is nearly full, else
+    (for a copy it may name the source) the fullest place the command writes: the run's
+    artifacts, the tracking store, the data cache."""
+    if path and free_bytes(str(path)) < NEARLY_FULL:
         return str(path)
-    places = candidate_places()
-    return min(places, key=free_bytes) if places else os.getcwd()
+    places = candidate_places() or [str(path or os.getcwd())]
+    return min(places, key=free_bytes)
 
 
 def candidate_places() -> list[str]:

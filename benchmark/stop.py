@@ -190,22 +190,27 @@ def end_own_runs(stopped: Stopped) -> int:
     a parent the stop reached before its `with` block, is ended here."""
     if "mlflow" not in sys.modules:
         return 0  # nothing tracked yet
+    from benchmark.search.study import WORKER
+
+    return end_runs(f"tags.worker = '{WORKER}'", stopped.reason, "KILLED", run_tags(stopped))
+
+
+def end_runs(where: str, reason: str, status: str, tags: dict[str, str] | None = None) -> int:
+    """End the RUNNING runs that the filter `where` selects with `status` and the reason (a
+    process that died cannot end its own); returns how many."""
     import mlflow
 
     from benchmark import metrics as M
-    from benchmark.search.study import WORKER
 
-    runs = mlflow.search_runs(
-        search_all_experiments=True,
-        filter_string=f"tags.worker = '{WORKER}' and attributes.status = 'RUNNING'",
-        output_format="list",
-    )
+    where = f"{where} and attributes.status = 'RUNNING'"
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                              filter_string=where)  # fmt: skip
     client = mlflow.MlflowClient()
     for run in runs:
-        tags = {M.TAG_STATUS_REASON: stopped.reason[:500], **run_tags(stopped)}
+        values = {M.TAG_STATUS_REASON: reason[:500], **(tags or {})}
         client.log_batch(run.info.run_id, tags=[mlflow.entities.RunTag(k, v)
-                                                 for k, v in tags.items()])  # fmt: skip
-        client.set_terminated(run.info.run_id, status="KILLED")
+                                                 for k, v in values.items()])  # fmt: skip
+        client.set_terminated(run.info.run_id, status=status)
     return len(runs)
 
 

@@ -133,6 +133,9 @@ def _chaos_round(kind: str, search: Search, rng: random.Random) -> tuple[str, bo
     if kind == "kill9_trial":
         with contextlib.suppress(ProcessLookupError):
             os.kill(victim, signal.SIGKILL)
+        _until(lambda: not [r for r in _running_runs()  # its run ended while the search goes on
+                            if r.data.tags.get(stop.TAG_PROCESS) == str(victim)],
+               60, "the killed trial's run to end")  # fmt: skip
         return f"kill -9 of trial process {victim}", False
     kids = psutil.Process(search.proc.pid).children(recursive=True)
     sig = {"sigterm": signal.SIGTERM, "sigint_group": signal.SIGINT}.get(kind, signal.SIGKILL)

@@ -19,8 +19,8 @@ import mlflow
 import optuna
 import pytest
 
+from benchmark import diskspace, stop
 from benchmark import metrics as M
-from benchmark import stop
 from benchmark.diskspace import DiskFull, no_space, space_warning
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +36,8 @@ def test_each_stop_says_why_and_exits_as_a_shell_reports_it():
     assert stop.run_outcome(ValueError("bad"))[1:3] == ("bad", "FAILED")
 
 
-def test_a_full_disk_is_one_line_naming_the_place_wherever_it_is_raised(tmp_path):
+def test_a_full_disk_is_one_line_naming_the_place_wherever_it_is_raised(tmp_path, monkeypatch):
+    monkeypatch.setattr(diskspace, "free_bytes", lambda path: 0)  # every place is full
     full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.npz"))
     assert no_space(RuntimeError("not a disk problem")) is None
     try:
