@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import shutil
@@ -61,14 +62,12 @@ def no_space(exc: BaseException) -> DiskFull | None:
 def quiet_store_errors() -> None:
     """MLflow logs every failed SQL statement with its traceback (pages of them when the disk
     is full); those of a full disk are dropped: the command says it in one line instead."""
-    import logging
-
     logger = logging.getLogger("mlflow.store.db.utils")
     if _keep_record not in logger.filters:
         logger.addFilter(_keep_record)
 
 
-def _keep_record(record) -> bool:
+def _keep_record(record: logging.LogRecord) -> bool:
     exc = record.exc_info[1] if record.exc_info else None
     return not (SQLITE_FULL in record.getMessage() or (exc is not None and no_space(exc)))
 
@@ -155,7 +154,7 @@ def _size(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def artifacts_per_trial_mb(runs) -> float:
+def artifacts_per_trial_mb(runs: list) -> float:
     """The median size of finished trials' local artifact folders, or DEFAULT_ARTIFACTS_MB."""
     sizes = []
     for run in runs[:20]:

@@ -22,6 +22,11 @@ import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import multiprocessing.process
+    from multiprocessing.connection import Connection
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 TAG_SIGNAL = "stop_signal"  # on a run ended KILLED by a signal: SIGTERM, SIGINT
@@ -240,7 +245,11 @@ class TrialKilled(Exception):
         self.signum = signum
 
 
-def stop_process(process, results=None, signum: int | None = None) -> None:
+def stop_process(
+    process: multiprocessing.process.BaseProcess,
+    results: Connection | None = None,
+    signum: int | None = None,
+) -> None:
     """Pass the stop on to a trial process (it ignores a second one), give it CHILD_GRACE_S
     to end its run KILLED and say so on `results` (or to exit), then kill it: what is left
     of its exit (TensorFlow's teardown) would only delay ours."""
