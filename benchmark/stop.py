@@ -23,6 +23,11 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import multiprocessing.process
+    from multiprocessing.connection import Connection
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 TAG_SIGNAL = "stop_signal"  # on a run ended KILLED by a signal: SIGTERM, SIGINT
@@ -192,22 +197,28 @@ def end_own_runs(stopped: Stopped) -> int:
     a parent the stop reached before its `with` block, is ended here."""
     if "mlflow" not in sys.modules:
         return 0  # nothing tracked yet
+    from benchmark.runfilter import literal
+
+    return end_runs(f"tags.worker = {literal(WORKER)}", stopped.reason, "KILLED",
+                    run_tags(stopped))  # fmt: skip
+
+
+def end_runs(where: str, reason: str, status: str, tags: dict[str, str] | None = None) -> int:
+    """End the RUNNING runs that the filter `where` selects with `status` and the reason (a
+    process that died cannot end its own); returns how many."""
     import mlflow
 
     from benchmark import metrics as M
-    from benchmark.runfilter import literal
 
-    runs = mlflow.search_runs(
-        search_all_experiments=True,
-        filter_string=f"tags.worker = {literal(WORKER)} and attributes.status = 'RUNNING'",
-        output_format="list",
-    )
+    where = f"{where} and attributes.status = 'RUNNING'"
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                              filter_string=where)  # fmt: skip
     client = mlflow.MlflowClient()
     for run in runs:
-        tags = {M.TAG_STATUS_REASON: stopped.reason[:500], **run_tags(stopped)}
+        values = {M.TAG_STATUS_REASON: reason[:500], **(tags or {})}
         client.log_batch(run.info.run_id, tags=[mlflow.entities.RunTag(k, v)
-                                                 for k, v in tags.items()])  # fmt: skip
-        client.set_terminated(run.info.run_id, status="KILLED")
+                                                 for k, v in values.items()])  # fmt: skip
+        client.set_terminated(run.info.run_id, status=status)
     return len(runs)
 
 
@@ -220,7 +231,11 @@ class TrialKilled(Exception):
         self.signum = signum
 
 
-def stop_process(process, results=None, signum: int | None = None) -> None:
+def stop_process(
+    process: multiprocessing.process.BaseProcess,
+    results: Connection | None = None,
+    signum: int | None = None,
+) -> None:
     """Pass the stop on to a trial process (it ignores a second one), give it CHILD_GRACE_S
     to end its run KILLED and say so on `results` (or to exit), then kill it: what is left
     of its exit (TensorFlow's teardown) would only delay ours."""

@@ -21,6 +21,7 @@ import pytest
 
 from benchmark import metrics as M
 from benchmark import stop
+from benchmark.train import diskspace
 from benchmark.train.diskspace import DiskFull, no_space, space_warning
 from benchmark.train.outcome import run_outcome
 
@@ -37,7 +38,8 @@ def test_each_stop_says_why_and_exits_as_a_shell_reports_it():
     assert run_outcome(ValueError("bad"))[1:3] == ("bad", "FAILED")
 
 
-def test_a_full_disk_is_one_line_naming_the_place_wherever_it_is_raised(tmp_path):
+def test_a_full_disk_is_one_line_naming_the_place_wherever_it_is_raised(tmp_path, monkeypatch):
+    monkeypatch.setattr(diskspace, "free_bytes", lambda path: 0)  # every place is full
     full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.npz"))
     assert no_space(RuntimeError("not a disk problem")) is None
     try:
@@ -153,3 +155,41 @@ def test_sigterm_to_mlflow_run_itself_ends_its_run_and_the_trial_killed(tmp_path
 def _running() -> list:
     return mlflow.search_runs(search_all_experiments=True, output_format="list",
                               filter_string="attributes.status = 'RUNNING'")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_stop_after_the_run_finished_does_not_train_it_twice(tmp_path, shared_data,
+                                                               monkeypatch):  # fmt: skip
+    """A stop that lands after the trial's run FINISHED but before Optuna recorded its value:
+    the rerun takes that run instead of training (and logging) the configuration again."""
+    from optuna.trial import TrialState
+
+    from benchmark import search as search_mod
+    from benchmark.search import driver
+    from benchmark.search.space import load_space
+
+    (tmp_path / "grid.yaml").write_text(GRID.replace("epochs: 30", "epochs: 1"))
+    space = load_space(tmp_path / "grid.yaml")
+    real, calls = driver.record_wall_time, []
+
+    def stopped_right_after(result, wall):
+        calls.append(result.run_id)
+        if len(calls) == 1:
+            raise stop.Stopped(signal.SIGTERM)
+        return real(result, wall)
+
+    monkeypatch.setattr(driver, "record_wall_time", stopped_right_after)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    run = lambda: search_mod.run_search(space, dataset="cifar10", data_dir=str(shared_data),  # noqa: E731
+                                        overrides={"max_train_samples": 200}, storage=storage,
+                                        printer=lambda s: None)  # fmt: skip
+    with pytest.raises(stop.Stopped):
+        run()
+    summary = run()
+    assert summary.counts["complete"] == 2 and len(calls) == 2  # one more training, not two
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    (retried,) = [t for t in study.trials if t.system_attrs.get("failed_trial") is not None]
+    assert retried.state == TrialState.COMPLETE and retried.user_attrs["run_id_0"] == calls[0]
+    trials = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                filter_string="tags.cnn_benchmark_role = 'trial'")  # fmt: skip
+    assert sorted(r.info.status for r in trials) == ["FINISHED", "FINISHED"]

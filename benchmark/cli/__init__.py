@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from benchmark import stop
+from benchmark import patience, stop
 from benchmark.cli.commands import config_from_args
 from benchmark.cli.messages import (
     _dashes,
@@ -62,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in TENSORFLOW_COMMANDS:
             quiet.import_tensorflow()  # its C++ start-up lines filtered out, real errors kept
+        patience.install()  # a database away for seconds: calls retried, not failed
         return args.func(args)
     except UserError as exc:
         if (full := no_space(exc)) is not None:  # the data cache's disk is full

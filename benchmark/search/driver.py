@@ -27,7 +27,6 @@ from optuna.trial import TrialState
 from benchmark import metrics as M
 from benchmark import stop
 from benchmark.config import TrialConfig
-from benchmark.data import Dataset
 from benchmark.errors import UserError
 from benchmark.search import faults, rungs
 from benchmark.search.champion import crown_search
@@ -54,7 +53,7 @@ from benchmark.train.callbacks import PruningCallback
 from benchmark.train.export import check_log_models
 from benchmark.train.isolate import TrialJob, isolated_default, run_isolated, stop_prestarted
 from benchmark.train.tracking import Tracking
-from benchmark.train.trial import DATA_FIELDS, load_for, record_wall_time, run_trial
+from benchmark.train.trial import DataCache, record_wall_time, run_trial
 
 
 @dataclass
@@ -246,22 +245,6 @@ def _run_slots(search: Search, parent: mlflow.ActiveRun, datasets: DataCache,
     summary.timings = objective.timings
     mlflow.log_metrics({f"median_{k}": v for k, v in summary.median_timings().items()})
     return summary
-
-
-class DataCache:
-    """Decoded datasets by data setting: in-process trials load each once, not per trial."""
-
-    def __init__(self, data_dir: str | None) -> None:
-        self.data_dir, self._loaded = data_dir, {}
-
-    def get(self, cfg: TrialConfig) -> Dataset:
-        key = tuple(getattr(cfg, f) for f in DATA_FIELDS)
-        if key not in self._loaded:
-            self._loaded[key] = load_for(cfg, self.data_dir)
-        return self._loaded[key]
-
-    def clear(self) -> None:
-        self._loaded.clear()
 
 
 class Objective:

@@ -14,6 +14,8 @@ May import: benchmark.stop, benchmark.train.diskspace, benchmark.metrics, benchm
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from typing import Any
 
 import mlflow
 import optuna
@@ -67,7 +69,7 @@ def finished_before(
     return None
 
 
-def warn_low_space(search, printer) -> None:
+def warn_low_space(search: Any, printer: Callable[[str], Any]) -> None:
     """One line before training when the store's filesystem looks too small for the runs
     left (grid: unclaimed points x seeds; optuna: trials left x seeds)."""
     space = search.space

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ from benchmark.stop import RESUME, Stopped
 
 SQLITE_FULL = "database or disk is full"
 NO_SPACE = "No space left on device"
+NEARLY_FULL = 64 * 2**20  # a filesystem with less free than this is the full one
 DEFAULT_ARTIFACTS_MB = 2.0  # a trial's curves, previews, summary and config, when unmeasured
 
 
@@ -60,14 +62,12 @@ def no_space(exc: BaseException) -> DiskFull | None:
 def quiet_store_errors() -> None:
     """MLflow logs every failed SQL statement with its traceback (pages of them when the disk
     is full); those of a full disk are dropped: the command says it in one line instead."""
-    import logging
-
     logger = logging.getLogger("mlflow.store.db.utils")
     if _keep_record not in logger.filters:
         logger.addFilter(_keep_record)
 
 
-def _keep_record(record) -> bool:
+def _keep_record(record: logging.LogRecord) -> bool:
     exc = record.exc_info[1] if record.exc_info else None
     return not (SQLITE_FULL in record.getMessage() or (exc is not None and no_space(exc)))
 
@@ -87,12 +87,13 @@ def _path_in(text: str) -> str | None:
 
 
 def _where(path: str | os.PathLike | None) -> str:
-    """The place to free: the file the error names, else the fullest of the places the
-    command writes (tracking store, artifacts, data cache)."""
-    if path:
+    """The place to free: the file the error names when its filesystem is nearly full, else
+    (for a copy it may name the source) the fullest place the command writes: the run's
+    artifacts, the tracking store, the data cache."""
+    if path and free_bytes(str(path)) < NEARLY_FULL:
         return str(path)
-    places = candidate_places()
-    return min(places, key=free_bytes) if places else os.getcwd()
+    places = candidate_places() or [str(path or os.getcwd())]
+    return min(places, key=free_bytes)
 
 
 def candidate_places() -> list[str]:
@@ -153,7 +154,7 @@ def _size(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def artifacts_per_trial_mb(runs) -> float:
+def artifacts_per_trial_mb(runs: list) -> float:
     """The median size of finished trials' local artifact folders, or DEFAULT_ARTIFACTS_MB."""
     sizes = []
     for run in runs[:20]:

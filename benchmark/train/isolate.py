@@ -9,38 +9,29 @@ search's parent run. The parent only waits for one small message.
 Short trials (a smoke search: 2 epochs on a few hundred images, seconds each) would spend
 more time starting a process than training, and the next trial's process could not finish
 starting TensorFlow behind them: a trial process that finished a short trial (under
-SHORT_TRIAL_CPU_S of CPU time) with its memory within REUSE_GROWTH_MB of what it held after
-its first one serves the search's next trial too, warm, then the next, until one is long or
-its memory grew past that bound. Long trials keep a fresh process each.
+SHORT_TRIAL_CPU_S of CPU time) with its memory within REUSE_GROWTH_MB (both in child.py) of
+what it held after its first one serves the search's next trial too, warm, then the next,
+until one is long or its memory grew past that bound. Long trials keep a fresh process each.
 
-Every child imports this module first (it holds the child's entry point), so it must not
-import TensorFlow at the top: the child imports TF itself, through benchmark/quiet.py, or TF's
-start-up lines would print once per trial.
+This module is the search's side; benchmark/train/child.py is the trial process's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
-import resource
 import signal
-import sys
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import optuna
-import psutil
 
 from benchmark import stop
 from benchmark.config import TrialConfig
-from benchmark.quiet import THREADS_ENV, import_tensorflow
-from benchmark.train.diskspace import quiet_store_errors
-
-SHORT_TRIAL_CPU_S = 30.0  # a trial process serves another after a trial using less CPU...
-REUSE_GROWTH_MB = 256  # ...while its RSS stays within this of its RSS after its first trial
+from benchmark.train.child import serve
 
 if TYPE_CHECKING:
     from benchmark.train.trial import TrialResult
@@ -97,7 +88,7 @@ class _Worker:
         job_read, self.job_write = ctx.Pipe(duplex=False)  # (receiving end, sending end)
         self.results, result_write = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
-            target=_serve,
+            target=serve,
             args=(job_read, result_write, tracking_uri, os.getpid(), threads),
             daemon=True,
         )
@@ -217,7 +208,7 @@ def run_isolated(
         message = receive.recv()  # EOFError: the child died without a word (OOM killer...)
     except EOFError:
         child.join()
-        _died(child.exitcode, TrialFailed)
+        _died(child, TrialFailed, job.tags.get("worker", ""))
     except KeyboardInterrupt:  # SIGTERM / Ctrl-C: pass it on, let it end its run KILLED
         stop.stop_process(child, receive)
         raise
@@ -251,162 +242,25 @@ def run_isolated(
     raise TrialFailed(reason) from ChildTraceback(child_traceback)
 
 
-def _died(exitcode: int | None, failed: type[Exception]) -> None:
+def _died(child, failed: type[Exception], worker: str) -> None:
     """Raise why a trial process ended without a word: the search is stopping (Stopped),
-    a signal from outside killed it (TrialKilled: retried once), or it crashed."""
+    a signal from outside killed it (TrialKilled: retried once), or it crashed. The run it
+    could not end is ended here (KILLED, FAILED), so none stays RUNNING while the search
+    goes on."""
     if (why := stop.stopping()) is not None:
         raise stop.Stopped(why.signum, why.line)
-    if exitcode is not None and exitcode < 0:
-        name = stop.signal_name(-exitcode)
-        hint = " (out of memory?)" if exitcode == -signal.SIGKILL else ""
-        raise stop.TrialKilled(f"trial process killed by {name}{hint}", -exitcode) from None
-    raise failed(f"trial process died with exit code {exitcode}") from None
-
-
-def _serve(jobs, send, tracking_uri: str, parent_pid: int, threads: int | None) -> None:
-    """The trial process: warm up, wait for a job, run it, report; again while the trials
-    are short and memory stays within bounds (the report says so), else exit."""
-    stop.install(deadline=False)  # SIGTERM / Ctrl-C: end the run KILLED, then report it
-    quiet_store_errors()  # a full disk is reported once, by the search
-    _die_with_parent(parent_pid)
-    if threads is not None:  # read by runtime.configure_threads and the tf.data pipelines
-        os.environ[THREADS_ENV] = str(threads)
-    try:
-        stop.unblock()  # a signal that came while we started is delivered here
-        _warm_up(tracking_uri)
-    except BaseException:  # the job's own run reports whatever is really broken
-        pass
-    first_mb = None
-    while True:
-        try:
-            job = jobs.recv()
-        except (EOFError, KeyboardInterrupt):
-            return  # the search ended (or was interrupted), or it has no job for us
-        started = time.process_time()  # CPU time: other load does not make a trial "long"
-        kind, payload = _child(job)
-        again = time.process_time() - started < SHORT_TRIAL_CPU_S and kind in ("ok", "pruned")
-        if again:  # a short trial that ended as trials do: may this process serve another?
-            rss_mb = psutil.Process().memory_info().rss / 2**20
-            first_mb = rss_mb if first_mb is None else first_mb
-            again = rss_mb <= first_mb + REUSE_GROWTH_MB
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-        send.send((kind, payload, again, peak_mb))
-        if not again:
-            return
-        _release()  # while the search hands out the next trial
-
-
-def _release() -> None:
-    """Let the finished trial's Keras state go (its traced functions stay: TensorFlow keeps
-    them, hence the memory bound)."""
-    import gc
-
-    import keras
-
-    keras.backend.clear_session(free_memory=True)
-    gc.collect()
-
-
-def _warm_up(tracking_uri: str) -> None:
-    """What every trial pays once per process: TF, Keras, MLflow's store, the version tags."""
-    import logging
-
-    import_tensorflow()
-    import mlflow
-
-    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
-    # A process that serves several trials traces each one's new model: that is no mistake
-    logging.getLogger("tensorflow").addFilter(
-        lambda record: "triggered tf.function retracing" not in record.getMessage()
-    )
-    from benchmark.train import trial  # noqa: F401  (Keras, the model and pipeline modules)
-    from benchmark.train.runtime import configure_threads, version_tags
-
-    configure_threads()  # before TensorFlow runs its first op
-
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.MlflowClient().search_experiments(max_results=1)  # engine, schema check
-    version_tags()
-
-
-def _child(job: TrialJob) -> tuple[str, object]:
-    """Run the job; the message for the search: every failure, even one while starting."""
-    try:
-        if (signum := stop.received()) is not None:  # stopped before the job arrived
-            raise stop.Stopped(signum)
-        result = _train(job)
-        return "ok", {"run_id": result.run_id, "metrics": result.metrics,
-                      "history": result.history}  # fmt: skip
-    except optuna.TrialPruned as exc:
-        return "pruned", str(exc)
-    except KeyboardInterrupt as exc:
-        return "interrupted", stop.signal_name(stop.as_stopped(exc).signum)
-    except BaseException as exc:  # every failure goes back to the search, with its reason
-        from benchmark.train.diskspace import no_space
-
-        if (full := no_space(exc)) is not None:  # not the trial's fault: the search stops
-            return "full", (full.path, full.line)
-        return "failed", (_reason(exc), traceback.format_exc())
-
-
-def _train(job: TrialJob) -> TrialResult:
-    import logging
-
-    import_tensorflow()  # TF's C++ start-up lines, once per trial, would bury the progress
-    import mlflow
-
-    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # as the CLI does
-    from benchmark import metrics as M
-    from benchmark.train.trial import load_for, run_trial
-
-    timings = {M.STARTUP_TIME: time.time() - job.created_at}  # spawn, imports, TF start-up
-    if job.cores is not None:
-        from benchmark.train.runtime import pin_to_cores
-
-        pin_to_cores(job.cores)
-    mlflow.set_tracking_uri(job.tracking_uri)
-    callbacks = []
-    if job.trial_id is not None:
-        from benchmark.train.callbacks import PruningCallback
-
-        study = optuna.load_study(study_name=job.study_name, storage=job.storage, pruner=job.pruner)
-        callbacks.append(PruningCallback(optuna.Trial(study, job.trial_id)))
-    started = time.perf_counter()
-    data = load_for(job.cfg, job.data_dir)
-    timings[M.DATA_TIME] = time.perf_counter() - started
-    return run_trial(
-        job.cfg,
-        data,
-        timings=timings,
-        callbacks=callbacks,
-        parent_run_id=job.parent_run_id,
-        run_name=job.run_name,
-        tags=job.tags | {stop.TAG_PROCESS: str(os.getpid())},  # the process to stop or kill
-        verbose=0,
-        log_models=job.log_models,
-    )
-
-
-def _reason(exc: BaseException) -> str:
-    """The one-line reason for the progress line: the message and the frame that raised."""
-    text = str(exc) or type(exc).__name__
-    trial = sys.modules.get("benchmark.train.trial")
-    if trial is not None and isinstance(exc, trial.TrialFailed):
-        return text  # its message is the whole story ("nan loss at epoch 3")
-    last = traceback.extract_tb(exc.__traceback__)[-1:]
-    return text + "".join(f" ({os.path.basename(f.filename)}:{f.lineno})" for f in last)
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """kill -9 of the search must not leave a trial training on: Linux can tie us to it."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # elsewhere an orphan finishes its trial; the resumed search reruns it anyway
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
+    code = child.exitcode
+    if code is not None and code < 0:
+        hint = " (out of memory?)" if code == -signal.SIGKILL else ""
+        reason, status = f"trial process killed by {stop.signal_name(-code)}{hint}", "KILLED"
+    else:
+        reason, status = f"trial process died with exit code {code}", "FAILED"
+    with contextlib.suppress(Exception):  # the reason matters more than this bookkeeping
+        where = f"tags.{stop.TAG_PROCESS} = '{child.pid}' and tags.worker = '{worker}'"
+        stop.end_runs(where, reason, status)
+    if status == "KILLED":
+        raise stop.TrialKilled(reason, -code) from None
+    raise failed(reason) from None
 
 
 def isolated_default() -> bool:

@@ -109,6 +109,22 @@ def load_for(cfg: TrialConfig, data_dir: str | None = None) -> Dataset:
     )
 
 
+class DataCache:
+    """Decoded datasets by data setting: in-process trials load each once, not per trial."""
+
+    def __init__(self, data_dir: str | None) -> None:
+        self.data_dir, self._loaded = data_dir, {}
+
+    def get(self, cfg: TrialConfig) -> Dataset:
+        key = tuple(getattr(cfg, f) for f in DATA_FIELDS)
+        if key not in self._loaded:
+            self._loaded[key] = load_for(cfg, self.data_dir)
+        return self._loaded[key]
+
+    def clear(self) -> None:
+        self._loaded.clear()
+
+
 def run_trial(
     cfg: TrialConfig,
     data: Dataset | None = None,
