@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 DATASETS = ("cifar10", "cifar100", "flowers17")  # benchmark/data/ DATASETS
 FOLDER_PREFIX = "folder:"  # folder:PATH, any folder of class sub-folders
-MODELS = ("cnn", "seed")  # benchmark/models.py MODELS
-AUGMENTATIONS = (  # benchmark/augment.py POLICIES
+MODELS = ("cnn", "seed")  # benchmark/presets.py MODELS (+ families: benchmark/models/)
+AUGMENTATIONS = (  # benchmark/augment/policies.py POLICIES
     "none", "seed", "saturation", "shift", "grayscale", "shift_grayscale", "all",
     "crop", "shift_flip", "shift_flip_cutout", "mixup", "cutmix", "randaugment", "crop_cutmix",
     "strong",

@@ -77,7 +77,7 @@ class TrialConfig:
     max_train_samples: int | None = setting(
         None, POSITIVE_OR_NONE, "stratified train subset for quick runs; None = all"
     )
-    # model (the architecture family's preset fills these; see benchmark/models.py)
+    # model (the architecture family's preset fills these; see benchmark/presets.py)
     model: str = setting(
         "cnn", help="registered family/preset: cnn (from the fields below) or seed"
     )
@@ -105,7 +105,7 @@ class TrialConfig:
         "block's first conv, so its other convs run at half resolution (airbench's layout)",
     )
     # training
-    augmentation: str = setting("none", help="registered policy, see benchmark/augment.py")
+    augmentation: str = setting("none", help="registered policy, see benchmark/augment/policies.py")
     epochs: int = setting(20, POSITIVE, "passes over the training split")
     batch_size: int = setting(32, POSITIVE, "images per step")
     optimizer: str = setting("rmsprop", one_of("optimizer"), "Keras' default, as in the seed lab")

@@ -116,3 +116,15 @@ def test_every_stage_is_a_package_with_a_docstring_and_no_module_is_long():
     long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 400}  # fmt: skip
     assert long == {}
+
+
+def test_no_function_is_longer_than_a_screen_and_a_half():
+    """A function reads top to bottom: none over 80 lines in benchmark/."""
+    long = {
+        f"{p.relative_to(PACKAGE)}:{node.name}": node.end_lineno - node.lineno + 1
+        for p in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > 80
+    }
+    assert long == {}

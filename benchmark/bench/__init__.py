@@ -13,13 +13,11 @@ from __future__ import annotations
 from benchmark.lazy import lazy_names
 
 _WHERE = {
-    "cmd_bench": "throughput",
     "NOTEBOOK": "throughput",
     "SUITE": "throughput",
     "run_throughput": "throughput",
     "run_accuracy": "throughput",
     "run_tracking": "throughput",
-    "cmd_retime": "retime",
 }
 
 __getattr__, __dir__ = lazy_names(__name__, _WHERE)

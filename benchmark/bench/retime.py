@@ -14,7 +14,6 @@ report shows them as "quiet images/s".
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any
 
@@ -26,7 +25,7 @@ from mlflow.entities import Metric
 from benchmark import metrics as M
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
-from benchmark.report.load import P, load_runs, split_by_dataset, tracking
+from benchmark.report.load import P, load_runs, split_by_dataset
 from benchmark.report.stats import summarize
 from benchmark.search.dryrun import _probe
 from benchmark.train.cost import host_busy_s, own_cpu_s, timing_tag
@@ -81,9 +80,3 @@ def retime(dataset: str, top: int | None, data_dir: str | None, printer=print) -
         note = "" if timing_tag(other, cores) == "clean" else " (contended: rerun when quiet)"
         printer(f"  {r['label']}: {rate:,.0f} images/s on {len(r['run_ids'])} run(s){note}")
     return len(board)
-
-
-def cmd_retime(args: argparse.Namespace) -> int:
-    with tracking(args.tracking_uri):
-        retime(args.dataset, args.top, args.data_dir)
-    return 0

@@ -34,17 +34,13 @@ import numpy as np
 
 from benchmark.augment import build_augmentation
 from benchmark.bench.options import (  # the options' defaults: `bench --help` needs no TF
-    ACCURACY_EPOCHS,
-    BATCH,
     SYNTHETIC,
     SYNTHETIC_CLASSES,
     SYNTHETIC_SHAPE,
-    TRACKING_EPOCHS,
     add_bench_arguments,  # noqa: F401  (the CLI's entry point, still importable from here)
 )
 from benchmark.config import TrialConfig
-from benchmark.data import DATA_ENV, load_dataset
-from benchmark.errors import UserError
+from benchmark.data import load_dataset
 from benchmark.models import build_model
 from benchmark.train.pipeline import eval_dataset, train_dataset
 from benchmark.train.runtime import jit_compile, version_tags
@@ -323,29 +319,3 @@ def run_tracking(args: argparse.Namespace) -> float:
     overhead = 100 * (tracked_t / untracked - 1)
     print(f"tracking overhead: {overhead:+.1f}%")
     return overhead
-
-
-# --- CLI ------------------------------------------------------------------------------------
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    build_augmentation(args.augmentation)  # unknown policy: UserError before any work
-    if args.gpu_check:
-        from benchmark.bench.gpu_check import run_gpu_check
-
-        return run_gpu_check(args)
-    args.batch_size = args.batch_size or BATCH
-    if args.dataset is None:
-        has_dir = args.data_dir or os.environ.get(DATA_ENV)
-        args.dataset = "cifar10" if has_dir or args.accuracy else SYNTHETIC
-    if args.accuracy and args.dataset == SYNTHETIC:
-        raise UserError("--accuracy needs real images: --dataset cifar10 and --data-dir")
-    if args.accuracy:
-        args.epochs = args.epochs or ACCURACY_EPOCHS
-        run_accuracy(args)
-    elif args.tracking:
-        args.epochs = args.epochs or TRACKING_EPOCHS
-        run_tracking(args)
-    else:
-        run_throughput(args)
-    return 0

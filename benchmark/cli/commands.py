@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
@@ -162,4 +163,39 @@ def cmd_efficiency(args: argparse.Namespace) -> int:
             f"{args.replay}; median gap {r['replay_median_gap_pp']:+.2f} pp, median "
             f"{r['replay_median_epochs']:.0f} epochs"
         )
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from benchmark.augment import build_augmentation
+    from benchmark.bench import throughput as T
+
+    build_augmentation(args.augmentation)  # unknown policy: UserError before any work
+    if args.gpu_check:
+        from benchmark.bench.gpu_check import run_gpu_check
+
+        return run_gpu_check(args)
+    args.batch_size = args.batch_size or T.BATCH
+    if args.dataset is None:
+        has_dir = args.data_dir or os.environ.get(T.DATA_ENV)
+        args.dataset = "cifar10" if has_dir or args.accuracy else T.SYNTHETIC
+    if args.accuracy and args.dataset == T.SYNTHETIC:
+        raise UserError("--accuracy needs real images: --dataset cifar10 and --data-dir")
+    if args.accuracy:
+        args.epochs = args.epochs or T.ACCURACY_EPOCHS
+        T.run_accuracy(args)
+    elif args.tracking:
+        args.epochs = args.epochs or T.TRACKING_EPOCHS
+        T.run_tracking(args)
+    else:
+        T.run_throughput(args)
+    return 0
+
+
+def cmd_retime(args: argparse.Namespace) -> int:
+    from benchmark.bench.retime import retime
+    from benchmark.report.load import tracking
+
+    with tracking(args.tracking_uri):
+        retime(args.dataset, args.top, args.data_dir)
     return 0

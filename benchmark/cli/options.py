@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from benchmark import argtypes, choices
 from benchmark.cli.commands import (
     cmd_ablate,
+    cmd_bench,
     cmd_efficiency,
     cmd_report,
+    cmd_retime,
     cmd_search,
     cmd_train,
 )
@@ -94,60 +96,12 @@ def _dataset_option(p: argparse.ArgumentParser, **kwargs) -> None:
 
 
 def _add_search_options(p: argparse.ArgumentParser, space: bool = True) -> None:
+    """The search's and the ablation's options (`space`: the search's own too)."""
     _add_common(p)
     _dataset_option(p, required=True)
     optional_int = argtypes.optional(argtypes.integer)
     if space:
-        strategy = argtypes.one_of("strategy", STRATEGIES)
-        p.add_argument(
-            "--strategy",
-            type=argtypes.optional(strategy),
-            default=None,
-            metavar="NAME",
-            help=f"one of: {', '.join(STRATEGIES)} (default: the space's)",
-        )
-        p.add_argument(
-            "--space",
-            type=argtypes.optional(str),
-            default=None,
-            metavar="YAML",
-            help="a space file (default: search_spaces/<dataset>.yaml)",
-        )
-        p.add_argument("--n-trials", type=optional_int, default=None)
-        p.add_argument(
-            "--timeout", type=argtypes.optional(argtypes.number), default=None, help="seconds"
-        )
-        p.add_argument(
-            "--max-epochs",
-            type=optional_int,
-            default=None,
-            help="optuna: epoch budget; no trial starts that could overrun it",
-        )
-        p.add_argument(
-            "--budget-minutes",
-            type=argtypes.optional(argtypes.number),
-            default=None,
-            metavar="MIN",
-            help="halving: wall-clock budget, confirmation included (default: the space's "
-            "halving.budget_minutes); stored with the study, so a resumed search has the rest",
-        )
-        p.add_argument(
-            "--warm-start",
-            type=argtypes.optional(argtypes.boolean),
-            default=None,
-            metavar="BOOL",
-            help="halving: queue the best configurations of earlier searches in the store "
-            "first (default: true, or the space's halving.warm_start)",
-        )
-        p.add_argument(
-            "--dry-run",
-            type=argtypes.boolean,
-            nargs="?",
-            const=True,
-            default=False,
-            metavar="BOOL",
-            help="build every model and estimate the time; no training (true or false)",
-        )
+        _add_space_options(p)
     p.add_argument("--epochs", type=optional_int, default=None)
     p.add_argument("--max-train-samples", type=optional_int, default=None)
     p.add_argument("--seeds", type=optional_int, default=None, help="repeats per configuration")
@@ -180,6 +134,61 @@ def _add_search_options(p: argparse.ArgumentParser, space: bool = True) -> None:
         type=optional_int,
         default=None,
         help="stop after this many failed trials in a row",
+    )
+
+
+def _add_space_options(p: argparse.ArgumentParser) -> None:
+    """What only `search` takes: the space, its strategy, its budgets, the dry run."""
+    optional_int = argtypes.optional(argtypes.integer)
+    strategy = argtypes.one_of("strategy", STRATEGIES)
+    p.add_argument(
+        "--strategy",
+        type=argtypes.optional(strategy),
+        default=None,
+        metavar="NAME",
+        help=f"one of: {', '.join(STRATEGIES)} (default: the space's)",
+    )
+    p.add_argument(
+        "--space",
+        type=argtypes.optional(str),
+        default=None,
+        metavar="YAML",
+        help="a space file (default: search_spaces/<dataset>.yaml)",
+    )
+    p.add_argument("--n-trials", type=optional_int, default=None)
+    p.add_argument(
+        "--timeout", type=argtypes.optional(argtypes.number), default=None, help="seconds"
+    )
+    p.add_argument(
+        "--max-epochs",
+        type=optional_int,
+        default=None,
+        help="optuna: epoch budget; no trial starts that could overrun it",
+    )
+    p.add_argument(
+        "--budget-minutes",
+        type=argtypes.optional(argtypes.number),
+        default=None,
+        metavar="MIN",
+        help="halving: wall-clock budget, confirmation included (default: the space's "
+        "halving.budget_minutes); stored with the study, so a resumed search has the rest",
+    )
+    p.add_argument(
+        "--warm-start",
+        type=argtypes.optional(argtypes.boolean),
+        default=None,
+        metavar="BOOL",
+        help="halving: queue the best configurations of earlier searches in the store "
+        "first (default: true, or the space's halving.warm_start)",
+    )
+    p.add_argument(
+        "--dry-run",
+        type=argtypes.boolean,
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="BOOL",
+        help="build every model and estimate the time; no training (true or false)",
     )
 
 
@@ -341,13 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="training throughput: seed notebook vs the suite", epilog=bench_options.EPILOG
     )
     bench_options.add_bench_arguments(bench)
-    bench.set_defaults(func=lambda args: _lazy("benchmark.bench", "cmd_bench")(args))
+    bench.set_defaults(func=cmd_bench)
     retime = add(
         "retime",
         help="re-measure the store's configurations quietly (probe images/s)",
         epilog=bench_options.RETIME_EPILOG,
     )
     bench_options.add_retime_arguments(retime)
-    retime.set_defaults(func=lambda args: _lazy("benchmark.bench", "cmd_retime")(args))
+    retime.set_defaults(func=cmd_retime)
     parser.commands = dict(sub.choices)
     return parser

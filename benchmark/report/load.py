@@ -25,7 +25,7 @@ from benchmark.choices import display
 from benchmark.config import TrialConfig, augmentation_tag
 from benchmark.runfilter import literal
 
-# Tags and params that benchmark/search.py sets on its parent runs.
+# Tags and params that benchmark/search/driver.py sets on its parent runs.
 TAG_ROLE, TAG_DATASET, TAG_BEST_CONFIG = M.TAG_ROLE, M.TAG_DATASET, M.TAG_BEST_CONFIG
 PARENT_ROLES = ("search", "ablation")
 TAG_PARENT = "mlflow.parentRunId"
