@@ -168,27 +168,29 @@ def cmd_efficiency(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from benchmark.augment import build_augmentation
-    from benchmark.bench import throughput as T
+    from benchmark.bench import options as O
+    from benchmark.bench import throughput
+    from benchmark.data.upstream import DATA_ENV
 
     build_augmentation(args.augmentation)  # unknown policy: UserError before any work
     if args.gpu_check:
         from benchmark.bench.gpu_check import run_gpu_check
 
         return run_gpu_check(args)
-    args.batch_size = args.batch_size or T.BATCH
+    args.batch_size = args.batch_size or O.BATCH
     if args.dataset is None:
-        has_dir = args.data_dir or os.environ.get(T.DATA_ENV)
-        args.dataset = "cifar10" if has_dir or args.accuracy else T.SYNTHETIC
-    if args.accuracy and args.dataset == T.SYNTHETIC:
+        has_dir = args.data_dir or os.environ.get(DATA_ENV)
+        args.dataset = "cifar10" if has_dir or args.accuracy else O.SYNTHETIC
+    if args.accuracy and args.dataset == O.SYNTHETIC:
         raise UserError("--accuracy needs real images: --dataset cifar10 and --data-dir")
     if args.accuracy:
-        args.epochs = args.epochs or T.ACCURACY_EPOCHS
-        T.run_accuracy(args)
+        args.epochs = args.epochs or O.ACCURACY_EPOCHS
+        throughput.run_accuracy(args)
     elif args.tracking:
-        args.epochs = args.epochs or T.TRACKING_EPOCHS
-        T.run_tracking(args)
+        args.epochs = args.epochs or O.TRACKING_EPOCHS
+        throughput.run_tracking(args)
     else:
-        T.run_throughput(args)
+        throughput.run_throughput(args)
     return 0
 
 
