@@ -82,10 +82,7 @@ def dry_run(
     ok = [r for r in rows if r[1] is not None]
     if not ok:
         raise UserError("no configuration of the space fits its images; nothing to estimate")
-    cheap, dear = min(ok, key=lambda r: r[2]), max(ok, key=lambda r: r[2])
-    probes = [_probe(cheap[0], data, cheap[2])]
-    if dear[2] > cheap[2]:
-        probes.append(_probe(dear[0], data, dear[2]))
+    probes = _probes(data, [(r[0], r[2]) for r in ok])
     aug_cost = {a: _augmentation_s(a, data, ok[0][0]) for a in {r[0].augmentation for r in ok}}
     overhead, seen = _history(M.OVERHEAD_TIME)
     overhead = overhead if overhead is not None else TRIAL_OVERHEAD_S
@@ -125,6 +122,16 @@ def dry_run(
         f"{len(probes)} configuration(s); {how}; estimated total {hms(total_s)} with 1 worker"
     )
     return total_s
+
+
+def _probes(data, rows: list[tuple[Any, int]]) -> list[Probe]:
+    """Two timed epochs of the cheapest and of the dearest (config, FLOPs): the line that
+    prices every other configuration by its FLOPs (one probe when they cost the same)."""
+    cheap, dear = min(rows, key=lambda r: r[1]), max(rows, key=lambda r: r[1])
+    probes = [_probe(cheap[0], data, cheap[1])]
+    if dear[1] > cheap[1]:
+        probes.append(_probe(dear[0], data, dear[1]))
+    return probes
 
 
 def _probe(cfg, data, flops: int) -> Probe:
@@ -260,10 +267,7 @@ def probe_space(
             continue  # a point that cannot fit its images fails at once when sampled
     if not rows:
         raise UserError("no configuration of the space fits its images; nothing to plan")
-    cheap, dear = min(rows, key=lambda r: r[1]), max(rows, key=lambda r: r[1])
-    probes = [_probe(cheap[0], data, cheap[1])]
-    if dear[1] > cheap[1]:
-        probes.append(_probe(dear[0], data, dear[1]))
+    probes = _probes(data, rows)
     policies = {cfg.augmentation for cfg, _ in rows}
     aug_cost = {a: _augmentation_s(a, data, rows[0][0]) for a in policies}
     epoch_s = statistics.fmean(
