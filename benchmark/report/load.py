@@ -191,10 +191,11 @@ def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
     t["timing"] = col(t, T(M.TAG_TIMING)).fillna("").astype(str)
     policy = col(t, P("augmentation")).fillna("none").astype(str)  # the CLI's name: seed
     t["aug"] = policy.map(lambda a: display("augmentation", a))  # as run names show it: lab
-    # Split sizes follow from the data settings (and runs before they were logged lack
-    # them), and the per-block filters from the model settings, so they never tell two
+    # Split sizes and class names follow from the data settings (runs before they were
+    # logged lack them; the logged model's config adds `class_names` to completed runs
+    # only), and the per-block filters from the model settings, so they never tell two
     # configurations apart.
-    derived = {P("seed"), *(P(k) for k in M.SPLIT_SIZE_PARAMS)}
+    derived = {P("seed"), P("class_names"), *(P(k) for k in M.SPLIT_SIZE_PARAMS)}
     if P("filters_base") in t.columns:  # "filters" (32-64-128) follows from depth, base, max
         derived.add(P("filters"))
     pcols = sorted(c for c in t.columns if c.startswith("params.") and c not in derived)
