@@ -92,9 +92,9 @@ def test_short_time_shrinks_rung_zero_first_and_never_the_confirmation():
     cost = p.cost
     roomy = H.shrink(p, recs, 1e9, cost)
     assert roomy.quotas == [9, 3] and not roomy.notes
-    # time for 3 rung-1 and 4 confirmation trainings (10 s each) only: rung 0 stops here
+    # 70 s: a smaller ladder of the same shape fits (6 candidates, the best 2 go on)
     short = H.shrink(p, recs, 70, cost)
-    assert short.quotas == [4, 3] and short.notes
+    assert short.quotas == [6, 2] and short.notes
     broke = H.shrink(p, recs, 0, cost)
     assert broke.quotas == [4, 2]  # the last rung down to the finalists, confirmation kept
     assert H.next_job(p, recs, broke.quotas).rung == 1

@@ -214,9 +214,11 @@ def ranked(records: Sequence[Record]) -> list[Record]:
 
 def shrink(plan: HalvingPlan, records: Sequence[Record], left_s: float,
            cost: Callable[[int], float]) -> Progress:  # fmt: skip
-    """Cut the quotas of rungs not yet full until what is left fits `left_s`: rung 0's new
-    candidates first, then the middle rungs, then the last, down to `confirm_top`; last of
-    all, middle rungs not begun are skipped (quota 0). Confirmation is never cut."""
+    """Fit the quotas of rungs not yet full to `left_s`: first as a smaller plan of the same
+    shape (the most rung-0 candidates whose 1/eta ladder, what has started included, fits
+    at the measured costs); when none fits, cut rung 0's new candidates, then the middle
+    rungs, then the last, down to `confirm_top`, and skip middle rungs not begun.
+    Confirmation is never cut."""
     quotas = list(plan.quotas)
     started = [len(_keys(_at(records, r))) for r in range(len(quotas))]
     floor = [max(s, min(plan.confirm_top, q)) for s, q in zip(started, quotas, strict=True)]
@@ -230,6 +232,8 @@ def shrink(plan: HalvingPlan, records: Sequence[Record], left_s: float,
         return explore + max(confirm_left, 0) * cost(plan.epochs[-1])
 
     progress = Progress(quotas)
+    if need() > left_s and (fitted := _replan(plan, started, need, quotas, left_s)) is not None:
+        quotas[:] = fitted
     last = len(quotas) - 1
     order = [0, *range(1, last), last]
     for r in order:
@@ -243,6 +247,23 @@ def shrink(plan: HalvingPlan, records: Sequence[Record], left_s: float,
             f"time short: rungs shrunk to {quotas} candidates (planned {list(plan.quotas)})"
         )
     return progress
+
+
+def _replan(plan: HalvingPlan, started: list[int], need: Callable[[], float],
+            quotas: list[int], left_s: float) -> list[int] | None:  # fmt: skip
+    """The largest ladder `quotas_for(n0)` (never below what has started, never above the
+    plan) whose remaining trainings fit; `need` reads `quotas` as they are set here."""
+    saved = list(quotas)
+    for n0 in range(plan.quotas[0], started[0] - 1, -1):
+        ladder = quotas_for(max(n0, 1), len(plan.quotas), plan.eta, plan.confirm_top)
+        quotas[:] = [min(max(q, s), p) for q, s, p in zip(ladder, started, plan.quotas,
+                                                           strict=True)]  # fmt: skip
+        if need() <= left_s:
+            fitted = list(quotas)
+            quotas[:] = saved
+            return fitted
+    quotas[:] = saved
+    return None
 
 
 def next_job(plan: HalvingPlan, records: Sequence[Record], quotas: Sequence[int]) -> Job | str:

@@ -128,24 +128,32 @@ _STATES = {
 MEASURED_AFTER = 5  # finished trials before their costs replace the probe's
 
 
+VALIDATION_SHARE = 0.15  # an epoch's validation pass, beside its training part (images_per_s)
+
+
 def measured_cost(study: optuna.Study, plan: HalvingPlan) -> Callable[[int], float]:
     """Seconds of a trial of `epochs` epochs, from what the study's finished trial runs
-    really took: the median fixed part (their wall time less fit time: start-up, build,
-    evaluation, logging the model) plus epochs x the median fit seconds per epoch. Read from
-    their MLflow runs, which log both parts (`trial_wall_s`, `fit_s`): from a trial's total
-    alone, a short rung's fixed costs would read as slow epochs and shrink the plan for
-    nothing. Until MEASURED_AFTER have finished, the probe's figures: the first few
-    candidates (a cold cache, one dear configuration) say little about the average."""
+    really took: the median seconds of a steady epoch (their training images over their
+    `images_per_s`, which leaves out the first epoch's tracing, plus a validation pass) and
+    the median of the rest of their wall time (start-up, tracing, evaluation, logging the
+    model). From a short rung's totals alone, tracing and logging would read as slow epochs
+    and shrink a plan of 100-epoch trainings for nothing. Until MEASURED_AFTER have finished,
+    the probe's figures: the first few candidates say little about the average."""
     runs = _finished_runs(study)
     if len(runs) < MEASURED_AFTER:
         return plan.cost
-    fixed = statistics.median(m[M.TRIAL_WALL_TIME] - m[M.FIT_TIME] for m, _ in runs)
-    per_epoch = statistics.median(m[M.FIT_TIME] / epochs for m, epochs in runs)
+    steady = [(1 + VALIDATION_SHARE) * n / m[M.IMAGES_PER_S] for m, _, n in runs]
+    per_epoch = statistics.median(steady)
+    fixed = statistics.median(
+        max(m[M.TRIAL_WALL_TIME] - epochs * e, 0.0)
+        for (m, epochs, _), e in zip(runs, steady, strict=True)
+    )
     return lambda epochs: fixed + epochs * per_epoch
 
 
-def _finished_runs(study: optuna.Study) -> list[tuple[dict[str, float], int]]:
-    """(metrics, epochs trained) of the study's finished trial runs that logged their times."""
+def _finished_runs(study: optuna.Study) -> list[tuple[dict[str, float], int, int]]:
+    """(metrics, epochs trained, training images) of the study's finished trial runs that
+    logged their times."""
     try:
         runs = mlflow.search_runs(
             search_all_experiments=True, output_format="list",
@@ -154,11 +162,14 @@ def _finished_runs(study: optuna.Study) -> list[tuple[dict[str, float], int]]:
         )  # fmt: skip
     except mlflow.exceptions.MlflowException:  # the store away for a moment: the probe's
         return []
+    needed = {M.TRIAL_WALL_TIME, M.IMAGES_PER_S, M.STOPPED_EPOCH}
     return [
-        (r.data.metrics, int(r.data.metrics[M.STOPPED_EPOCH]))
+        (r.data.metrics, int(r.data.metrics[M.STOPPED_EPOCH]), int(r.data.params["train_size"]))
         for r in runs
-        if {M.TRIAL_WALL_TIME, M.FIT_TIME, M.STOPPED_EPOCH} <= set(r.data.metrics)
+        if needed <= set(r.data.metrics)
         and r.data.metrics[M.STOPPED_EPOCH] > 0
+        and r.data.metrics[M.IMAGES_PER_S] > 0
+        and "train_size" in r.data.params
     ]
 
 
