@@ -7,15 +7,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from folders import shapes_tree
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
-from PIL import Image
 from scipy import stats
 
 import benchmark.train.trial
@@ -40,23 +39,12 @@ BOOM = "simulated failure: out of memory"
 PARTIAL = "d1-k3-w16-aug=none"  # a copied run without test_accuracy
 
 
-def _folder_dataset(root: Path) -> Path:
-    """3 classes x 12 random-pattern 16x16 PNGs, each class with its own mean colour."""
-    rng = np.random.default_rng(0)
-    for c, colour in enumerate(((200, 40, 40), (40, 200, 40), (40, 40, 200))):
-        (root / f"class{c}").mkdir(parents=True)
-        for i in range(12):
-            img = np.clip(rng.normal(colour, 40, (16, 16, 3)), 0, 255).astype("uint8")
-            Image.fromarray(img).save(root / f"class{c}" / f"{i}.png")
-    return root
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, session_cache):
     """Search (4 configurations x 2 seeds, one run failing), an ablation, one partial run."""
     tmp = tmp_path_factory.mktemp("report_store")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    dataset = f"folder:{_folder_dataset(tmp / 'shapes')}"
+    dataset = f"folder:{shapes_tree(tmp / 'shapes', per_class=12)}"
     real_build = benchmark.train.trial.build_model
 
     def build_model(cfg, *args):

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import statistics
-from pathlib import Path
 
 import mlflow
-import numpy as np
 import pandas as pd
 import pytest
+from folders import shapes_tree
 from mlflow import MlflowClient
-from PIL import Image
 
 from benchmark import metrics as M
 from benchmark.report import _annotate, slug, write_reports
@@ -42,17 +40,6 @@ HAND = ["--image-size", "16", "--epochs", "15", "--batch-size", "8", "--kernel-s
         "--learning-rate", "0.01", "--label-smoothing", "0.1", "--quiet"]  # fmt: skip
 
 
-def _folder_dataset(root: Path) -> Path:
-    """3 classes x 30 random-pattern 16x16 PNGs, each class with its own mean colour."""
-    rng = np.random.default_rng(0)
-    for c, colour in enumerate(((200, 40, 40), (40, 200, 40), (40, 40, 200))):
-        (root / f"class{c}").mkdir(parents=True)
-        for i in range(30):
-            img = np.clip(rng.normal(colour, 40, (16, 16, 3)), 0, 255).astype("uint8")
-            Image.fromarray(img).save(root / f"class{c}" / f"{i}.png")
-    return root
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, session_cache):
     """Hand-trained runs (2 seeds), a halving study, a TPE study of the same space file."""
@@ -62,7 +49,7 @@ def store(tmp_path_factory, session_cache):
 
     tmp = tmp_path_factory.mktemp("budget_store")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    dataset = f"folder:{_folder_dataset(tmp / 'shapes')}"
+    dataset = f"folder:{shapes_tree(tmp / 'shapes', per_class=30)}"
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp)
         mp.setenv("BENCHMARK_CACHE_DIR", str(session_cache))

@@ -6,9 +6,8 @@ import logging
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pytest
-from PIL import Image
+from folders import shapes_tree
 
 from benchmark import search as search_mod
 from benchmark.search.space import SPACES_DIR, load_space, space_path
@@ -32,20 +31,9 @@ def test_every_shipped_space_loads(path):
         assert space.grid_points()
 
 
-def _shapes(root: Path, size: int = 16, per_class: int = 10) -> Path:
-    """3 classes of small PNGs, each class its own mean colour: a folder as a user has one."""
-    rng = np.random.default_rng(0)
-    for c, colour in enumerate(((200, 40, 40), (40, 200, 40), (40, 40, 200))):
-        (root / f"class{c}").mkdir(parents=True)
-        for i in range(per_class):
-            img = np.clip(rng.normal(colour, 40, (size, size, 3)), 0, 255).astype("uint8")
-            Image.fromarray(img).save(root / f"class{c}" / f"{i}.png")
-    return root
-
-
 @pytest.mark.slow
 def test_the_default_folder_space_dry_runs_on_a_folder_tree(tmp_path, caplog):
-    dataset = f"folder:{_shapes(tmp_path / 'shapes')}"
+    dataset = f"folder:{shapes_tree(tmp_path / 'shapes')}"
     space = load_space(space_path(dataset))  # what `search --dataset folder:PATH` reads
     assert Path(space.path).name == "folder.yaml"
     lines: list[str] = []
@@ -108,7 +96,7 @@ def _dry_run_args(path: Path, tmp_path: Path, shared_data: Path) -> tuple[str, s
         _cifar100_archive(tmp_path, per_class=5)
         return dataset, str(tmp_path), {"max_train_samples": 200}
     if path.stem == "folder":
-        return f"folder:{_shapes(tmp_path / 'shapes')}", str(tmp_path), {}
+        return f"folder:{shapes_tree(tmp_path / 'shapes')}", str(tmp_path), {}
     return dataset, str(shared_data), {"max_train_samples": 170 if "flowers" in dataset else 200}
 
 

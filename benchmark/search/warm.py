@@ -13,7 +13,7 @@ import optuna
 
 from benchmark import metrics as M
 from benchmark.config import TrialConfig
-from benchmark.search.halving import Job, quotas_for
+from benchmark.search.halving import Job
 from benchmark.search.space import Dimension, SearchSpace
 
 SHARE = 3  # at most a third of rung 0's candidates come from the store
@@ -52,7 +52,7 @@ def _admits(dim: Dimension, value: Any) -> bool:
 def enqueue_warm_start(study: optuna.Study, space: SearchSpace, base: dict[str, Any], plan,
                        printer) -> list[str]:  # fmt: skip
     """Queue up to a third of rung 0 from the store's best; returns the source run ids."""
-    limit = max(1, quotas_for(plan.quotas[0], 1, plan.eta, plan.confirm_top)[0] // SHARE)
+    limit = max(1, plan.quotas[0] // SHARE)
     seen, chosen = set(), []
     for run in stored_best(base["dataset"]):
         point = adapted(run, space)
