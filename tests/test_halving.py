@@ -92,9 +92,11 @@ def test_short_time_shrinks_rung_zero_first_and_never_the_confirmation():
     cost = p.cost
     roomy = H.shrink(p, recs, 1e9, cost)
     assert roomy.quotas == [9, 3] and not roomy.notes
+    # the progress ETA: 5 more 3-epoch candidates, 3 of 9 epochs, 4 confirmation trainings
+    assert roomy.need_s == 5 * p.cost(3) + 3 * p.cost(9) + 4 * p.cost(9)
     # 70 s: a smaller ladder of the same shape fits (6 candidates, the best 2 go on)
     short = H.shrink(p, recs, 70, cost)
-    assert short.quotas == [6, 2] and short.notes
+    assert short.quotas == [6, 2] and short.notes and short.need_s <= 70
     broke = H.shrink(p, recs, 0, cost)
     assert broke.quotas == [4, 2]  # the last rung down to the finalists, confirmation kept
     assert H.next_job(p, recs, broke.quotas).rung == 1

@@ -186,10 +186,12 @@ class Job:
 
 @dataclass
 class Progress:
-    """The plan's quotas after shrinking to the time left, and why they shrank."""
+    """The plan's quotas after shrinking to the time left, why they shrank, and the seconds
+    their trainings not yet started will take at the measured costs (the progress ETA)."""
 
     quotas: list[int]
     notes: list[str] = field(default_factory=list)
+    need_s: float = 0.0
 
 
 STARTED = ("complete", "running", "waiting", "failed", "pruned")
@@ -246,6 +248,7 @@ def shrink(plan: HalvingPlan, records: Sequence[Record], left_s: float,
         progress.notes.append(
             f"time short: rungs shrunk to {quotas} candidates (planned {list(plan.quotas)})"
         )
+    progress.need_s = need()
     return progress
 
 

@@ -51,6 +51,11 @@ class Budget:
     spent_before: float
     started: float = field(default_factory=time.monotonic)
     notes: list[str] = field(default_factory=list)  # shrink notes already printed
+    need_s: float | None = None  # the trainings not yet started, at the measured costs
+
+    def eta(self) -> float:
+        """Seconds to the end: what is left to train, never past the budget."""
+        return min(self.left(), self.need_s if self.need_s is not None else self.left())
 
     def spent(self) -> float:
         return self.spent_before + time.monotonic() - self.started
@@ -177,6 +182,7 @@ def decide(study: optuna.Study, budget: Budget, printer) -> Job | str:
     """The next job, WAIT, or why the search is over; the quotas shrink to the time left."""
     recs = records(study)
     progress = shrink(budget.plan, recs, budget.left(), measured_cost(study, budget.plan))
+    budget.need_s = progress.need_s
     for note in progress.notes:
         if note not in budget.notes:
             budget.notes.append(note)

@@ -50,10 +50,15 @@ class SearchSummary:
         }
 
 
-def progress_line(trial, counts, total, took, durations, spent=None) -> str:
+def progress_line(trial, counts, total, took, durations, spent=None, time_left=None) -> str:
+    """`[done/total] name  value  in took s ... ETA`: the ETA is the median trial times the
+    trials left; under halving (`time_left`: seconds of the trainings left at their measured
+    costs, within the budget) the later trials are the long ones, so the median would lie."""
     done = counts["finished"]
     left = max(total - done, 0)
     eta = statistics.median(durations) * left
+    if time_left is not None:
+        eta = max(time_left, 0.0)
     budget = ""
     if spent is not None:  # an epoch budget ends the study first when it runs out first
         used, limit, trained_here = spent
