@@ -90,16 +90,31 @@ def test_short_time_shrinks_rung_zero_first_and_never_the_confirmation():
     p = H.HalvingPlan((3, 9), (9, 3), 3, 2, 3, 1e9, 1.0, 1.0)
     recs = [rec(i, 0, value=0.1, n=i) for i in range(4)]
     cost = p.cost
-    roomy = H.shrink(p, recs, 1e9, cost)
+    roomy = H.fit(p, recs, 1e9, cost)
     assert roomy.quotas == [9, 3] and not roomy.notes
     # the progress ETA: 5 more 3-epoch candidates, 3 of 9 epochs, 4 confirmation trainings
     assert roomy.need_s == 5 * p.cost(3) + 3 * p.cost(9) + 4 * p.cost(9)
     # 70 s: a smaller ladder of the same shape fits (6 candidates, the best 2 go on)
-    short = H.shrink(p, recs, 70, cost)
+    short = H.fit(p, recs, 70, cost)
     assert short.quotas == [6, 2] and short.notes and short.need_s <= 70
-    broke = H.shrink(p, recs, 0, cost)
+    broke = H.fit(p, recs, 0, cost)
     assert broke.quotas == [4, 2]  # the last rung down to the finalists, confirmation kept
     assert H.next_job(p, recs, broke.quotas).rung == 1
+
+
+def test_time_to_spare_grows_the_last_rung_once_the_rung_before_has_finished():
+    p = H.HalvingPlan((3, 9), (9, 3), 3, 2, 3, 1e9, 1.0, 1.0)
+    rung0 = [rec(i, 0, value=i / 10, n=i) for i in range(9)]
+    # the probe was pessimistic: 300 s left where the plan needs 3 x 10 + 4 x 10 = 70 s
+    grown = H.fit(p, rung0, 300, p.cost)
+    assert grown.quotas == [9, 9] and grown.notes == [
+        "time to spare: the last rung grows to 9 candidates (planned 3)"]  # fmt: skip
+    # one more 10-s training each, and one 10-s training of slack: 70 + 10 k + 10 <= left
+    assert H.fit(p, rung0, 130, p.cost).quotas == [9, 8]
+    assert H.fit(p, rung0, 89, p.cost).quotas == [9, 3]
+    assert H.fit(p, rung0[:8], 300, p.cost).quotas == [9, 3]  # rung 0 not finished yet
+    confirming = [*rung0, rec(8, 1, value=0.9, n=9), rec(8, 1, stage=H.CONFIRM, seed=1, n=10)]
+    assert H.fit(p, confirming, 300, p.cost).quotas == [9, 3]  # the finalists stay
 
 
 def test_a_short_rung_is_a_whole_training_scaled_to_its_epochs():

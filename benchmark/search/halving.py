@@ -214,13 +214,14 @@ def ranked(records: Sequence[Record]) -> list[Record]:
     return sorted(best.values(), key=lambda r: (-r.value, r.number))
 
 
-def shrink(plan: HalvingPlan, records: Sequence[Record], left_s: float,
-           cost: Callable[[int], float]) -> Progress:  # fmt: skip
+def fit(plan: HalvingPlan, records: Sequence[Record], left_s: float,
+        cost: Callable[[int], float]) -> Progress:  # fmt: skip
     """Fit the quotas of rungs not yet full to `left_s`: first as a smaller plan of the same
     shape (the most rung-0 candidates whose 1/eta ladder, what has started included, fits
     at the measured costs); when none fits, cut rung 0's new candidates, then the middle
     rungs, then the last, down to `confirm_top`, and skip middle rungs not begun.
-    Confirmation is never cut."""
+    Confirmation is never cut. Time to spare (the probe overestimated) goes to the last
+    rung: see `_grow_last`."""
     quotas = list(plan.quotas)
     started = [len(_keys(_at(records, r))) for r in range(len(quotas))]
     floor = [max(s, min(plan.confirm_top, q)) for s, q in zip(started, quotas, strict=True)]
@@ -244,12 +245,40 @@ def shrink(plan: HalvingPlan, records: Sequence[Record], left_s: float,
     for r in range(1, last):  # skip a middle rung nobody began
         if need() > left_s and started[r] == 0:
             quotas[r] = 0
-    if quotas != list(plan.quotas):
+    grown = _grow_last(plan, records, quotas, need, left_s, cost)
+    if grown:
+        progress.notes.append(f"time to spare: the last rung grows to {quotas[-1]} candidates "
+                              f"(planned {plan.quotas[-1]})")  # fmt: skip
+    elif quotas != list(plan.quotas):
         progress.notes.append(
             f"time short: rungs shrunk to {quotas} candidates (planned {list(plan.quotas)})"
         )
     progress.need_s = need()
     return progress
+
+
+def _grow_last(
+    plan: HalvingPlan,
+    records: Sequence[Record],
+    quotas: list[int],
+    need: Callable[[], float],
+    left_s: float,
+    cost: Callable[[int], float],
+) -> bool:
+    """More full-length candidates when the time left allows them with one full training
+    of slack: a plan made from a pessimistic probe would otherwise end early with its
+    budget unspent. Only once the rung before has finished (its ranking is known) and
+    before confirmation starts (its finalists must not change under it)."""
+    last = len(quotas) - 1
+    before = _at(records, last - 1) if last else []
+    if (not last or len(_keys(before)) < quotas[last - 1] or _keys(before, ("running", "waiting"))
+            or any(r.stage == CONFIRM for r in records)):  # fmt: skip
+        return False
+    full, grown = cost(plan.epochs[-1]), False
+    while quotas[last] < len(ranked(before)) and need() + 2 * full <= left_s:
+        quotas[last] += 1
+        grown = True
+    return grown
 
 
 def _replan(plan: HalvingPlan, started: list[int], need: Callable[[], float],

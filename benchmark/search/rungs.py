@@ -30,9 +30,9 @@ from benchmark.search.halving import (
     HalvingPlan,
     Job,
     Record,
+    fit,
     next_job,
     plan_halving,
-    shrink,
     winner,
 )
 from benchmark.search.space import SearchSpace
@@ -181,7 +181,7 @@ def _finished_runs(study: optuna.Study) -> list[tuple[dict[str, float], int, int
 def decide(study: optuna.Study, budget: Budget, printer) -> Job | str:
     """The next job, WAIT, or why the search is over; the quotas shrink to the time left."""
     recs = records(study)
-    progress = shrink(budget.plan, recs, budget.left(), measured_cost(study, budget.plan))
+    progress = fit(budget.plan, recs, budget.left(), measured_cost(study, budget.plan))
     budget.need_s = progress.need_s
     for note in progress.notes:
         if note not in budget.notes:
