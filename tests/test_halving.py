@@ -117,6 +117,22 @@ def test_time_to_spare_grows_the_last_rung_once_the_rung_before_has_finished():
     assert H.fit(p, confirming, 300, p.cost).quotas == [9, 3]  # the finalists stay
 
 
+def test_the_progress_eta_is_the_work_left_not_the_median_trial_times_the_trials_left():
+    import optuna
+
+    from benchmark.search.summary import progress_line
+
+    trial = optuna.trial.create_trial(value=0.5, user_attrs={"run_name": "d3"})
+    counts = {"finished": 1}
+    assert progress_line(trial, counts, 1001, 1648.5, [1648.5]).endswith("ETA 457h55m")
+    # a 4500-s timeout with 2700 s left: one more trial may still start, nothing after it
+    assert progress_line(trial, counts, 1001, 1648.5, [1648.5],
+                         cap=2700 + 1648.5).endswith("ETA 1h12m")  # fmt: skip
+    # halving: 30 s rung-0 trials so far, 40 min of full-length trainings left
+    line = progress_line(trial, counts, 67, 30.0, [30.0], eta=2400.0)
+    assert line.endswith("ETA 40m00s")
+
+
 def test_a_short_rung_is_a_whole_training_scaled_to_its_epochs():
     cfg = TrialConfig(epochs=100, warmup_epochs=20, early_stopping_patience=30,
                       lr_schedule="cosine")  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import resource
+import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -174,16 +175,19 @@ def _after_trial(search, number, took, summary, state: _DriveState, printer,
         counts = trial_counts(study) | {"finished": finished_by(study, trial)}
         failed = trial.state == TrialState.FAIL
         state.failures_in_row = state.failures_in_row + 1 if failed else 0
-        spent, extra, time_left = None, "", None
+        spent, extra, cap, eta = None, "", None, None
+        if search.timeout is not None:  # no trial starts after it: at most one more runs on
+            rest = search.timeout - (time.monotonic() - state.started)
+            cap = max(rest, 0.0) + statistics.median(summary.durations)
         if search.epoch_budget is not None:  # (epochs used, the limit, trained here)
             used = epochs_trained(study, search.epoch_budget[2])
             spent = (used, search.epoch_budget[0], used - state.epochs_at_start)
         if search.budget is not None:
             search.budget.save(study)
             extra = f"  {rungs.where(trial)}  {search.budget.status()}"
-            time_left = search.budget.eta()
+            eta = search.budget.eta()
         printer(progress_line(trial, counts, search.total, took, summary.durations, spent,
-                              time_left) + extra)  # fmt: skip
+                              cap=cap, eta=eta) + extra)  # fmt: skip
         limit = search.max_failures
         if limit and state.failures_in_row >= limit and not state.stop.is_set():
             summary.stopped_reason = f"stopped after {state.failures_in_row} failures in a row"

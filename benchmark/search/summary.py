@@ -50,21 +50,33 @@ class SearchSummary:
         }
 
 
-def progress_line(trial, counts, total, took, durations, spent=None, time_left=None) -> str:
-    """`[done/total] name  value  in took s ... ETA`: the ETA is the median trial times the
-    trials left; under halving (`time_left`: seconds of the trainings left at their measured
-    costs, within the budget) the later trials are the long ones, so the median would lie."""
+def progress_line(
+    trial,
+    counts,
+    total,
+    took,
+    durations,
+    spent=None,
+    *,
+    cap: float | None = None,
+    eta: float | None = None,
+) -> str:
+    """`[done/total] name  value  in took s ... ETA`. The ETA is `eta` when the caller knows
+    better (halving: the trainings left at their measured costs, where the median of short
+    rung-0 trials would lie about the long ones to come), else the median trial times the
+    trials left; `cap` (a timeout's rest plus one trial) bounds it."""
     done = counts["finished"]
     left = max(total - done, 0)
-    eta = statistics.median(durations) * left
-    if time_left is not None:
-        eta = max(time_left, 0.0)
     budget = ""
+    if eta is None:
+        eta = statistics.median(durations) * left
     if spent is not None:  # an epoch budget ends the study first when it runs out first
         used, limit, trained_here = spent
         budget = f"  epochs {used}/{limit}"
         if trained_here:
             eta = min(eta, sum(durations) / trained_here * max(limit - used, 0))
+    if cap is not None:
+        eta = min(eta, cap)
     state = trial.state.name.lower()
     value = f"val_accuracy {trial.value:.4f}" if trial.value is not None else state
     if trial.state == TrialState.FAIL:
