@@ -113,3 +113,10 @@ def test_search_table_shows_no_absolute_path():
     table = report.searches(parents)
     assert "/home/someone" not in table
     assert "| mine.yaml |" in table and "| search_spaces/flowers17.yaml |" in table
+
+
+def test_search_table_says_a_timeout_was_the_budget():
+    start = pd.Timestamp("2026-01-01", tz="UTC")
+    parents = pd.DataFrame([{"run_id": "r1", "start_time": start, report.T("n_trials"): "1000",
+                             report.T("seeds"): "3", report.T("timeout"): "4500.0"}])  # fmt: skip
+    assert "1000 trials × 3 seed(s), timeout 75 min" in report.searches(parents)

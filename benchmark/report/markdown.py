@@ -137,6 +137,8 @@ def searches(parents: pd.DataFrame, labels: dict[str, str] | None = None) -> str
                       f"{cell(r.get(T('n_trials')))} trainings planned")  # fmt: skip
         elif has_value(epochs):
             budget += f" × {epochs} epochs"
+        if has_value(timeout := r.get(T("timeout"))):
+            budget += f", timeout {float(timeout) / 60:g} min"
         subset = r.get(P("fixed.max_train_samples"))
         if has_value(subset) and subset != "None":
             budget += f", {subset} train images"

@@ -93,6 +93,8 @@ class Search:
         }  # fmt: skip
         if self.epoch_budget is not None:
             resolved["max_epochs"] = self.epoch_budget[0]
+        if self.timeout is not None:  # the report's budget column reads it
+            resolved["timeout"] = self.timeout
         if halving and self.budget is not None:
             plan = self.budget.plan
             resolved |= {"budget_minutes": round(plan.budget_s / 60, 2), "eta": plan.eta,
