@@ -105,12 +105,13 @@ def test_short_time_shrinks_rung_zero_first_and_never_the_confirmation():
 def test_time_to_spare_grows_the_last_rung_once_the_rung_before_has_finished():
     p = H.HalvingPlan((3, 9), (9, 3), 3, 2, 3, 1e9, 1.0, 1.0)
     rung0 = [rec(i, 0, value=i / 10, n=i) for i in range(9)]
-    # the probe was pessimistic: 300 s left where the plan needs 3 x 10 + 4 x 10 = 70 s
+    # the probe was pessimistic: 300 s left where the plan needs 3 x 10 + 4 x 10 = 70 s;
+    # the last rung grows to half of rung 0's 9 candidates, no more
     grown = H.fit(p, rung0, 300, p.cost)
-    assert grown.quotas == [9, 9] and grown.notes == [
-        "time to spare: the last rung grows to 9 candidates (planned 3)"]  # fmt: skip
-    # one more 10-s training each, and one 10-s training of slack: 70 + 10 k + 10 <= left
-    assert H.fit(p, rung0, 130, p.cost).quotas == [9, 8]
+    assert grown.quotas == [9, 4] and grown.notes == [
+        "time to spare: the last rung grows to 4 candidates (planned 3)"]  # fmt: skip
+    # one 10-s training more, and one of slack: 70 + 10 + 10 <= left
+    assert H.fit(p, rung0, 90, p.cost).quotas == [9, 4]
     assert H.fit(p, rung0, 89, p.cost).quotas == [9, 3]
     assert H.fit(p, rung0[:8], 300, p.cost).quotas == [9, 3]  # rung 0 not finished yet
     confirming = [*rung0, rec(8, 1, value=0.9, n=9), rec(8, 1, stage=H.CONFIRM, seed=1, n=10)]

@@ -266,8 +266,8 @@ def _grow_last(
     cost: Callable[[int], float],
 ) -> bool:
     """More full-length candidates when the time left allows them with one full training
-    of slack: a plan made from a pessimistic probe would otherwise end early with its
-    budget unspent. Only once the rung before has finished (its ranking is known) and
+    of slack, up to half the candidates of the rung before: a plan made from a pessimistic
+    probe would otherwise end early with its budget unspent. Only once the rung before has finished (its ranking is known) and
     before confirmation starts (its finalists must not change under it)."""
     last = len(quotas) - 1
     before = _at(records, last - 1) if last else []
@@ -275,7 +275,8 @@ def _grow_last(
             or any(r.stage == CONFIRM for r in records)):  # fmt: skip
         return False
     full, grown = cost(plan.epochs[-1]), False
-    while quotas[last] < len(ranked(before)) and need() + 2 * full <= left_s:
+    most = len(ranked(before)) // 2  # still a halving: at most half the rung before
+    while quotas[last] < most and need() + 2 * full <= left_s:
         quotas[last] += 1
         grown = True
     return grown
