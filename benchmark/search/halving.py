@@ -267,8 +267,9 @@ def _grow_last(
 ) -> bool:
     """More full-length candidates when the time left allows them with one full training
     of slack, up to half the candidates of the rung before: a plan made from a pessimistic
-    probe would otherwise end early with its budget unspent. Only once the rung before has finished (its ranking is known) and
-    before confirmation starts (its finalists must not change under it)."""
+    probe would otherwise end early with its budget unspent. Only once the rung before has
+    finished (its ranking is known) and before confirmation starts (its finalists must not
+    change under it)."""
     last = len(quotas) - 1
     before = _at(records, last - 1) if last else []
     if (not last or len(_keys(before)) < quotas[last - 1] or _keys(before, ("running", "waiting"))
