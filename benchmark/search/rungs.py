@@ -55,7 +55,7 @@ class Budget:
 
     def eta(self) -> float:
         """Seconds to the end: what is left to train, never past the budget."""
-        return min(self.left(), self.need_s if self.need_s is not None else self.left())
+        return self.left() if self.need_s is None else min(self.left(), self.need_s)
 
     def spent(self) -> float:
         return self.spent_before + time.monotonic() - self.started
