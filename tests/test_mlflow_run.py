@@ -1,8 +1,10 @@
-"""The project through `mlflow run`, as a user drives it: a tiny search that adopts MLflow's
-own run, a failed run, a finished search run again, and the report generated twice.
+"""The project through `mlflow run`, as a user drives it: the README's tiny search (MLflow's
+run in Default, the search in the dataset's experiment), a failed run, a finished search run
+again, the report generated twice; and, in-process, a search that adopts the `mlflow run`
+run when that run is already in the dataset's experiment (`--experiment-name`).
 
 Real `mlflow run --env-manager local` subprocesses against a real SQLite store in a temp
-folder; the experiments are made beforehand with their artifacts in that folder too
+folder; the dataset's experiment is made beforehand with its artifacts in that folder too
 (MLflow would otherwise put them under the project's own ./mlruns).
 """
 
@@ -19,6 +21,7 @@ import mlflow
 import pytest
 
 from benchmark import metrics as M
+from benchmark.cli import main
 from benchmark.report import load_runs, split_by_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +60,8 @@ def _mlflow_run(store: dict, *args: str, entry: str = "main") -> subprocess.Comp
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, session_cache, shared_data):
-    """A search through `mlflow run --experiment-name`, then a run that fails early."""
+    """The README's route: a search through `mlflow run` (its run in Default), the same
+    search again, then a run that fails early."""
     tmp = tmp_path_factory.mktemp("mlflow_run")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "BENCHMARK_CACHE_DIR": str(session_cache),
@@ -70,11 +74,10 @@ def store(tmp_path_factory, session_cache, shared_data):
     s = {"tmp": tmp, "uri": uri, "env": env}
     search = ["-P", "dataset=cifar10", "-P", f"space={tmp / 'tiny.yaml'}",
               "-P", f"data_dir={shared_data}", "-P", "max_train_samples=200"]  # fmt: skip
-    s["search"] = _mlflow_run(s, "--experiment-name", EXPERIMENT, *search)
-    s["again"] = _mlflow_run(s, "--experiment-name", EXPERIMENT, *search)
+    s["search"] = _mlflow_run(s, *search)
+    s["again"] = _mlflow_run(s, *search)
     missing = tmp / "no-such-dir"
-    s["failed"] = _mlflow_run(s, "--experiment-name", EXPERIMENT, "-P", "dataset=cifar10",
-                              "-P", f"data_dir={missing}")  # fmt: skip
+    s["failed"] = _mlflow_run(s, "-P", "dataset=cifar10", "-P", f"data_dir={missing}")
     s["missing"] = missing
     return s
 
@@ -84,21 +87,47 @@ def _all_runs(uri: str) -> list:
     return mlflow.search_runs(search_all_experiments=True, output_format="list")
 
 
-def test_the_search_adopts_the_mlflow_run_run_as_its_parent(store):
+def test_the_search_goes_to_the_dataset_experiment_and_the_mlflow_run_run_points_at_it(store):
     out = store["search"]
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "grid covered; 2 complete" in out.stdout
+    assert "[2/2] " in out.stdout and "grid covered; 2 complete" in out.stdout
+    assert (store["tmp"] / "optuna.journal").exists()  # the study beside mlflow.db
     runs = _all_runs(store["uri"])
-    projects = [r for r in runs if r.data.tags.get("mlflow.source.type") == "PROJECT"]
-    searches = [r for r in projects if r.data.tags.get(M.TAG_BENCHMARK_ROLE) == "search"]
-    assert len(searches) == 1  # MLflow's own run is the parent: no extra run
-    (parent,) = searches
-    assert parent.info.status == "FINISHED"
+    (parent,) = [r for r in runs if r.data.tags.get(M.TAG_BENCHMARK_ROLE) == "search"]
+    assert parent.info.status == "FINISHED" and parent.data.tags["strategy"] == "grid"
     assert parent.info.run_name == f"search-{parent.data.tags['study_name']}"
     assert mlflow.get_experiment(parent.info.experiment_id).name == EXPERIMENT
     kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(kids) == 2 and {k.data.tags[M.TAG_BENCHMARK_ROLE] for k in kids} == {"trial"}
+    assert sorted(k.info.run_name for k in kids) == [
+        "lab-net-d3-k3-w64-aug=grayscale", "lab-net-d3-k3-w64-aug=none",
+    ]  # fmt: skip
+    assert {k.data.tags[M.TAG_BENCHMARK_ROLE] for k in kids} == {"trial"}
     assert "| # | configuration | augmentation | val acc |" in parent.data.tags[M.TAG_NOTE]
+    # `mlflow run` made its run in Default: it stays there and says where the search went
+    (wrapper,) = [r for r in runs if r.data.tags.get("search_run") == parent.info.run_id]
+    assert wrapper.info.experiment_id == "0" and wrapper.info.status == "FINISHED"
+    assert wrapper.data.tags[M.TAG_BENCHMARK_ROLE] == "wrapper"
+    assert parent.info.run_id in wrapper.data.tags["mlflow.note.content"]
+
+
+def test_a_search_adopts_an_mlflow_run_run_already_in_the_dataset_experiment(
+    tmp_path, shared_data, monkeypatch
+):
+    """`mlflow run --experiment-name cnn-benchmark/cifar10`: MLflow's own run is the
+    parent, no extra run (in-process: `mlflow run` only sets MLFLOW_RUN_ID for it)."""
+    experiment = mlflow.create_experiment(EXPERIMENT)
+    project = mlflow.MlflowClient().create_run(
+        experiment, tags={"mlflow.source.type": "PROJECT", "mlflow.project.entryPoint": "main"}
+    )
+    monkeypatch.setenv("MLFLOW_RUN_ID", project.info.run_id)
+    (tmp_path / "tiny.yaml").write_text(textwrap.dedent(SPACE))
+    assert main(["search", "--dataset", "cifar10", "--space", str(tmp_path / "tiny.yaml"),
+                 "--data-dir", str(shared_data), "--max-train-samples", "200"]) == 0  # fmt: skip
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    (parent,) = [r for r in runs if r.data.tags.get(M.TAG_BENCHMARK_ROLE) == "search"]
+    assert parent.info.run_id == project.info.run_id and parent.info.status == "FINISHED"
+    kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(runs) == 3 and len(kids) == 2
 
 
 def test_a_finished_search_run_again_says_so_and_trains_nothing(store):
