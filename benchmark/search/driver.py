@@ -362,10 +362,10 @@ def _shown(path: str) -> str:
 
 def _release_memory(isolated: bool = False) -> None:
     """Keras keeps every model of the process in its global graph: clear it between trials
-    (trials in their own processes built nothing here)."""
+    (one full garbage collection, inside clear_session; they take seconds in a large
+    process). Trials in their own processes built nothing here."""
     if not isolated:
         keras.backend.clear_session(free_memory=True)
-    gc.collect()
 
 
 def _complete(search: Search, reason: str) -> SearchSummary:
