@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import shutil
+import sqlite3
 from pathlib import Path
 
 import mlflow
@@ -29,13 +32,34 @@ def session_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An MLflow SQLite store with its tables made and nothing in it. Making the tables
+    (MLflow's migrations) takes 2-4 s; every test that tracks anything starts from a copy."""
+    path = tmp_path_factory.mktemp("empty_store") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def _fresh_store(empty: Path, tmp_path: Path) -> str:
+    """A copy of the empty store in `tmp_path`; its Default experiment keeps artifacts in
+    tmp_path/mlruns/0, where MLflow would put them had it made the store here."""
+    db = tmp_path / "mlflow.db"
+    shutil.copyfile(empty, db)
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                    (str(tmp_path / "mlruns" / "0"),))  # fmt: skip
+    con.close()
+    return f"sqlite:///{db}"
+
+
 @pytest.fixture(autouse=True)
-def _isolate(monkeypatch, tmp_path, session_cache):
+def _isolate(monkeypatch, tmp_path, session_cache, empty_store):
     """Never touch the user's ~/.keras, ~/.cache, ./mlflow.db or ./mlruns from a test."""
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact folder is ./mlruns
     monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(session_cache))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = _fresh_store(empty_store, tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)  # the module-level URI outlives a test: reset it every time
     while mlflow.active_run():  # a test that failed inside a run must not nest the next one
@@ -49,3 +73,10 @@ def _isolate(monkeypatch, tmp_path, session_cache):
     # Trials in the test process: fast, and monkeypatches reach them. Tests of the default
     # (a process per trial) remove this or pass isolate=True.
     monkeypatch.setenv("BENCHMARK_IN_PROCESS", "1")
+    # What earlier tests left alive is not scanned again by this test's full collections
+    # (clear_session(free_memory=True) after each in-process trial, the dry run's release):
+    # one takes 0.2-0.4 s in a fresh process with TensorFlow loaded, and grows with the
+    # objects a test process has accumulated. The young generations go first (cheap), so
+    # little garbage is frozen with them.
+    gc.collect(1)
+    gc.freeze()
