@@ -10,7 +10,6 @@ under the parent run until the study says stop, then the summary on every parent
 
 from __future__ import annotations
 
-import gc
 import os
 import statistics
 import time
