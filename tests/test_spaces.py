@@ -31,10 +31,6 @@ def test_every_shipped_space_loads(path):
         assert space.grid_points()
 
 
-def test_a_folder_dataset_reads_the_default_folder_space(tmp_path):
-    assert Path(space_path(f"folder:{tmp_path}")).name == "folder.yaml"
-
-
 def test_a_new_pruner_or_sampler_is_one_registered_function(tmp_path):
     """The extension point: a decorated function; a space names it, its keywords are the
     keys the space may give it, and the search builds it."""
@@ -72,43 +68,62 @@ def test_a_new_pruner_or_sampler_is_one_registered_function(tmp_path):
         load_space(str(path))
 
 
-def _dry_run_args(path: Path, tmp_path: Path, shared_data: Path) -> tuple[str, str, dict]:
-    """(dataset, data dir, overrides) to dry-run a shipped space on little data: the real
-    archives, a synthetic CIFAR-100 archive (none can be had here), a folder tree."""
-    space = load_space(path)
-    dataset = space.dataset or path.stem
-    if dataset == "cifar100":
-        from test_datasets import _cifar100_archive
+HALVING = [p for p in SHIPPED if "\nstrategy: halving" in p.read_text()]
+ESTIMATED = [p for p in SHIPPED if p not in HALVING and p.name != "folder.yaml"]
 
-        _cifar100_archive(tmp_path, per_class=5)
-        return dataset, str(tmp_path), {"max_train_samples": 200}
-    if path.stem == "folder":
-        return f"folder:{shapes_tree(tmp_path / 'shapes')}", str(tmp_path), {}
-    return dataset, str(shared_data), {"max_train_samples": 170 if "flowers" in dataset else 200}
+
+def _dry_run(space, dataset: str, data_dir: str, overrides: dict) -> list[str]:
+    """The lines a grid or Optuna space's dry run prints, checked for what every one must
+    say: each model built (none rejected), one row each, an estimate; nothing tracked."""
+    lines: list[str] = []
+    est = search_mod.dry_run(space, dataset=dataset, data_dir=data_dir, overrides=overrides,
+                             printer=lines.append)  # fmt: skip
+    assert est > 0 and "estimated total" in lines[-1]
+    assert not any("rejected" in line for line in lines), lines
+    rows = [line for line in lines[1:-1] if line.strip()]
+    assert len(rows) == (len(space.grid_points()) if space.strategy == "grid" else 1)
+    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
+    return lines
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
-def test_every_shipped_space_dry_runs(path, tmp_path, shared_data, caplog):
-    """Every model of a shipped space builds and the time estimate (halving: the plan for
-    its budget) comes out, on a small subset; nothing is trained or tracked."""
+@pytest.mark.parametrize("path", ESTIMATED, ids=lambda p: p.name)
+def test_every_shipped_space_dry_runs(path, tmp_path, shared_data):
+    """Every model of a shipped grid or Optuna space builds and the time estimate comes
+    out, on a small subset of the real data (a synthetic CIFAR-100 archive: none can be had
+    here)."""
     space = load_space(path)
-    dataset, data_dir, overrides = _dry_run_args(path, tmp_path, shared_data)
+    overrides = {"max_train_samples": 170 if space.dataset == "flowers17" else 200}
+    data_dir = shared_data
+    if space.dataset == "cifar100":
+        from test_datasets import _cifar100_archive
+
+        _cifar100_archive(tmp_path, per_class=5)
+        data_dir = tmp_path
+    _dry_run(space, space.dataset, str(data_dir), overrides)
+
+
+@pytest.mark.slow
+def test_the_folder_space_dry_runs_at_the_images_own_size(tmp_path, caplog):
+    dataset = f"folder:{shapes_tree(tmp_path / 'shapes')}"
+    space = load_space(space_path(dataset))  # what `search --dataset folder:PATH` reads
+    assert Path(space.path).name == "folder.yaml"
+    with caplog.at_level(logging.INFO, logger="benchmark.data"):
+        lines = _dry_run(space, dataset, str(tmp_path), {})
+    assert "image size 16 px: the images' own (all 16x16)" in caplog.text  # not upscaled to 64
+    assert "on 18 images" in lines[-1]  # 6 of each class's 10: 2 go to val, 2 to test
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", HALVING, ids=lambda p: p.name)
+def test_every_shipped_halving_space_plans_its_budget(path, shared_data):
+    """A halving space's dry run: the probe timed and a plan of shrinking rungs that fits
+    the budget, on a small subset; nothing is trained or tracked."""
+    space = load_space(path)
     lines: list[str] = []
-    if space.strategy == "halving":
-        plan = search_mod.plan_only(space, dataset=dataset, data_dir=data_dir,
-                                    overrides=overrides, printer=lines.append)  # fmt: skip
-        assert plan.total_s() <= plan.budget_s and plan.quotas[0] > plan.quotas[-1]
-        assert lines[-1].startswith("planned ") and "rung 0:" in "\n".join(lines)
-    else:
-        with caplog.at_level(logging.INFO, logger="benchmark.data"):
-            est = search_mod.dry_run(space, dataset=dataset, data_dir=data_dir,
-                                     overrides=overrides, printer=lines.append)  # fmt: skip
-        assert est > 0 and "estimated total" in lines[-1]
-        assert not any("rejected" in line for line in lines), lines
-        rows = [line for line in lines[1:-1] if line.strip()]
-        assert len(rows) == (len(space.grid_points()) if space.strategy == "grid" else 1)
-    if path.stem == "folder":  # a folder's own image size, not upscaled to 64
-        assert "image size 16 px: the images' own (all 16x16)" in caplog.text
-        assert "on 18 images" in lines[-1]  # 6 of each class's 10: 2 go to val, 2 to test
+    overrides = {"max_train_samples": 170 if space.dataset == "flowers17" else 200}
+    plan = search_mod.plan_only(space, dataset=space.dataset, data_dir=str(shared_data),
+                                overrides=overrides, printer=lines.append)  # fmt: skip
+    assert plan.total_s() <= plan.budget_s and plan.quotas[0] > plan.quotas[-1]
+    assert lines[-1].startswith("planned ") and "rung 0:" in "\n".join(lines)
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
