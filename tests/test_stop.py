@@ -67,6 +67,16 @@ def test_a_search_too_big_for_its_disk_is_warned_about_in_one_line(tmp_path):
     assert space_warning(1, "no-such-study") is None
 
 
+def test_the_disk_warning_measures_a_study_whose_name_holds_a_quote(tmp_path):
+    """Its finished runs' artifacts price the runs to come, whatever the study is called."""
+    with mlflow.start_run(tags={"study_name": "it's mine"}):
+        mlflow.log_text("x" * 3 * 2**20, "big.txt")  # 3 MB, not the 2-MB default
+    free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize
+    trials = int(free / (3 * 2**20)) + 10
+    line = space_warning(trials, "it's mine")
+    assert line and f"({trials} runs x about 3.0 MB of artifacts)" in line
+
+
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("BENCHMARK_IN_PROCESS", None)  # the default: each trial in its own process

@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 from benchmark import metrics as M
 from benchmark.config import TrialConfig
 from benchmark.data import parse
+from benchmark.runfilter import literal
 from benchmark.train.export import TAG_MODEL_URI
 
 log = logging.getLogger(__name__)
@@ -224,7 +225,8 @@ def _champion(client, name: str):
 def _existing_version(client, name: str, run_id: str) -> str | None:
     """The version already made from this run (a resumed search with the same winner)."""
     try:
-        found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        where = f"name = {literal(name)} and run_id = {literal(run_id)}"
+        found = client.search_model_versions(where)
     except MlflowException:
         return None
     return str(found[0].version) if found else None

@@ -19,6 +19,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from benchmark.runfilter import literal
 from benchmark.stop import RESUME, Stopped
 
 SQLITE_FULL = "database or disk is full"
@@ -178,7 +179,8 @@ def space_warning(trials: int, study_name: str) -> str | None:
     try:
         runs = mlflow.search_runs(
             search_all_experiments=True, output_format="list", max_results=20,
-            filter_string=f"tags.study_name = '{study_name}' and attributes.status = 'FINISHED'",
+            filter_string=f"tags.study_name = {literal(study_name)}"
+            " and attributes.status = 'FINISHED'",
         )  # fmt: skip
     except Exception:  # a store that cannot answer says so itself, later
         runs = []
