@@ -86,6 +86,39 @@ def test_next_job_samples_promotes_the_best_third_then_confirms_on_seeds():
     assert found.params == {"x": 4} and values == [0.7, 0.7, 0.7]  # best mean, not best seed
 
 
+def test_a_queued_trial_with_nothing_running_is_taken_not_waited_for():
+    p = H.HalvingPlan((3, 9), (4, 2), 3, 2, 3, 1e9, 1.0, 1.0)
+    recs = [rec(i, 0, value=i / 10, n=i) for i in range(4)]
+    recs += [rec(3, 1, value=0.7, n=4), rec(2, 1, state="waiting", n=6)]
+    assert H.next_job(p, recs, p.quotas) == H.Job(rung=0)  # optimize takes the queued one
+    recs.append(rec(1, 0, state="running", n=7))  # another worker's: it may take it after
+    assert H.next_job(p, recs, p.quotas) == H.WAIT
+
+
+def test_a_trial_interrupted_in_rung_1_is_trained_again_at_rung_1_on_resume():
+    """Ctrl-C during rung 1 of cifar10-auto, then the same command: the interrupted trial
+    was queued again, and the resumed search waited for it, with nothing running, for 33
+    minutes of its budget. A real Optuna study, as the driver uses it."""
+    from benchmark.search import rungs
+    from benchmark.search.study import requeue_interrupted
+
+    study = optuna.create_study(direction="maximize")
+    for depth, rung, value in ((2, 0, 0.5), (3, 0, 0.6), (3, 1, 0.7), (2, 1, None)):
+        study.enqueue_trial({"depth": depth})
+        trial = study.ask()
+        trial.suggest_categorical("depth", [2, 3])
+        for key, v in H.Job(rung=rung).attrs().items():
+            trial.set_user_attr(key, v)
+        study.tell(trial, value, state=TrialState.COMPLETE if value else TrialState.FAIL)
+    requeue_interrupted(study, study._storage)  # as a resumed search starts
+    p = H.HalvingPlan((3, 9), (2, 2), 3, 2, 3, 1e9, 1.0, 1.0)
+    job = H.next_job(p, rungs.records(study), p.quotas)
+    assert job != H.WAIT
+    rungs.prepare(study, job)
+    trial = study.ask()
+    assert trial.params == {"depth": 2} and rungs.job_of(trial, job) == H.Job(rung=1)
+
+
 def test_short_time_shrinks_rung_zero_first_and_never_the_confirmation():
     p = H.HalvingPlan((3, 9), (9, 3), 3, 2, 3, 1e9, 1.0, 1.0)
     recs = [rec(i, 0, value=0.1, n=i) for i in range(4)]

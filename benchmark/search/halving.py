@@ -301,7 +301,21 @@ def _replan(plan: HalvingPlan, started: list[int], need: Callable[[], float],
 
 
 def next_job(plan: HalvingPlan, records: Sequence[Record], quotas: Sequence[int]) -> Job | str:
-    """The next training, WAIT, or "" when the search is done (rungs and confirmation)."""
+    """The next training, WAIT, or "" when the search is done (rungs and confirmation).
+
+    A queued trial with nothing running (an interrupted trial queued again on resume, a
+    survivor queued by a worker stopped before it started it) is this worker's to take: no
+    one else will start it, and waiting for it never ends. Job(rung=0) without params lets
+    the next `optimize` take it (Optuna starts queued trials first, and `job_of` reads its
+    rung); should another worker take it first, this one trains a new rung-0 candidate."""
+    job = _scheduled(records, quotas, plan)
+    if job == WAIT and _keys(records, ("waiting",)) and not _keys(records, ("running",)):
+        return Job(rung=0)
+    return job
+
+
+def _scheduled(records: Sequence[Record], quotas: Sequence[int], plan: HalvingPlan) -> Job | str:
+    """next_job's schedule: fill each rung in turn, survivors once the rung below is done."""
     source: list[Record] = []  # the last rung that ran: where survivors come from
     for r, quota in enumerate(quotas):
         if quota == 0:
