@@ -308,13 +308,13 @@ def next_job(plan: HalvingPlan, records: Sequence[Record], quotas: Sequence[int]
     one else will start it, and waiting for it never ends. Job(rung=0) without params lets
     the next `optimize` take it (Optuna starts queued trials first, and `job_of` reads its
     rung); should another worker take it first, this one trains a new rung-0 candidate."""
-    job = _scheduled(records, quotas, plan)
+    job = _scheduled(plan, records, quotas)
     if job == WAIT and _keys(records, ("waiting",)) and not _keys(records, ("running",)):
         return Job(rung=0)
     return job
 
 
-def _scheduled(records: Sequence[Record], quotas: Sequence[int], plan: HalvingPlan) -> Job | str:
+def _scheduled(plan: HalvingPlan, records: Sequence[Record], quotas: Sequence[int]) -> Job | str:
     """next_job's schedule: fill each rung in turn, survivors once the rung below is done."""
     source: list[Record] = []  # the last rung that ran: where survivors come from
     for r, quota in enumerate(quotas):
