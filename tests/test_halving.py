@@ -135,6 +135,62 @@ def test_short_time_shrinks_rung_zero_first_and_never_the_confirmation():
     assert H.next_job(p, recs, broke.quotas).rung == 1
 
 
+def test_a_survivor_whose_own_trainings_outrun_the_time_left_is_passed_over():
+    """On the CIFAR-10 subset TPE's best rung-1 candidate (k5, two convolutions a block)
+    took about 76 s an epoch where the median candidate took about 20 s: promoted with 104
+    minutes left, its full-length run and two confirmations needed about 150. The next in
+    rank goes on instead, and the one after it when that one has started."""
+    p = H.HalvingPlan((3, 9), (6, 2), 3, 2, 3, 1e9, 1.0, 1.0)
+    recs = [rec(i, 0, value=i / 10, n=i) for i in range(6)]
+    costs = H.Costs(1.0, 1.0, own={recs[5].key: 10.0})
+    # x=5 from rung 1 on: 9 epochs and 2 confirmations of 9, at 10 s an epoch: 273 s
+    assert H.next_job(p, recs, p.quotas, 273, costs) == H.Job(rung=1, params={"x": 5})
+    assert H.next_job(p, recs, p.quotas, 272, costs) == H.Job(rung=1, params={"x": 4})
+    recs.append(rec(4, 1, value=0.5, n=6))
+    assert H.next_job(p, recs, p.quotas, 272, costs) == H.Job(rung=1, params={"x": 3})
+    recs.append(rec(3, 1, value=0.6, n=7))  # the finalists: what rung 1 trained
+    assert H.next_job(p, recs, p.quotas, 272, costs).params == {"x": 3}
+
+
+def test_the_time_left_costs_known_survivors_and_finalists_as_themselves():
+    p = H.HalvingPlan((3, 9), (6, 2), 3, 2, 3, 1e9, 1.0, 1.0)
+    recs = [rec(i, 0, value=i / 10, n=i) for i in range(6)]
+    median = H.fit(p, recs, 60, p.cost).need_s  # (60 s: no time to spare for growing)
+    assert median == 2 * p.cost(9) + 4 * p.cost(9)  # rung 1, then 2 x 2 confirmations
+    costs = H.Costs(1.0, 1.0, own={recs[5].key: 10.0})
+    # x=5 and x=4 lead rung 0: both go on, and are the finalists as ranked now
+    assert H.fit(p, recs, 303, costs).need_s == (91 + 10) + (2 * 91 + 2 * 10)
+
+
+def test_measured_costs_read_each_configuration_s_own_epoch_time_from_its_runs():
+    """The scheduler's costs come from the trial runs in MLflow (tag optuna_trial): a slow
+    configuration is costed at its own steady epoch, the others at the median."""
+    from benchmark.search import rungs
+
+    study = optuna.create_study(direction="maximize", study_name="costs")
+    for depth, images_per_s in ((2, 100.0), (3, 100.0), (4, 100.0), (5, 100.0), (6, 20.0)):
+        study.enqueue_trial({"depth": depth})
+        trial = study.ask()
+        trial.suggest_int("depth", 2, 6)
+        for key, v in H.Job(rung=0).attrs().items():
+            trial.set_user_attr(key, v)
+        study.tell(trial, 0.5)
+        with mlflow.start_run(tags={"study_name": "costs", "optuna_trial": str(trial.number)}):
+            mlflow.log_param("train_size", 1000)
+            mlflow.log_metrics(
+                {
+                    M.IMAGES_PER_S: images_per_s,
+                    M.STOPPED_EPOCH: 4,
+                    M.TRIAL_WALL_TIME: 4 * 1.15 * 1000 / images_per_s + 3.0,
+                }
+            )
+    p = H.HalvingPlan((4, 12), (5, 2), 3, 2, 3, 1e9, 99.0, 99.0)
+    costs = rungs.measured_cost(study, p)
+    slow = next(r for r in rungs.records(study) if r.params == {"depth": 6}).key
+    assert costs(10) == pytest.approx(3.0 + 10 * 11.5)  # 5 finished: the median, not the probe
+    assert costs(10, slow) == pytest.approx(3.0 + 10 * 57.5)
+
+
 def test_time_to_spare_grows_the_last_rung_once_the_rung_before_has_finished():
     p = H.HalvingPlan((3, 9), (9, 3), 3, 2, 3, 1e9, 1.0, 1.0)
     rung0 = [rec(i, 0, value=i / 10, n=i) for i in range(9)]

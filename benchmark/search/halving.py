@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,8 +47,9 @@ class HalvingPlan:
     epoch_s: float  # one epoch of an average candidate, measured by the probe
     overhead_s: float  # per trial: process hand-over, build, tracing, evaluation, logging
 
-    def cost(self, epochs: int) -> float:
-        """Planned seconds of one trial of `epochs` epochs."""
+    def cost(self, epochs: int, key: str | None = None) -> float:
+        """Planned seconds of one trial of `epochs` epochs (any configuration: the probe
+        timed an average one)."""
         return self.overhead_s + epochs * self.epoch_s
 
     def total_s(self) -> float:
@@ -154,6 +155,26 @@ def scaled_config(cfg: TrialConfig, epochs: int) -> TrialConfig:
     )
 
 
+Cost = Callable[..., float]  # cost(epochs, key=None): seconds of one training
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Seconds of a training at the measured costs: a fixed part per trial, and epochs at
+    the configuration's own steady epoch time once it has trained (its `Record.key` in
+    `own`), else the median candidate's. Candidates differ by more than the median says: on
+    the CIFAR-10 subset a k5 model with two convolutions a block took about 76 s an epoch
+    where the median was about 20 s, and its 40-epoch confirmations alone outran the
+    budget left when it was promoted."""
+
+    epoch_s: float
+    overhead_s: float
+    own: Mapping[str, float] = field(default_factory=dict)
+
+    def __call__(self, epochs: int, key: str | None = None) -> float:
+        return self.overhead_s + epochs * self.own.get(key, self.epoch_s)
+
+
 @dataclass(frozen=True)
 class Record:
     """One trial of the study as the scheduler sees it."""
@@ -214,25 +235,21 @@ def ranked(records: Sequence[Record]) -> list[Record]:
     return sorted(best.values(), key=lambda r: (-r.value, r.number))
 
 
-def fit(plan: HalvingPlan, records: Sequence[Record], left_s: float,
-        cost: Callable[[int], float]) -> Progress:  # fmt: skip
+def fit(plan: HalvingPlan, records: Sequence[Record], left_s: float, cost: Cost) -> Progress:
     """Fit the quotas of rungs not yet full to `left_s`: first as a smaller plan of the same
     shape (the most rung-0 candidates whose 1/eta ladder, what has started included, fits
     at the measured costs); when none fits, cut rung 0's new candidates, then the middle
     rungs, then the last, down to `confirm_top`, and skip middle rungs not begun.
-    Confirmation is never cut. Time to spare (the probe overestimated) goes to the last
-    rung: see `_grow_last`."""
+    Confirmation is never cut. Survivors and finalists already known are costed as
+    themselves (`Costs`). Time to spare (the probe overestimated) goes to the last rung:
+    see `_grow_last`."""
     quotas = list(plan.quotas)
     started = [len(_keys(_at(records, r))) for r in range(len(quotas))]
     floor = [max(s, min(plan.confirm_top, q)) for s, q in zip(started, quotas, strict=True)]
-    confirm_left = plan.confirm_top * (plan.seeds - 1) - len(
-        [r for r in records if r.stage == CONFIRM and r.state in STARTED]
-    )
 
     def need() -> float:
-        explore = sum(max(q - s, 0) * cost(e)
-                      for q, s, e in zip(quotas, started, plan.epochs, strict=True))  # fmt: skip
-        return explore + max(confirm_left, 0) * cost(plan.epochs[-1])
+        explore = sum(_rung_need(plan, records, r, q, cost) for r, q in enumerate(quotas))
+        return explore + _confirm_need(plan, records, cost)
 
     progress = Progress(quotas)
     if need() > left_s and (fitted := _replan(plan, started, need, quotas, left_s)) is not None:
@@ -257,13 +274,36 @@ def fit(plan: HalvingPlan, records: Sequence[Record], left_s: float,
     return progress
 
 
+def _rung_need(plan: HalvingPlan, records: Sequence[Record], rung: int, quota: int,
+               cost: Cost) -> float:  # fmt: skip
+    """Seconds of rung `rung`'s trainings not yet started: the survivors the rung below
+    ranks first as themselves, the rest (new candidates) at the median cost."""
+    here = _keys(_at(records, rung))
+    slots = max(quota - len(here), 0)
+    below = ranked(_at(records, rung - 1)) if rung else []
+    known = [r.key for r in below[:quota] if r.key not in here][:slots]
+    epochs = plan.epochs[rung]
+    return sum(cost(epochs, key) for key in known) + (slots - len(known)) * cost(epochs)
+
+
+def _confirm_need(plan: HalvingPlan, records: Sequence[Record], cost: Cost) -> float:
+    """Seconds of the confirmation trainings not yet started: the finalists as ranked now
+    (the leaders of the highest rung so far) as themselves, the places not yet taken at the
+    median cost."""
+    full, seeds = plan.epochs[-1], range(1, plan.seeds)
+    done = {(r.key, r.seed) for r in records if r.stage == CONFIRM and r.state in STARTED}
+    fins = finalists(plan, records)
+    left = [cost(full, f.key) for f in fins for s in seeds if (f.key, s) not in done]
+    return sum(left) + (plan.confirm_top - len(fins)) * len(seeds) * cost(full)
+
+
 def _grow_last(
     plan: HalvingPlan,
     records: Sequence[Record],
     quotas: list[int],
     need: Callable[[], float],
     left_s: float,
-    cost: Callable[[int], float],
+    cost: Cost,
 ) -> bool:
     """More full-length candidates when the time left allows them with one full training
     of slack, up to half the candidates of the rung before: a plan made from a pessimistic
@@ -300,22 +340,34 @@ def _replan(plan: HalvingPlan, started: list[int], need: Callable[[], float],
     return None
 
 
-def next_job(plan: HalvingPlan, records: Sequence[Record], quotas: Sequence[int]) -> Job | str:
+def next_job(plan: HalvingPlan, records: Sequence[Record], quotas: Sequence[int],
+             left_s: float = math.inf, cost: Cost | None = None) -> Job | str:  # fmt: skip
     """The next training, WAIT, or "" when the search is done (rungs and confirmation).
+
+    A survivor is promoted only if its own trainings from here on (the rungs left and its
+    confirmation seeds, at its own cost) fit `left_s`; the next in rank takes its place.
 
     A queued trial with nothing running (an interrupted trial queued again on resume, a
     survivor queued by a worker stopped before it started it) is this worker's to take: no
     one else will start it, and waiting for it never ends. Job(rung=0) without params lets
     the next `optimize` take it (Optuna starts queued trials first, and `job_of` reads its
     rung); should another worker take it first, this one trains a new rung-0 candidate."""
-    job = _scheduled(plan, records, quotas)
+
+    def affordable(rec: Record, rung: int) -> bool:
+        path = [e for e, q in zip(plan.epochs[rung:], quotas[rung:], strict=True) if q]
+        confirm = [plan.epochs[-1]] * (plan.seeds - 1)
+        return sum((cost or plan.cost)(e, rec.key) for e in path + confirm) <= left_s
+
+    job = _scheduled(plan, records, quotas, affordable)
     if job == WAIT and _keys(records, ("waiting",)) and not _keys(records, ("running",)):
         return Job(rung=0)
     return job
 
 
-def _scheduled(plan: HalvingPlan, records: Sequence[Record], quotas: Sequence[int]) -> Job | str:
-    """next_job's schedule: fill each rung in turn, survivors once the rung below is done."""
+def _scheduled(plan: HalvingPlan, records: Sequence[Record], quotas: Sequence[int],
+               affordable: Callable[[Record, int], bool]) -> Job | str:  # fmt: skip
+    """next_job's schedule: fill each rung in turn, survivors once the rung below is done.
+    A rung no survivor could afford leaves the finalists to the rung below."""
     source: list[Record] = []  # the last rung that ran: where survivors come from
     for r, quota in enumerate(quotas):
         if quota == 0:
@@ -329,12 +381,13 @@ def _scheduled(plan: HalvingPlan, records: Sequence[Record], quotas: Sequence[in
             else:
                 if _keys(source, ("running", "waiting")):
                     return WAIT  # survivors are chosen once the rung below has finished
-                for rec in ranked(source)[:quota]:
+                going = [c for c in ranked(source) if c.key in started or affordable(c, r)]
+                for rec in going[:quota]:
                     if rec.key not in started:
                         return Job(rung=r, params=rec.params)
         if _keys(here, ("running", "waiting")):
             return WAIT
-        source = here
+        source = here or source
     return _confirm_job(plan, records, source)
 
 

@@ -27,6 +27,7 @@ from benchmark.runfilter import literal
 from benchmark.search.dryrun import probe_space
 from benchmark.search.halving import (
     WAIT,
+    Costs,
     HalvingPlan,
     Job,
     Record,
@@ -136,29 +137,41 @@ MEASURED_AFTER = 5  # finished trials before their costs replace the probe's
 VALIDATION_SHARE = 0.15  # an epoch's validation pass, beside its training part (images_per_s)
 
 
-def measured_cost(study: optuna.Study, plan: HalvingPlan) -> Callable[[int], float]:
+def measured_cost(study: optuna.Study, plan: HalvingPlan,
+                  recs: list[Record] | None = None) -> Costs:  # fmt: skip
     """Seconds of a trial of `epochs` epochs, from what the study's finished trial runs
     really took: the median seconds of a steady epoch (their training images over their
     `images_per_s`, which leaves out the first epoch's tracing, plus a validation pass) and
     the median of the rest of their wall time (start-up, tracing, evaluation, logging the
     model). From a short rung's totals alone, tracing and logging would read as slow epochs
     and shrink a plan of 100-epoch trainings for nothing. Until MEASURED_AFTER have finished,
-    the probe's figures: the first few candidates say little about the average."""
+    the probe's figures: the first few candidates say little about the average. A
+    configuration that has trained is costed at its own steady epoch (`Costs`)."""
     runs = _finished_runs(study)
+    steady = [(1 + VALIDATION_SHARE) * n / m[M.IMAGES_PER_S] for m, _, n, _ in runs]
+    own = _own_epoch_s(recs if recs is not None else records(study), runs, steady)
     if len(runs) < MEASURED_AFTER:
-        return plan.cost
-    steady = [(1 + VALIDATION_SHARE) * n / m[M.IMAGES_PER_S] for m, _, n in runs]
-    per_epoch = statistics.median(steady)
+        return Costs(plan.epoch_s, plan.overhead_s, own)
     fixed = statistics.median(
         max(m[M.TRIAL_WALL_TIME] - epochs * e, 0.0)
-        for (m, epochs, _), e in zip(runs, steady, strict=True)
+        for (m, epochs, _, _), e in zip(runs, steady, strict=True)
     )
-    return lambda epochs: fixed + epochs * per_epoch
+    return Costs(statistics.median(steady), fixed, own)
 
 
-def _finished_runs(study: optuna.Study) -> list[tuple[dict[str, float], int, int]]:
-    """(metrics, epochs trained, training images) of the study's finished trial runs that
-    logged their times."""
+def _own_epoch_s(recs: list[Record], runs: list, steady: list[float]) -> dict[str, float]:
+    """Each trained configuration's median steady epoch seconds, by `Record.key`."""
+    key_of = {r.number: r.key for r in recs}
+    by_key: dict[str, list[float]] = {}
+    for (_, _, _, number), seconds in zip(runs, steady, strict=True):
+        if number in key_of:
+            by_key.setdefault(key_of[number], []).append(seconds)
+    return {key: statistics.median(values) for key, values in by_key.items()}
+
+
+def _finished_runs(study: optuna.Study) -> list[tuple[dict[str, float], int, int, int | None]]:
+    """(metrics, epochs trained, training images, Optuna trial number) of the study's
+    finished trial runs that logged their times."""
     try:
         runs = mlflow.search_runs(
             search_all_experiments=True, output_format="list",
@@ -169,7 +182,12 @@ def _finished_runs(study: optuna.Study) -> list[tuple[dict[str, float], int, int
         return []
     needed = {M.TRIAL_WALL_TIME, M.IMAGES_PER_S, M.STOPPED_EPOCH}
     return [
-        (r.data.metrics, int(r.data.metrics[M.STOPPED_EPOCH]), int(r.data.params["train_size"]))
+        (
+            r.data.metrics,
+            int(r.data.metrics[M.STOPPED_EPOCH]),
+            int(r.data.params["train_size"]),
+            _number(r.data.tags.get("optuna_trial")),
+        )  # fmt: skip
         for r in runs
         if needed <= set(r.data.metrics)
         and r.data.metrics[M.STOPPED_EPOCH] > 0
@@ -178,16 +196,21 @@ def _finished_runs(study: optuna.Study) -> list[tuple[dict[str, float], int, int
     ]
 
 
+def _number(tag: str | None) -> int | None:
+    return int(tag) if tag and tag.isdigit() else None
+
+
 def decide(study: optuna.Study, budget: Budget, printer) -> Job | str:
     """The next job, WAIT, or why the search is over; the quotas shrink to the time left."""
     recs = records(study)
-    progress = fit(budget.plan, recs, budget.left(), measured_cost(study, budget.plan))
+    cost = measured_cost(study, budget.plan, recs)
+    progress = fit(budget.plan, recs, budget.left(), cost)
     budget.need_s = progress.need_s
     for note in progress.notes:
         if note not in budget.notes:
             budget.notes.append(note)
             printer(note)
-    job = next_job(budget.plan, recs, progress.quotas)
+    job = next_job(budget.plan, recs, progress.quotas, budget.left(), cost)
     if job == "":
         return "rungs and confirmation done"
     return job
