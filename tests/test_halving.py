@@ -21,6 +21,7 @@ from benchmark import metrics as M
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
 from benchmark.search import halving as H
+from benchmark.search import timeleft as TL
 from benchmark.search.space import load_space
 from benchmark.search.storage import make_storage
 
@@ -123,14 +124,14 @@ def test_short_time_shrinks_rung_zero_first_and_never_the_confirmation():
     p = H.HalvingPlan((3, 9), (9, 3), 3, 2, 3, 1e9, 1.0, 1.0)
     recs = [rec(i, 0, value=0.1, n=i) for i in range(4)]
     cost = p.cost
-    roomy = H.fit(p, recs, 1e9, cost)
+    roomy = TL.fit(p, recs, 1e9, cost)
     assert roomy.quotas == [9, 3] and not roomy.notes
     # the progress ETA: 5 more 3-epoch candidates, 3 of 9 epochs, 4 confirmation trainings
     assert roomy.need_s == 5 * p.cost(3) + 3 * p.cost(9) + 4 * p.cost(9)
     # 70 s: a smaller ladder of the same shape fits (6 candidates, the best 2 go on)
-    short = H.fit(p, recs, 70, cost)
+    short = TL.fit(p, recs, 70, cost)
     assert short.quotas == [6, 2] and short.notes and short.need_s <= 70
-    broke = H.fit(p, recs, 0, cost)
+    broke = TL.fit(p, recs, 0, cost)
     assert broke.quotas == [4, 2]  # the last rung down to the finalists, confirmation kept
     assert H.next_job(p, recs, broke.quotas).rung == 1
 
@@ -142,7 +143,7 @@ def test_a_survivor_whose_own_trainings_outrun_the_time_left_is_passed_over():
     rank goes on instead, and the one after it when that one has started."""
     p = H.HalvingPlan((3, 9), (6, 2), 3, 2, 3, 1e9, 1.0, 1.0)
     recs = [rec(i, 0, value=i / 10, n=i) for i in range(6)]
-    costs = H.Costs(1.0, 1.0, own={recs[5].key: 10.0})
+    costs = TL.Costs(1.0, 1.0, own={recs[5].key: 10.0})
     # x=5 from rung 1 on: 9 epochs and 2 confirmations of 9, at 10 s an epoch: 273 s
     assert H.next_job(p, recs, p.quotas, 273, costs) == H.Job(rung=1, params={"x": 5})
     assert H.next_job(p, recs, p.quotas, 272, costs) == H.Job(rung=1, params={"x": 4})
@@ -155,11 +156,11 @@ def test_a_survivor_whose_own_trainings_outrun_the_time_left_is_passed_over():
 def test_the_time_left_costs_known_survivors_and_finalists_as_themselves():
     p = H.HalvingPlan((3, 9), (6, 2), 3, 2, 3, 1e9, 1.0, 1.0)
     recs = [rec(i, 0, value=i / 10, n=i) for i in range(6)]
-    median = H.fit(p, recs, 60, p.cost).need_s  # (60 s: no time to spare for growing)
+    median = TL.fit(p, recs, 60, p.cost).need_s  # (60 s: no time to spare for growing)
     assert median == 2 * p.cost(9) + 4 * p.cost(9)  # rung 1, then 2 x 2 confirmations
-    costs = H.Costs(1.0, 1.0, own={recs[5].key: 10.0})
+    costs = TL.Costs(1.0, 1.0, own={recs[5].key: 10.0})
     # x=5 and x=4 lead rung 0: both go on, and are the finalists as ranked now
-    assert H.fit(p, recs, 303, costs).need_s == (91 + 10) + (2 * 91 + 2 * 10)
+    assert TL.fit(p, recs, 303, costs).need_s == (91 + 10) + (2 * 91 + 2 * 10)
 
 
 def test_measured_costs_read_each_configuration_s_own_epoch_time_from_its_runs():
@@ -196,15 +197,15 @@ def test_time_to_spare_grows_the_last_rung_once_the_rung_before_has_finished():
     rung0 = [rec(i, 0, value=i / 10, n=i) for i in range(9)]
     # the probe was pessimistic: 300 s left where the plan needs 3 x 10 + 4 x 10 = 70 s;
     # the last rung grows to half of rung 0's 9 candidates, no more
-    grown = H.fit(p, rung0, 300, p.cost)
+    grown = TL.fit(p, rung0, 300, p.cost)
     assert grown.quotas == [9, 4] and grown.notes == [
         "time to spare: the last rung grows to 4 candidates (planned 3)"]  # fmt: skip
     # one 10-s training more, and one of slack: 70 + 10 + 10 <= left
-    assert H.fit(p, rung0, 90, p.cost).quotas == [9, 4]
-    assert H.fit(p, rung0, 89, p.cost).quotas == [9, 3]
-    assert H.fit(p, rung0[:8], 300, p.cost).quotas == [9, 3]  # rung 0 not finished yet
+    assert TL.fit(p, rung0, 90, p.cost).quotas == [9, 4]
+    assert TL.fit(p, rung0, 89, p.cost).quotas == [9, 3]
+    assert TL.fit(p, rung0[:8], 300, p.cost).quotas == [9, 3]  # rung 0 not finished yet
     confirming = [*rung0, rec(8, 1, value=0.9, n=9), rec(8, 1, stage=H.CONFIRM, seed=1, n=10)]
-    assert H.fit(p, confirming, 300, p.cost).quotas == [9, 3]  # the finalists stay
+    assert TL.fit(p, confirming, 300, p.cost).quotas == [9, 3]  # the finalists stay
 
 
 def test_the_progress_eta_is_the_work_left_not_the_median_trial_times_the_trials_left():

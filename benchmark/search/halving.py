@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from benchmark.config import TrialConfig
@@ -159,23 +159,6 @@ Cost = Callable[..., float]  # cost(epochs, key=None): seconds of one training
 
 
 @dataclass(frozen=True)
-class Costs:
-    """Seconds of a training at the measured costs: a fixed part per trial, and epochs at
-    the configuration's own steady epoch time once it has trained (its `Record.key` in
-    `own`), else the median candidate's. Candidates differ by more than the median says: on
-    the CIFAR-10 subset a k5 model with two convolutions a block took about 76 s an epoch
-    where the median was about 20 s, and its 40-epoch confirmations alone outran the
-    budget left when it was promoted."""
-
-    epoch_s: float
-    overhead_s: float
-    own: Mapping[str, float] = field(default_factory=dict)
-
-    def __call__(self, epochs: int, key: str | None = None) -> float:
-        return self.overhead_s + epochs * self.own.get(key, self.epoch_s)
-
-
-@dataclass(frozen=True)
 class Record:
     """One trial of the study as the scheduler sees it."""
 
@@ -205,24 +188,16 @@ class Job:
         return {"halving_rung": self.rung, "halving_stage": self.stage, "halving_seed": self.seed}
 
 
-@dataclass
-class Progress:
-    """The plan's quotas after shrinking to the time left, why they shrank, and the seconds
-    their trainings not yet started will take at the measured costs (the progress ETA)."""
-
-    quotas: list[int]
-    notes: list[str] = field(default_factory=list)
-    need_s: float = 0.0
-
-
 STARTED = ("complete", "running", "waiting", "failed", "pruned")
 
 
-def _at(records: Sequence[Record], rung: int, stage: str = EXPLORE) -> list[Record]:
+def at_rung(records: Sequence[Record], rung: int, stage: str = EXPLORE) -> list[Record]:
+    """The records of one rung (confirmations: stage CONFIRM at the last rung)."""
     return [r for r in records if r.rung == rung and r.stage == stage]
 
 
-def _keys(records: Sequence[Record], states: Sequence[str] = STARTED) -> set[str]:
+def config_keys(records: Sequence[Record], states: Sequence[str] = STARTED) -> set[str]:
+    """The configurations among `records` in one of `states` (a rung's quota counts these)."""
     return {r.key for r in records if r.state in states}
 
 
@@ -233,111 +208,6 @@ def ranked(records: Sequence[Record]) -> list[Record]:
         if r.state == "complete" and (r.key not in best or r.value > best[r.key].value):
             best[r.key] = r
     return sorted(best.values(), key=lambda r: (-r.value, r.number))
-
-
-def fit(plan: HalvingPlan, records: Sequence[Record], left_s: float, cost: Cost) -> Progress:
-    """Fit the quotas of rungs not yet full to `left_s`: first as a smaller plan of the same
-    shape (the most rung-0 candidates whose 1/eta ladder, what has started included, fits
-    at the measured costs); when none fits, cut rung 0's new candidates, then the middle
-    rungs, then the last, down to `confirm_top`, and skip middle rungs not begun.
-    Confirmation is never cut. Survivors and finalists already known are costed as
-    themselves (`Costs`). Time to spare (the probe overestimated) goes to the last rung:
-    see `_grow_last`."""
-    quotas = list(plan.quotas)
-    started = [len(_keys(_at(records, r))) for r in range(len(quotas))]
-    floor = [max(s, min(plan.confirm_top, q)) for s, q in zip(started, quotas, strict=True)]
-
-    def need() -> float:
-        explore = sum(_rung_need(plan, records, r, q, cost) for r, q in enumerate(quotas))
-        return explore + _confirm_need(plan, records, cost)
-
-    progress = Progress(quotas)
-    if need() > left_s and (fitted := _replan(plan, started, need, quotas, left_s)) is not None:
-        quotas[:] = fitted
-    last = len(quotas) - 1
-    order = [0, *range(1, last), last]
-    for r in order:
-        while need() > left_s and quotas[r] > floor[r]:
-            quotas[r] -= 1
-    for r in range(1, last):  # skip a middle rung nobody began
-        if need() > left_s and started[r] == 0:
-            quotas[r] = 0
-    grown = _grow_last(plan, records, quotas, need, left_s, cost)
-    if grown:
-        progress.notes.append(f"time to spare: the last rung grows to {quotas[-1]} candidates "
-                              f"(planned {plan.quotas[-1]})")  # fmt: skip
-    elif quotas != list(plan.quotas):
-        progress.notes.append(
-            f"time short: rungs shrunk to {quotas} candidates (planned {list(plan.quotas)})"
-        )
-    progress.need_s = need()
-    return progress
-
-
-def _rung_need(plan: HalvingPlan, records: Sequence[Record], rung: int, quota: int,
-               cost: Cost) -> float:  # fmt: skip
-    """Seconds of rung `rung`'s trainings not yet started: the survivors the rung below
-    ranks first as themselves, the rest (new candidates) at the median cost."""
-    here = _keys(_at(records, rung))
-    slots = max(quota - len(here), 0)
-    below = ranked(_at(records, rung - 1)) if rung else []
-    known = [r.key for r in below[:quota] if r.key not in here][:slots]
-    epochs = plan.epochs[rung]
-    return sum(cost(epochs, key) for key in known) + (slots - len(known)) * cost(epochs)
-
-
-def _confirm_need(plan: HalvingPlan, records: Sequence[Record], cost: Cost) -> float:
-    """Seconds of the confirmation trainings not yet started: the finalists as ranked now
-    (the leaders of the highest rung so far) as themselves, the places not yet taken at the
-    median cost."""
-    full, seeds = plan.epochs[-1], range(1, plan.seeds)
-    done = {(r.key, r.seed) for r in records if r.stage == CONFIRM and r.state in STARTED}
-    fins = finalists(plan, records)
-    left = [cost(full, f.key) for f in fins for s in seeds if (f.key, s) not in done]
-    return sum(left) + (plan.confirm_top - len(fins)) * len(seeds) * cost(full)
-
-
-def _grow_last(
-    plan: HalvingPlan,
-    records: Sequence[Record],
-    quotas: list[int],
-    need: Callable[[], float],
-    left_s: float,
-    cost: Cost,
-) -> bool:
-    """More full-length candidates when the time left allows them with one full training
-    of slack, up to half the candidates of the rung before: a plan made from a pessimistic
-    probe would otherwise end early with its budget unspent. Only once the rung before has
-    finished (its ranking is known) and before confirmation starts (its finalists must not
-    change under it)."""
-    last = len(quotas) - 1
-    before = _at(records, last - 1) if last else []
-    if (not last or len(_keys(before)) < quotas[last - 1] or _keys(before, ("running", "waiting"))
-            or any(r.stage == CONFIRM for r in records)):  # fmt: skip
-        return False
-    full, grown = cost(plan.epochs[-1]), False
-    most = len(ranked(before)) // 2  # still a halving: at most half the rung before
-    while quotas[last] < most and need() + 2 * full <= left_s:
-        quotas[last] += 1
-        grown = True
-    return grown
-
-
-def _replan(plan: HalvingPlan, started: list[int], need: Callable[[], float],
-            quotas: list[int], left_s: float) -> list[int] | None:  # fmt: skip
-    """The largest ladder `quotas_for(n0)` (never below what has started, never above the
-    plan) whose remaining trainings fit; `need` reads `quotas` as they are set here."""
-    saved = list(quotas)
-    for n0 in range(plan.quotas[0], started[0] - 1, -1):
-        ladder = quotas_for(max(n0, 1), len(plan.quotas), plan.eta, plan.confirm_top)
-        quotas[:] = [min(max(q, s), p) for q, s, p in zip(ladder, started, plan.quotas,
-                                                           strict=True)]  # fmt: skip
-        if need() <= left_s:
-            fitted = list(quotas)
-            quotas[:] = saved
-            return fitted
-    quotas[:] = saved
-    return None
 
 
 def next_job(plan: HalvingPlan, records: Sequence[Record], quotas: Sequence[int],
@@ -359,7 +229,11 @@ def next_job(plan: HalvingPlan, records: Sequence[Record], quotas: Sequence[int]
         return sum((cost or plan.cost)(e, rec.key) for e in path + confirm) <= left_s
 
     job = _scheduled(plan, records, quotas, affordable)
-    if job == WAIT and _keys(records, ("waiting",)) and not _keys(records, ("running",)):
+    if (
+        job == WAIT
+        and config_keys(records, ("waiting",))
+        and not config_keys(records, ("running",))
+    ):
         return Job(rung=0)
     return job
 
@@ -372,20 +246,20 @@ def _scheduled(plan: HalvingPlan, records: Sequence[Record], quotas: Sequence[in
     for r, quota in enumerate(quotas):
         if quota == 0:
             continue
-        here = _at(records, r)
-        started = _keys(here)
+        here = at_rung(records, r)
+        started = config_keys(here)
         if len(started) < quota:
             if r == 0:
                 if _duplicates(here) < MAX_DUPLICATES * quota:
                     return Job(rung=r)
             else:
-                if _keys(source, ("running", "waiting")):
+                if config_keys(source, ("running", "waiting")):
                     return WAIT  # survivors are chosen once the rung below has finished
                 going = [c for c in ranked(source) if c.key in started or affordable(c, r)]
                 for rec in going[:quota]:
                     if rec.key not in started:
                         return Job(rung=r, params=rec.params)
-        if _keys(here, ("running", "waiting")):
+        if config_keys(here, ("running", "waiting")):
             return WAIT
         source = here or source
     return _confirm_job(plan, records, source)
@@ -398,15 +272,15 @@ def _duplicates(records: Sequence[Record]) -> int:
 def finalists(plan: HalvingPlan, records: Sequence[Record]) -> list[Record]:
     """The top `confirm_top` of the last rung that completed anything."""
     for r in reversed(range(len(plan.epochs))):
-        if ranked(_at(records, r)):
-            return ranked(_at(records, r))[: plan.confirm_top]
+        if ranked(at_rung(records, r)):
+            return ranked(at_rung(records, r))[: plan.confirm_top]
     return []
 
 
 def _confirm_job(plan: HalvingPlan, records: Sequence[Record], last: Sequence[Record]) -> Job | str:
     """Each finalist at full length on every seed; seed 0 is its last-rung run when that
     rung was full length."""
-    if _keys(last, ("running", "waiting")):
+    if config_keys(last, ("running", "waiting")):
         return WAIT
     full = plan.epochs[-1]
     pending = False

@@ -5,7 +5,7 @@ decides the next training from the storage alone (see halving.py for the method)
 Survivors and confirmations are `study.enqueue_trial(params, user_attrs=...)`, new
 candidates the sampler's own trials: Optuna's storage records every rung, and its sampler
 proposes every candidate.
-May import: benchmark.search.halving, .study, .space, .dryrun (the probe), .summary.
+May import: benchmark.search.halving, .timeleft, .study, .space, .dryrun (the probe), .summary.
 """
 
 from __future__ import annotations
@@ -27,17 +27,16 @@ from benchmark.runfilter import literal
 from benchmark.search.dryrun import probe_space
 from benchmark.search.halving import (
     WAIT,
-    Costs,
     HalvingPlan,
     Job,
     Record,
-    fit,
     next_job,
     plan_halving,
     winner,
 )
 from benchmark.search.space import SearchSpace
 from benchmark.search.study import recover_dead_trials
+from benchmark.search.timeleft import Costs, fit
 
 PLAN_ATTR, SPENT_ATTR = "halving_plan", "halving_spent_s"
 ETA, CONFIRM_TOP = 3, 2  # defaults of the space's `halving:` keys
