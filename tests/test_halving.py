@@ -208,6 +208,18 @@ def test_time_to_spare_grows_the_last_rung_once_the_rung_before_has_finished():
     assert TL.fit(p, confirming, 300, p.cost).quotas == [9, 3]  # the finalists stay
 
 
+def test_past_its_budget_the_eta_is_the_confirmation_left_never_negative():
+    """The cifar10-auto search, 155 of 150 minutes spent with two confirmations left,
+    printed `ETA -1h55m`."""
+    from benchmark.search.rungs import Budget
+
+    p = H.HalvingPlan((13, 40), (3, 2), 3, 2, 3, 150 * 60.0, 20.0, 5.0)
+    budget = Budget(plan=p, spent_before=155 * 60.0)
+    assert budget.eta() == 0.0  # nothing measured yet
+    budget.need_s = 3 * 3000.0
+    assert budget.eta() == 9000.0
+
+
 def test_the_progress_eta_is_the_work_left_not_the_median_trial_times_the_trials_left():
     import optuna
 

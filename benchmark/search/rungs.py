@@ -54,8 +54,11 @@ class Budget:
     need_s: float | None = None  # the trainings not yet started, at the measured costs
 
     def eta(self) -> float:
-        """Seconds to the end: what is left to train, never past the budget."""
-        return self.left() if self.need_s is None else min(self.left(), self.need_s)
+        """Seconds to the end: the trainings not yet started, at the measured costs. The
+        rungs were fitted to the time left, so what outruns it is confirmation, which is
+        never skipped: the search will take that long, budget or not (capping at the time
+        left printed a negative ETA once the budget was spent). Before any: the time left."""
+        return max(self.left(), 0.0) if self.need_s is None else self.need_s
 
     def spent(self) -> float:
         return self.spent_before + time.monotonic() - self.started
