@@ -153,6 +153,16 @@ def test_a_survivor_whose_own_trainings_outrun_the_time_left_is_passed_over():
     assert H.next_job(p, recs, p.quotas, 272, costs).params == {"x": 3}
 
 
+def test_when_no_survivor_is_affordable_the_rung_below_s_best_is_confirmed():
+    """Nothing goes on to a rung nobody can afford: the leader of the rung below is
+    trained at full length on every seed (seed 0 too, its run there was shorter)."""
+    p = H.HalvingPlan((3, 9), (4, 2), 3, 1, 3, 1e9, 1.0, 1.0)
+    recs = [rec(i, 0, value=i / 10, n=i) for i in range(4)]
+    dear = TL.Costs(1.0, 1.0, own={r.key: 10.0 for r in recs})
+    job = H.next_job(p, recs, p.quotas, 100, dear)  # each needs 3 x 91 s from rung 1 on
+    assert job == H.Job(rung=1, stage=H.CONFIRM, seed=0, params={"x": 3})
+
+
 def test_the_time_left_costs_known_survivors_and_finalists_as_themselves():
     p = H.HalvingPlan((3, 9), (6, 2), 3, 2, 3, 1e9, 1.0, 1.0)
     recs = [rec(i, 0, value=i / 10, n=i) for i in range(6)]
