@@ -14,13 +14,18 @@ import difflib
 from collections.abc import Sequence
 
 DATASETS = ("cifar10", "cifar100", "flowers17")  # benchmark/data/ DATASETS
+LAB_DATASETS = ("cifar10", "cifar100", "flowers17")  # the lab's tasks 1-2, 3 and 4 (`lab`)
 FOLDER_PREFIX = "folder:"  # folder:PATH, any folder of class sub-folders
 MODELS = ("cnn", "seed")  # benchmark/presets.py MODELS (+ families: benchmark/models/)
 AUGMENTATIONS = (  # benchmark/augment/policies.py POLICIES
-    "none", "seed", "saturation", "shift", "grayscale", "shift_grayscale", "all",
+    "none", "seed", "saturation", "shift", "grayscale", "shift_grayscale", "seed_shift_grayscale",
+    "all",
     "crop", "shift_flip", "shift_flip_cutout", "mixup", "cutmix", "randaugment", "crop_cutmix",
     "strong",
 )  # fmt: skip
+# Lab task 2, "add shift and grayscale to the best model's policy": each task-1 policy and the
+# registered policy that is it plus shift + grayscale (the report reads it back the other way).
+WITH_SHIFT_GRAYSCALE = {"none": "shift_grayscale", "seed": "seed_shift_grayscale"}
 
 # TrialConfig field -> its allowed values, in the order help and messages list them.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -44,7 +49,7 @@ PATTERNS: dict[str, tuple[str, ...]] = {"dataset": (FOLDER_PREFIX + "PATH",)}
 # and MLflow params, which keep that name); a run name says `lab-net` and `aug=lab`.
 DISPLAY: dict[str, dict[str, str]] = {
     "model": {"seed": "lab-net"},
-    "augmentation": {"seed": "lab"},
+    "augmentation": {"seed": "lab", "seed_shift_grayscale": "lab+shift_grayscale"},
 }
 
 

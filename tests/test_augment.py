@@ -38,6 +38,7 @@ def test_policy_names():
         "shift",
         "grayscale",
         "shift_grayscale",
+        "seed_shift_grayscale",
         "all",
         "crop",
         "shift_flip",

@@ -12,18 +12,22 @@ from benchmark.augment.policies import (
     LABEL_MIXERS,
     POLICIES,
     VALUE_RANGE,
+    WITH_SHIFT_GRAYSCALE,
     build_augmentation,
     mixes_labels,
     policy_names,
     save_augmentation_preview,
+    with_shift_grayscale,
 )
 
 __all__ = [
     "LABEL_MIXERS",
     "POLICIES",
     "VALUE_RANGE",
+    "WITH_SHIFT_GRAYSCALE",
     "build_augmentation",
     "mixes_labels",
     "policy_names",
     "save_augmentation_preview",
+    "with_shift_grayscale",
 ]

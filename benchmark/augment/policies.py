@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from benchmark.augment.layers import RandomSaturationFactor, SeededRandomGrayscale
+from benchmark.choices import WITH_SHIFT_GRAYSCALE
 from benchmark.errors import UserError
 from benchmark.registry import Registry
 
@@ -87,6 +88,22 @@ def grayscale(seed: int | None = None) -> list[keras.layers.Layer]:
 def shift_grayscale(seed: int | None = None) -> list[keras.layers.Layer]:
     """Shift, then grayscale."""
     return _compose(seed, shift, grayscale)
+
+
+@POLICIES.register
+def seed_shift_grayscale(seed: int | None = None) -> list[keras.layers.Layer]:
+    """Lab task 2 on top of the lab's policy 1: flip, rotation, contrast, then shift and
+    grayscale (what `lab` trains when task 1's best used the lab's policy)."""
+    return _compose(seed, seed_lab, shift, grayscale)
+
+
+def with_shift_grayscale(policy: str) -> str:
+    """The policy `policy` with shift + grayscale added (lab task 2); UserError when no such
+    policy is registered."""
+    if policy not in WITH_SHIFT_GRAYSCALE:
+        known = ", ".join(WITH_SHIFT_GRAYSCALE)
+        raise UserError(f"no policy adds shift_grayscale to {policy!r}; task 2 knows {known}")
+    return WITH_SHIFT_GRAYSCALE[policy]
 
 
 @POLICIES.register(name="all")
