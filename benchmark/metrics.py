@@ -86,6 +86,7 @@ TAG_RUNG = "benchmark.rung"  # halving: the trial run's rung (0, 1, ...)
 TAG_STAGE = "benchmark.stage"  # halving: explore (a rung) | confirm (a finalist's other seeds)
 TAG_WARM_START = "benchmark.warm_start"  # a candidate queued from this earlier run's config
 TAG_SEARCH_RUN = "search_run"  # wrapper -> the parent run that holds its search
+TAG_LAB_TASK = "lab_task"  # lab command: task1 | task2 | auto, on a stage's parent and trials
 TAG_MODEL_URI = "benchmark.model_uri"  # trial -> its logged model, for mlflow.pyfunc.load_model
 # Which trials keep their model (search option log_models): every one, the search's winner
 # only, or none. Here, not in benchmark.train.export, so the CLI's --help needs no Keras.

@@ -78,6 +78,7 @@ class Search:
     tracking: Tracking  # where the parent run goes (the `mlflow run` run, if any)
     log_models: str = "all"  # which trials keep their model: all | best | none
     budget: Budget | None = None  # strategy halving: the plan and the time spent
+    tags: dict[str, str] | None = None  # on the parent and every trial run (the lab's task)
 
     def settings(self) -> dict[str, Any]:
         """The resolved settings, as the parent run's tags and params show them."""
@@ -123,6 +124,7 @@ def run_search(
     log_models: str = "all",
     describe: Describer | None = None,
     tracking: Tracking | None = None,
+    tags: dict[str, str] | None = None,
     printer=print,
 ) -> SearchSummary:
     """Run (or resume) the study inside the active MLflow parent run, or a new one.
@@ -134,7 +136,8 @@ def run_search(
     and `warm_start` are strategy halving's (the space's `halving:` keys otherwise).
     `describe` (the report's ParentDescription, from the CLI) writes the leaderboard and
     report onto it. `tracking` (from the CLI's prepare_tracking) says where runs go; by
-    default, as the environment says.
+    default, as the environment says. `tags` go on the parent and on every trial run (the
+    lab command's `lab_task`), so a report can find a stage's runs without knowing its study.
     """
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our progress line replaces its log
     search = _open(
@@ -144,6 +147,7 @@ def run_search(
         workers=workers, tracking=tracking or Tracking.from_env(),
     )  # fmt: skip
     search.log_models = check_log_models(log_models)
+    search.tags = dict(tags or {})
     if (done := already_done(search.study, search.store, space, search.total,
                              search.epoch_budget)) is not None:  # fmt: skip
         return _complete(search, done)
@@ -213,7 +217,8 @@ def _open(space: SearchSpace, *, dataset: str, data_dir, storage, study_name, n_
 def _parent_tags(search: Search) -> dict[str, str]:
     """Tags hold the resolved values: under `mlflow run` the same names are already params
     holding what was typed ("none" = default), and MLflow params cannot change."""
-    tags = {**{t: search.role for t in M.ROLE_TAGS}, "worker": WORKER, **search.settings()}
+    tags = {**{t: search.role for t in M.ROLE_TAGS}, "worker": WORKER, **search.settings(),
+            **(search.tags or {})}  # fmt: skip
     if earlier := study_parents(search.study_name):  # a resumed study: link its earlier parents
         tags[M.TAG_FIRST_PARENT] = earlier[0].info.run_id
         tags[M.TAG_PREVIOUS_PARENT] = earlier[-1].info.run_id
@@ -302,7 +307,8 @@ class Objective:
         cfg = search.space.config(params, **search.base)
         trial.set_user_attr("run_name", cfg.run_name)
         tags = {"optuna_trial": str(trial.number), "study_name": search.study_name,
-                "worker": WORKER, **{t: "trial" for t in M.ROLE_TAGS}}  # fmt: skip
+                "worker": WORKER, **{t: "trial" for t in M.ROLE_TAGS},
+                **(search.tags or {})}  # fmt: skip
         if job is None:
             seeds = [cfg.seed + rep for rep in range(search.seeds)]
             return [(cfg.replace(seed=s), cfg.run_name + (f"-s{s}" if search.seeds > 1 else ""),

@@ -48,6 +48,29 @@ class Probe:
     trace_s: float
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """A space's estimated wall time with one worker: per configuration (its params and
+    FLOPs, or why it was rejected) and in total, with how the overhead was taken."""
+
+    rows: list[tuple[Any, int | None, Any, float]]  # (config, params, FLOPs | reason, s)
+    n_trials: int
+    seeds: int
+    train_images: int
+    probes: int
+    how: str
+
+    @property
+    def total_s(self) -> float:
+        mean = statistics.fmean(r[3] for r in self.rows if r[1] is not None)
+        return mean * self.n_trials
+
+    @property
+    def per_training_s(self) -> float:
+        """The mean estimated seconds of one training (one configuration, one seed)."""
+        return self.total_s / max(self.n_trials * self.seeds, 1)
+
+
 def dry_run(
     space: SearchSpace,
     *,
@@ -60,6 +83,34 @@ def dry_run(
 ) -> float:
     """Build every model of the space (no training, no new MLflow run) and estimate the
     search's wall time with one worker, in seconds."""
+    est = estimate(space, dataset=dataset, data_dir=data_dir, overrides=overrides,
+                   seeds=seeds, n_trials=n_trials)  # fmt: skip
+    printer(f"{'configuration':36} {'params':>10} {'MFLOPs':>9} {'est. min':>9}")
+    for cfg, params, flops, seconds in est.rows:
+        if params is None:
+            printer(f"{cfg.run_name:36} rejected: {flops}")
+        else:
+            printer(f"{cfg.run_name:36} {params:>10,} {flops / 1e6:>9.1f} {seconds / 60:>9.1f}")
+    printer(
+        f"{est.n_trials} trial(s) x {est.seeds} seed(s) on {est.train_images} images; epochs "
+        f"timed on {est.probes} configuration(s); {est.how}; estimated total "
+        f"{hms(est.total_s)} with 1 worker"
+    )
+    return est.total_s
+
+
+def estimate(
+    space: SearchSpace,
+    *,
+    dataset: str,
+    data_dir: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    seeds: int | None = None,
+    n_trials: int | None = None,
+) -> Estimate:
+    """Every model of the space built (none trained), two epochs timed on the cheapest and
+    the dearest, and each configuration's trainings priced: what `dry_run` prints and the
+    lab command plans with."""
     import keras
 
     from benchmark.models import build_model, plan
@@ -89,12 +140,10 @@ def dry_run(
     aug_cost = {a: _augmentation_s(a, data, ok[0][0]) for a in {r[0].augmentation for r in ok}}
     overhead, seen = _history(M.OVERHEAD_TIME)
     overhead = overhead if overhead is not None else TRIAL_OVERHEAD_S
-
-    printer(f"{'configuration':36} {'params':>10} {'MFLOPs':>9} {'est. min':>9}")
-    total_s, shares = 0.0, []
+    priced, shares = [], []
     for cfg, params, flops in rows:
         if params is None:
-            printer(f"{cfg.run_name:36} rejected: {flops}")
+            priced.append((cfg, None, flops, 0.0))
             continue
         epoch_s, trace_s = _interpolate(probes, flops)
         epochs = cfg.epochs
@@ -102,13 +151,14 @@ def dry_run(
             share = _stop_share(cfg)
             shares.append(share)
             epochs = cfg.epochs * (EARLY_STOP_SHARE if share is None else share)
-        est = (overhead + trace_s + epochs * (epoch_s + aug_cost[cfg.augmentation])) * seeds
-        total_s += est
-        printer(f"{cfg.run_name:36} {params:>10,} {flops / 1e6:>9.1f} {est / 60:>9.1f}")
-    n = len(ok)
-    if space.strategy == "optuna":
-        n = n_trials or space.n_trials or 1
-        total_s = total_s / len(ok) * n
+        seconds = (overhead + trace_s + epochs * (epoch_s + aug_cost[cfg.augmentation])) * seeds
+        priced.append((cfg, params, flops, seconds))
+    n = len(ok) if space.strategy != "optuna" else (n_trials or space.n_trials or 1)
+    return Estimate(priced, n, seeds, len(data.x_train), len(probes), _how(overhead, seen, shares))
+
+
+def _how(overhead: float, seen: int, shares: list[float | None]) -> str:
+    """Where the overhead and the early-stopping share came from, for the estimate's line."""
     how = f"overhead {overhead:.1f} s a trial" + (
         f" (median of {seen} finished trials in this store)" if seen else " (measured here)"
     )
@@ -120,11 +170,7 @@ def dry_run(
             f"; early stopping: {EARLY_STOP_SHARE:.0%} of the epochs assumed (as measured "
             f"on the default flowers17 search; no finished trials of this kind here yet)"
         )
-    printer(
-        f"{n} trial(s) x {seeds} seed(s) on {len(data.x_train)} images; epochs timed on "
-        f"{len(probes)} configuration(s); {how}; estimated total {hms(total_s)} with 1 worker"
-    )
-    return total_s
+    return how
 
 
 def _probes(data, rows: list[tuple[Any, int]]) -> list[Probe]:
