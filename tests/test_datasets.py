@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from archives import add_bytes, cifar100_archive, write_tar
 from PIL import Image
 
 from benchmark import data
@@ -25,44 +26,6 @@ from benchmark.data.archive import file_md5, restricted_load, safe_extract
 from benchmark.errors import UserError
 
 # ------------------------------------------------------------------------------ helpers
-
-
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
-
-
-def _write_tar(path: Path, members: dict[str, bytes]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            _add_bytes(tar, name, data)
-    return path
-
-
-def _cifar100_archive(directory: Path, per_class: int = 5) -> tuple[Path, dict]:
-    """A tiny archive in the upstream CIFAR-100 layout: 100 fine, 20 coarse classes."""
-    rng = np.random.default_rng(1)
-
-    def batch(n_per_class: int) -> dict:
-        fine = np.repeat(np.arange(100), n_per_class)
-        return {
-            b"data": rng.integers(0, 256, (len(fine), 3072), dtype=np.uint8),
-            b"fine_labels": fine.tolist(),
-            b"coarse_labels": (fine // 5).tolist(),
-            b"filenames": [b"img_%d.png" % i for i in range(len(fine))],
-            b"batch_label": b"synthetic",
-        }
-
-    parts = {"train": batch(per_class), "test": batch(1)}
-    meta = {
-        b"fine_label_names": [b"fine_%02d" % i for i in range(100)],
-        b"coarse_label_names": [b"coarse_%02d" % i for i in range(20)],
-    }
-    members = {f"cifar-100-python/{k}": pickle.dumps(v, protocol=2) for k, v in parts.items()}
-    members["cifar-100-python/meta"] = pickle.dumps(meta, protocol=2)
-    return _write_tar(directory / "cifar-100-python.tar.gz", members), parts
 
 
 def _planar_to_nhwc(data: np.ndarray) -> np.ndarray:
@@ -142,7 +105,7 @@ def test_cifar10_resized(cifar10, shared_data):
 
 
 def test_cifar100_fine_and_coarse_from_synthetic_archive(tmp_path):
-    _, parts = _cifar100_archive(tmp_path)
+    _, parts = cifar100_archive(tmp_path)
     fine = load_dataset("cifar100", data_dir=tmp_path, val_fraction=0.2)
     assert fine.n_classes == 100 and fine.class_names[7] == "fine_07"
     assert fine.sizes() == {"train": 400, "val": 100, "test": 100}
@@ -161,7 +124,7 @@ def test_coarse_label_mode_only_for_cifar100(shared_data):
 
 
 def test_cifar100_found_in_keras_cache_without_network(tmp_path, monkeypatch):
-    _cifar100_archive(Path(os.environ["KERAS_HOME"]) / "datasets")
+    cifar100_archive(Path(os.environ["KERAS_HOME"]) / "datasets")
 
     def no_network(*args, **kwargs):
         raise AssertionError("tried to download although the Keras cache has the archive")
@@ -173,7 +136,7 @@ def test_cifar100_found_in_keras_cache_without_network(tmp_path, monkeypatch):
 
 def test_download_uses_keras_get_file_with_upstream_md5(tmp_path, monkeypatch):
     keras = pytest.importorskip("keras")
-    archive, _ = _cifar100_archive(tmp_path / "served")
+    archive, _ = cifar100_archive(tmp_path / "served")
     calls = []
 
     def fake_get_file(fname, origin, file_hash, cache_subdir, cache_dir):
@@ -403,13 +366,13 @@ def test_truncated_archive_is_a_user_error_and_leaves_no_cache(shared_data, tmp_
     ],
 )
 def test_wrong_layout_archive(tmp_path, members, missing):
-    _write_tar(tmp_path / "cifar-10-python.tar.gz", members)
+    write_tar(tmp_path / "cifar-10-python.tar.gz", members)
     with pytest.raises(UserError, match=f"not the upstream layout: missing {missing}"):
         load_dataset("cifar10", data_dir=tmp_path)
 
 
 def test_unwritable_cache_names_env_var(tmp_path):
-    _cifar100_archive(tmp_path)
+    cifar100_archive(tmp_path)
     (tmp_path / "a_file").write_text("")
     with pytest.raises(UserError, match="BENCHMARK_CACHE_DIR"):
         load_dataset("cifar100", data_dir=tmp_path, cache_dir=tmp_path / "a_file" / "cache")
@@ -439,7 +402,7 @@ def _hostile_member(kind: str, tmp_path: Path) -> tarfile.TarInfo:
 def test_safe_extract_refuses_hostile_members(tmp_path, kind):
     archive = tmp_path / "evil.tar"
     with tarfile.open(archive, "w") as tar:
-        _add_bytes(tar, "ok.txt", b"fine")  # extracted first, must be cleaned up
+        add_bytes(tar, "ok.txt", b"fine")  # extracted first, must be cleaned up
         info = _hostile_member(kind, tmp_path)
         if info.isreg():
             info.size = 4
@@ -457,7 +420,7 @@ def test_safe_extract_refuses_hostile_members(tmp_path, kind):
 def test_safe_extract_keeps_internal_links(tmp_path):
     archive = tmp_path / "ok.tar"
     with tarfile.open(archive, "w") as tar:
-        _add_bytes(tar, "d/a.txt", b"data")
+        add_bytes(tar, "d/a.txt", b"data")
         link = tarfile.TarInfo("d/b.txt")
         link.type, link.linkname = tarfile.SYMTYPE, "a.txt"
         tar.addfile(link)

@@ -23,6 +23,7 @@ from benchmark.cli.commands import (
     cmd_search,
     cmd_train,
 )
+from benchmark.cli.lab import add_lab_parser
 from benchmark.cli.messages import Parser, _lazy
 from benchmark.config import TrialConfig
 from benchmark.metrics import LOG_MODELS
@@ -308,13 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_options(search)
     search.set_defaults(func=cmd_search)
 
-    ablate = add(
-        "ablate", help="best architecture of the latest search x policies", epilog=EPILOGS["ablate"]
-    )
+    ablate = add("ablate", help="best architecture of the latest search x policies",
+                 epilog=EPILOGS["ablate"])  # fmt: skip
     _add_search_options(ablate, space=False)
     ablate.set_defaults(func=cmd_ablate)
     add_report_parser(sub)
     add_predict_parser(add)
+    add_lab_parser(add)
 
     eff = add(
         "efficiency",

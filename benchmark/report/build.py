@@ -20,6 +20,7 @@ from benchmark.errors import UserError
 from benchmark.report.budget import budget_section, search_studies
 from benchmark.report.figures import TOP_CURVES, draw_figures
 from benchmark.report.findings import findings
+from benchmark.report.lab import lab_index, lab_section, lab_summary
 from benchmark.report.load import DatasetRuns, load_runs, slug, split_by_dataset, tracking
 from benchmark.report.markdown import (
     ablations,
@@ -76,6 +77,7 @@ def build_report(runs: DatasetRuns, out: Path) -> Report:
     if best is not None:  # the headline best: a search found it (stats.searched)
         best["found_by"] = found_by(studies, best["run_ids"])
     parts.insert(4, "## Reference points\n\n" + reference_points(runs.dataset, runs.main, best))
+    parts.insert(1, lab_section(runs, best))  # the lab's answers first, then the details
     fails, fail_files = where_it_fails(best_row(board) if len(board) else None, fig_dir)
     parts.append("## Where it fails\n\n" + fails)
     if runs.ablation_ids:
@@ -103,13 +105,15 @@ def _no_progress_bar() -> Iterator[None]:
 
 
 def write_reports(
-    dataset: str = "all", out: str | Path = "reports", tracking_uri: str | None = None
+    dataset: str = "all", out: str | Path = "reports", tracking_uri: str | None = None,
+    skipped: dict[str, str] | None = None,
 ) -> list[Path]:
     """Write `<out>/<dataset>.md` (figures in `<out>/<dataset>/`) and `<out>/README.md`.
 
     `dataset="all"` reports every dataset found. The index always covers every dataset in
-    the store, so reporting one dataset never drops the others from it. Returns the paths
-    written: each report, its figures, then the index.
+    the store, so reporting one dataset never drops the others from it. `skipped` (the lab
+    command's): datasets not run, and why, said in the index. Returns the paths written:
+    each report, its figures, then the index.
     """
     out = Path(out)
     with tracking(tracking_uri) as uri, _no_progress_bar():
@@ -123,6 +127,7 @@ def write_reports(
             raise UserError(f"no runs in {uri}; run `mlflow run . -P dataset=flowers17` first")
         out.mkdir(parents=True, exist_ok=True)
         written, boards = [], {}
+        labs = {name: lab_summary(runs) for name, runs in by_dataset.items()}
         for name, runs in by_dataset.items():
             if dataset not in ("all", name):
                 boards[name] = summarize(runs.main)  # index only
@@ -134,11 +139,13 @@ def write_reports(
             if rep.summary is not None:
                 summary = out / f"{slug(name)}.json"
                 hand = best_by_hand(runs.main, rep.board)  # named apart, never the best
-                doc = {"dataset": name, "best": rep.summary, "best_by_hand": hand}
+                doc = {"dataset": name, "best": rep.summary, "best_by_hand": hand,
+                       "lab": labs[name]}
                 text = json.dumps(doc, indent=2, sort_keys=True)
                 summary.write_text(text + "\n", encoding="utf-8")
                 written.append(summary)
             boards[name] = rep.board
         readme = out / "README.md"
-        readme.write_text(index(boards), encoding="utf-8")
+        skipped = {d: why for d, why in (skipped or {}).items() if d not in by_dataset}
+        readme.write_text(index(boards, lead=lab_index(labs, skipped)), encoding="utf-8")
     return [*written, readme]

@@ -1,0 +1,123 @@
+"""`python -m benchmark lab`: every lab task into one store, then the reports.
+
+The stages are benchmark/search/lab.py's; this module parses the options, binds the search
+to the command's tracking, and writes the reports once the stages are done (the report is a
+later stage than the search, so the search stage cannot call it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmark import argtypes, choices
+from benchmark.choices import LAB_DATASETS
+
+EPILOG = """\
+examples:
+  python -m benchmark lab --data-dir ../shared/data --dry-run
+  python -m benchmark lab --data-dir ../shared/data
+  python -m benchmark lab --datasets flowers17 --epochs 2 --max-train-samples 170 --seeds 2
+  mlflow run . --env-manager local -e lab -P data_dir=../shared/data"""
+
+
+def datasets(text: str) -> tuple[str, ...]:
+    """A comma list of lab datasets, e.g. cifar10,flowers17."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    for name in names or (text,):
+        if reason := choices.unknown("lab dataset", name, LAB_DATASETS):
+            raise argtypes.Rejected(text, reason, named=True)
+    return names
+
+
+def add_lab_parser(add: Callable[..., argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """`lab` on the CLI's subparsers (options named as the MLproject entry's parameters)."""
+    optional_int = argtypes.optional(argtypes.integer)
+    p = add("lab", help="every lab task as stages into one store, then the reports",
+            epilog=EPILOG)  # fmt: skip
+    p.add_argument("--datasets", type=argtypes.optional(datasets), default=None,
+                   metavar="LIST", help=f"comma list of {', '.join(LAB_DATASETS)} (default: "
+                   "every one whose data is found)")  # fmt: skip
+    p.add_argument("--data-dir", type=argtypes.optional(str), default=None,
+                   help="directory holding the upstream archives (env BENCHMARK_DATA_DIR)")
+    p.add_argument("--seeds", type=argtypes.optional(argtypes.positive), default=None,
+                   help="seeds of every configuration (default 3: a 95%% CI on each effect)")
+    p.add_argument("--epochs", type=optional_int, default=None,
+                   help="override every stage's epochs (a quick run)")
+    p.add_argument("--max-train-samples", type=optional_int, default=None,
+                   help="override every stage's training images (a quick run)")
+    p.add_argument("--auto", type=argtypes.boolean, nargs="?", const=True, default=False,
+                   metavar="BOOL", help="also run each dataset's *-auto.yaml halving search")
+    p.add_argument("--dry-run", type=argtypes.boolean, nargs="?", const=True, default=False,
+                   metavar="BOOL", help="print the stages, trainings and minutes; train nothing")
+    p.add_argument("--out", default="reports", help="reports folder (default: reports)")
+    p.add_argument("--spaces", type=argtypes.optional(str), default=None, metavar="DIR",
+                   help="folder of the stages' spaces, <dataset>.yaml (task 1) and "
+                   "<dataset>-auto.yaml (default: search_spaces)")  # fmt: skip
+    p.add_argument("--experiment", default=None, help="MLflow experiment name")
+    p.set_defaults(func=cmd_lab)
+    return p
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    import os
+
+    from benchmark.data.upstream import DATA_ENV
+    from benchmark.search import lab
+
+    settings = lab.LabSettings(
+        datasets=args.datasets or lab.LAB_DATASETS,
+        data_dir=args.data_dir or os.environ.get(DATA_ENV), seeds=args.seeds or 3,
+        epochs=args.epochs, max_train_samples=args.max_train_samples, auto=args.auto,
+        **({"spaces": Path(args.spaces)} if args.spaces else {}),
+    )  # fmt: skip
+    say = functools.partial(print, flush=True)
+    ready, skipped = lab.check_data(settings, say)
+    stages = lab.plan_stages(settings, ready)
+    lab.estimate_stages(stages, settings, say)
+    if args.dry_run:
+        for line in lab.plan_lines(stages, skipped):
+            say(line)
+        return 0
+    outcome = lab.run_stages(stages, settings, _search(args), say)
+    say(_closing(outcome))
+    from benchmark.report import write_reports
+
+    for path in write_reports("all", args.out, skipped=skipped):
+        say(str(path))
+    return 0
+
+
+def _search(args: argparse.Namespace) -> Callable:
+    """run_search bound to this command's tracking, parent description and printer."""
+    from benchmark.report.parent import ParentDescription
+    from benchmark.search import run_search
+    from benchmark.train.tracking import prepare_tracking
+
+    tracking = prepare_tracking(args.experiment)
+    # Under `mlflow run` its run is the lab's, not any one stage's parent: say so, and let
+    # each stage's search make its own parent in its dataset's experiment.
+    tracking.mark_project_run("wrapper", note="This `mlflow run` ran the lab's stages; each "
+                              "stage is a search run in its dataset's experiment.")  # fmt: skip
+    stages_tracking = dataclasses.replace(tracking, project_run=None)
+    return functools.partial(run_search, describe=ParentDescription(), tracking=stages_tracking,
+                             printer=functools.partial(print, flush=True))  # fmt: skip
+
+
+def _closing(outcome) -> str:
+    from benchmark.search.summary import hms
+
+    if not outcome.trained:
+        return f"lab: every stage already complete, nothing trained ({len(outcome.stages)} stages)"
+    return (f"lab: {outcome.trained} stage(s) trained in {hms(outcome.wall_s)} (estimated "
+            f"{hms(outcome.estimate_s)}); writing the reports")  # fmt: skip
+
+
+def command_line() -> str:
+    """The command as typed, for the reports' header (`python -m benchmark lab ...`)."""
+    return "python -m benchmark " + shlex.join(sys.argv[1:])

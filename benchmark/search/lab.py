@@ -1,0 +1,284 @@
+"""The lab command: the university lab's tasks as named stages, each one search into one store.
+
+    task1  the dataset's default space (architectures x {none, the lab's policy}) on every seed
+    task2  task 1's best configuration (highest mean validation accuracy over the seeds) with
+           shift + grayscale added to its policy, on the same seeds
+    auto   the dataset's `<dataset>-auto.yaml` halving search (`--auto true`)
+
+Composition, not a second search engine: a stage is `run_search` with a study name of its
+own (`lab-<task>-...`), so the studies are the lab's state. Running the lab again skips the
+stages whose study is complete and resumes the one that was interrupted; a dataset whose data
+cannot be had is skipped in one line. Each stage's parent and trial runs carry the tag
+`lab_task`, which is how the report finds them.
+
+May import the search stage's modules and the stages before it, never the report or the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from benchmark import metrics as M
+from benchmark.choices import LAB_DATASETS
+from benchmark.config import TrialConfig
+from benchmark.errors import UserError
+from benchmark.search.ablation import ablation_space
+from benchmark.search.space import SPACES_DIR, SearchSpace, load_space
+from benchmark.search.summary import hms
+
+TASK1, TASK2, AUTO = "task1", "task2", "auto"
+ROLES = {TASK1: "search", TASK2: "ablation", AUTO: "search"}
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    """The lab command's options, checked once."""
+
+    datasets: tuple[str, ...] = LAB_DATASETS
+    data_dir: str | None = None
+    seeds: int = 3
+    epochs: int | None = None
+    max_train_samples: int | None = None
+    auto: bool = False
+    spaces: Path = SPACES_DIR  # where `<dataset>.yaml` (task 1) and `<dataset>-auto.yaml` are
+
+    def __post_init__(self) -> None:
+        unknown = [d for d in self.datasets if d not in LAB_DATASETS]
+        if unknown or not self.datasets:
+            raise UserError(f"lab datasets are {', '.join(LAB_DATASETS)}; got "
+                            f"{','.join(self.datasets) or 'none'}")  # fmt: skip
+        if self.seeds < 2:
+            raise UserError(f"the lab needs 2 or more seeds for its intervals; got {self.seeds}")
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        return {k: v for k, v in (("epochs", self.epochs),
+                                  ("max_train_samples", self.max_train_samples)) if v is not None}
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return (TASK1, TASK2, AUTO) if self.auto else (TASK1, TASK2)
+
+
+@dataclass
+class Stage:
+    """One task on one dataset. Task 2's space is known once task 1 is complete."""
+
+    dataset: str
+    task: str
+    space: SearchSpace | None = None
+    study_name: str | None = None
+    trainings: int = 0  # planned (auto: the plan's, once it is made)
+    estimate_s: float = 0.0
+    done: bool = False  # complete before this run of the lab began
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset} {self.task}"
+
+
+@dataclass
+class LabOutcome:
+    stages: list[Stage] = field(default_factory=list)
+    trained: int = 0  # stages that trained something in this run
+    wall_s: float = 0.0
+    estimate_s: float = 0.0  # of the stages that were left when it began
+
+
+# --- planning -----------------------------------------------------------------------------
+
+
+def check_data(settings: LabSettings, printer: Callable[[str], None]) -> tuple[list, dict]:
+    """The datasets whose data can be had (read or downloaded, then cached) and, for the
+    others, why not: one line each, and the rest of the lab goes on."""
+    from benchmark.train.trial import load_for
+
+    ready, skipped = [], {}
+    for dataset in settings.datasets:
+        cfg = TrialConfig(dataset=dataset, max_train_samples=settings.max_train_samples)
+        try:
+            load_for(cfg, settings.data_dir)
+            ready.append(dataset)
+        except UserError as exc:
+            skipped[dataset] = str(exc)
+            printer(f"{dataset}: skipped: {exc}")
+    return ready, skipped
+
+
+def plan_stages(settings: LabSettings, datasets: list[str]) -> list[Stage]:
+    """Every stage of every dataset in order; task 1's space and study named, task 2's
+    too when task 1 is complete, auto's when the dataset ships an auto space."""
+    stages = []
+    for dataset in datasets:
+        for task in settings.tasks:
+            stage = Stage(dataset, task)
+            if task == TASK1:
+                stage.space = load_space(Path(settings.spaces) / f"{dataset}.yaml")
+            elif task == AUTO:
+                path = Path(settings.spaces) / f"{dataset}-auto.yaml"
+                if not path.is_file():
+                    continue  # no auto space for this dataset (cifar100)
+                stage.space = load_space(path)
+            else:
+                stage.space = task2_space(stages[-1], settings)
+            if stage.space is not None:
+                stage.study_name = study_name(stage, settings)
+            stages.append(stage)
+    for stage in stages:
+        stage.done = is_complete(stage)
+    return stages
+
+
+def study_name(stage: Stage, settings: LabSettings) -> str:
+    """`lab-<task>-` + the name `search` would give the same space, overrides and seeds."""
+    from benchmark.search.study import study_name_for
+
+    given = settings.overrides | {"seeds": settings.seeds}
+    return f"lab-{stage.task}-{study_name_for(stage.space, stage.dataset, given)}"
+
+
+def task2_space(task1: Stage, settings: LabSettings) -> SearchSpace | None:
+    """Task 1's best configuration, chosen on mean validation accuracy over its seeds, with
+    shift + grayscale added to its policy; None until task 1 is complete."""
+    from benchmark.augment import with_shift_grayscale
+
+    if not is_complete(task1):
+        return None
+    study, _ = _load_study(task1.study_name)
+    done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    best = max(done, key=lambda t: (t.value, -t.number))
+    fixed = {**task1.space.fixed, **{k: v for k, v in best.params.items() if k != "augmentation"}}
+    policy = best.params.get("augmentation", task1.space.fixed.get("augmentation", "none"))
+    space = ablation_space(fixed, settings.seeds, [with_shift_grayscale(policy)])
+    return dataclasses.replace(space, path=f"{task1.dataset}-task2.yaml")
+
+
+def is_complete(stage: Stage) -> bool:
+    """A grid stage whose study holds a finished trial for every point, none running. The
+    auto search's own plan says when it is done: the search is asked (it trains nothing)."""
+    from benchmark.search.study import already_done
+
+    if stage.space is None or stage.space.strategy != "grid" or stage.study_name is None:
+        return False
+    study, store = _load_study(stage.study_name)
+    if study is None:
+        return False
+    total = len(stage.space.grid_points())
+    return already_done(study, store, stage.space, total, None) is not None
+
+
+def _load_study(name: str) -> tuple[optuna.Study | None, Any]:
+    """The stage's study where `search` keeps it by default (beside the tracking store)."""
+    from benchmark.search.storage import default_storage, make_storage
+
+    store = make_storage(default_storage(name))
+    try:
+        return optuna.load_study(study_name=name, storage=store), store
+    except KeyError:  # not created yet
+        return None, store
+
+
+# --- estimating ---------------------------------------------------------------------------
+
+
+def estimate_stages(stages: list[Stage], settings: LabSettings,
+                    printer: Callable[[str], None]) -> None:  # fmt: skip
+    """Each stage left to run gets its trainings and estimated seconds: task 1 from the dry
+    run's timed epochs, task 2 as one of task 1's augmented configurations on every seed (its
+    configuration is not chosen yet), auto as its time budget."""
+    from benchmark.search.dryrun import estimate
+
+    for stage in stages:
+        if stage.task == TASK1:
+            seeds = settings.seeds
+            est = None
+            if not stage.done or not _next(stages, stage).done:
+                printer(f"{stage.dataset}: timing two epochs of its cheapest and dearest nets ...")
+                est = estimate(stage.space, dataset=stage.dataset, data_dir=settings.data_dir,
+                               overrides=settings.overrides, seeds=seeds)  # fmt: skip
+            stage.trainings = len(stage.space.grid_points()) * seeds
+            stage.estimate_s = 0.0 if stage.done or est is None else est.total_s * _left(stage)
+            if est is not None:
+                augmented = [r[3] for r in est.rows if r[1] is not None
+                             and r[0].augmentation != "none"] or [est.per_training_s * seeds]
+                _next(stages, stage).estimate_s = sum(augmented) / len(augmented)
+        elif stage.task == TASK2:
+            stage.trainings = settings.seeds
+            stage.estimate_s = 0.0 if stage.done else stage.estimate_s
+        else:
+            stage.trainings = 0  # the plan says, once its probe has timed an epoch
+            stage.estimate_s = 60.0 * float(stage.space.halving.get("budget_minutes") or 0)
+
+
+def _left(stage: Stage) -> float:
+    """The share of a grid stage's points its study has not finished (an interrupted stage
+    resumes with the rest)."""
+    study, _ = _load_study(stage.study_name)
+    if study is None:
+        return 1.0
+    finished = {json.dumps(t.params, sort_keys=True) for t in study.get_trials(deepcopy=False)
+                if t.state.name == "COMPLETE"}  # fmt: skip
+    return 1.0 - len(finished) / max(len(stage.space.grid_points()), 1)
+
+
+def _next(stages: list[Stage], stage: Stage) -> Stage:
+    return stages[stages.index(stage) + 1]
+
+
+def plan_lines(stages: list[Stage], skipped: dict[str, str]) -> list[str]:
+    """What `lab --dry-run` prints: each stage, its trainings and minutes, then a total."""
+    lines = [f"{'stage':20} {'trainings':>9} {'est. min':>9}  state"]
+    for s in stages:
+        trainings = str(s.trainings) if s.trainings else "budget"
+        state = "complete: skipped" if s.done else "to run"
+        lines.append(f"{s.name:20} {trainings:>9} {s.estimate_s / 60:>9.1f}  {state}")
+    lines += [f"{d + ' (all)':20} {'-':>9} {'-':>9}  skipped: no data" for d in skipped]
+    left = [s for s in stages if not s.done]
+    total = sum(s.estimate_s for s in left)
+    lines.append(f"total: {len(left)} of {len(stages)} stage(s) to run, "
+                 f"{sum(s.trainings for s in left)} trainings planned, estimated {hms(total)}")
+    return lines
+
+
+# --- running ------------------------------------------------------------------------------
+
+
+def run_stages(stages: list[Stage], settings: LabSettings, run: Callable[..., Any],
+               printer: Callable[[str], None]) -> LabOutcome:  # fmt: skip
+    """Each stage in order through `run` (run_search with the CLI's tracking and parent
+    description bound), one progress line per finished stage with the lab's ETA."""
+    outcome = LabOutcome(stages=stages, estimate_s=sum(s.estimate_s for s in stages if not s.done))
+    started, spent_est = time.time(), 0.0
+    for i, stage in enumerate(stages, 1):
+        if stage.task == TASK2 and stage.space is None:  # task 1 has just finished
+            stage.space = task2_space(stages[i - 2], settings)
+            stage.study_name = study_name(stage, settings)
+        t0 = time.time()
+        fresh = not stage.done and _ran(run(
+            stage.space, dataset=stage.dataset, data_dir=settings.data_dir,
+            study_name=stage.study_name, seeds=settings.seeds, overrides=settings.overrides,
+            role=ROLES[stage.task], tags={M.TAG_LAB_TASK: stage.task}))  # fmt: skip
+        took = time.time() - t0
+        outcome.trained += fresh
+        spent_est += stage.estimate_s if fresh else 0.0
+        pace = (time.time() - started) / spent_est if spent_est > 60 else 1.0
+        left = sum(s.estimate_s for s in stages[i:] if not s.done) * pace
+        what = (f"done in {hms(took)} (estimated {hms(stage.estimate_s)})" if fresh
+                else "already complete, nothing trained")  # fmt: skip
+        printer(f"[lab {i}/{len(stages)}] {stage.name}: {what}; lab ETA {hms(left)}")
+    outcome.wall_s = time.time() - started
+    return outcome
+
+
+def _ran(summary: Any) -> bool:
+    """Whether the search trained: a halving study found complete says "already complete"
+    (grid stages known complete are not run at all)."""
+    return not (summary.stopped_reason or "").startswith("already complete")

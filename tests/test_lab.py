@@ -1,0 +1,165 @@
+"""The lab command: every lab task as stages into one store, then reports that open with the
+lab's answers. Run as a user runs it (`python -m benchmark lab` in a subprocess) on the
+shared 17 Flowers archive and a synthetic CIFAR-100 archive, with a tiny task-1 grid (the
+shipped grids are dry-run by tests/test_spaces.py; here what is tested is the composition)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import mlflow
+import pytest
+from archives import cifar100_archive
+
+from benchmark.choices import LAB_DATASETS
+from benchmark.errors import UserError
+from benchmark.search.lab import LabSettings, plan_lines, plan_stages
+
+REPO = Path(__file__).resolve().parents[1]
+# Two architectures (dense width 16 or 32) x the two policies of
+# task 1: 4 configurations, 8 trainings on 2 seeds, then 2 for task 2.
+TINY = """\
+description: a tiny task-1 grid for the lab's tests
+dataset: {dataset}
+strategy: grid
+budget: seconds (tests only)
+fixed: {{image_size: 32, filters_base: 8, filters_max: 16, padding: same, tta: flip}}
+space:
+  depth: {{values: [2]}}
+  kernel_size: {{values: [3]}}
+  dense_units: {{values: [16, 32]}}
+  augmentation: {{values: [none, seed]}}
+"""
+
+
+@pytest.fixture
+def lab_dirs(tmp_path: Path, shared_data: Path) -> tuple[Path, Path]:
+    """A data folder with the real 17 Flowers archive and a synthetic CIFAR-100 one (no
+    CIFAR-10: it is the dataset that cannot be had), and a folder of tiny spaces."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "17flowers.tgz").symlink_to(shared_data / "17flowers.tgz")
+    cifar100_archive(data, per_class=4)
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    for dataset in ("flowers17", "cifar100"):
+        (spaces / f"{dataset}.yaml").write_text(TINY.format(dataset=dataset))
+    return data, spaces
+
+
+def _lab(data: Path, spaces: Path, *extra: str, wait: bool = True) -> subprocess.Popen | str:
+    cmd = [sys.executable, "-m", "benchmark", "lab", "--data-dir", str(data), "--spaces",
+           str(spaces), "--epochs", "1", "--max-train-samples", "170", "--seeds", "2", *extra]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, start_new_session=True)  # fmt: skip
+    if not wait:
+        return proc
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out
+    return out
+
+
+def _finished_trials() -> list:
+    return [r for r in mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                          filter_string="tags.cnn_benchmark_role = 'trial'")
+            if r.info.status == "FINISHED"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_tiny_lab_answers_every_task_first_and_a_rerun_trains_nothing(tmp_path, lab_dirs):
+    data, spaces = lab_dirs
+    out = _lab(data, spaces, "--datasets", "flowers17,cifar100,cifar10", "--out", "reports")
+    skipped = [line for line in out.splitlines() if "skipped" in line]
+    assert len(skipped) == 1 and skipped[0].startswith("cifar10: skipped: "), out
+    assert re.search(r"\[lab 4/4\] cifar100 task2: done in .* lab ETA", out), out
+
+    for dataset in ("flowers17", "cifar100"):
+        md = (tmp_path / "reports" / f"{dataset}.md").read_text()
+        first = md.split("\n## ")[1]  # the first section after the title
+        assert first.startswith("The lab's answers"), md[:500]
+        assert "**Task 1" in first and "**Task 2" in first and "95% CI" in first
+        lab = json.loads((tmp_path / "reports" / f"{dataset}.json").read_text())["lab"]
+        rows = lab["task1"]["rows"]
+        assert len(rows) == 4 and {r["augmentation"] for r in rows} == {"none", "lab"}
+        assert all(len(r["test_accuracy"]["seeds"]) == 2 and r["params"] > 0 for r in rows)
+        assert [e["augmentation"] for e in lab["task1"]["effects"]] == ["lab", "lab"]
+        assert all(len(e["ci95"]) == 2 for e in lab["task1"]["effects"])
+        t2 = lab["task2"]
+        assert t2["shift_grayscale"]["augmentation"] in ("shift_grayscale", "lab+shift_grayscale")
+        assert len(t2["baseline"]["test_accuracy"]["seeds"]) == 2 and t2["ci95"][0] is not None
+        figures = sorted((tmp_path / "reports" / dataset).glob("*.png"))
+        assert figures and all(f"{dataset}/{f.name}" in md for f in figures)
+    readme = (tmp_path / "reports" / "README.md").read_text()
+    assert readme.split("\n## ")[1].startswith("The lab's answers")
+    assert "**cifar10**: not run: " in readme
+    assert "| cifar100 | flowers17 | 4 |" in readme  # task 1's ranks compared on 4 pairs
+
+    before = len(_finished_trials())
+    assert before == 2 * (8 + 2)
+    again = _lab(data, spaces, "--datasets", "flowers17,cifar100", "--out", "reports")
+    assert "every stage already complete, nothing trained" in again, again
+    assert len(_finished_trials()) == before
+
+
+@pytest.mark.slow
+def test_kill_9_mid_lab_then_a_rerun_trains_every_point_once(tmp_path, lab_dirs):
+    data, spaces = lab_dirs
+    proc = _lab(data, spaces, "--datasets", "flowers17", "--out", "reports", wait=False)
+    deadline = time.time() + 600
+    while len(_finished_trials()) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 3 <= len(_finished_trials()) < 10  # killed mid task 1 (10 trainings in all)
+
+    out = _lab(data, spaces, "--datasets", "flowers17", "--out", "reports")
+    assert "[lab 2/2] flowers17 task2: done" in out
+    names = Counter((r.data.tags.get("study_name"), r.info.run_name) for r in _finished_trials())
+    assert len(names) == 10 and set(names.values()) == {1}, names
+
+
+def test_dry_run_prints_each_stage_its_trainings_and_minutes_then_a_total(tmp_path, lab_dirs):
+    data, spaces = lab_dirs
+    out = _lab(data, spaces, "--datasets", "flowers17", "--dry-run", "--auto")
+    lines = out.splitlines()
+    assert re.search(r"^flowers17 task1\s+8\s+\d+\.\d\s+to run$", out, re.M), out
+    assert re.search(r"^flowers17 task2\s+2\s+\d+\.\d\s+to run$", out, re.M), out
+    assert lines[-1].startswith("total: 2 of 2 stage(s) to run, 10 trainings planned, estimated")
+    assert not _finished_trials()  # nothing trained
+
+
+def test_stages_follow_the_lab_and_task_2_waits_for_task_1(tmp_path, lab_dirs):
+    _, spaces = lab_dirs
+    settings = LabSettings(datasets=("flowers17",), seeds=2, spaces=spaces, auto=True)
+    stages = plan_stages(settings, ["flowers17"])
+    assert [s.name for s in stages] == ["flowers17 task1", "flowers17 task2"]  # no auto space
+    assert stages[0].study_name.startswith("lab-task1-flowers17-")
+    assert stages[1].space is None  # its configuration is task 1's best, not chosen yet
+    assert plan_lines(stages, {"cifar100": "no archive"})[-2].startswith("cifar100 (all)")
+
+
+@pytest.mark.parametrize("given, says", [
+    ({"datasets": ("flowers17", "mnist")}, "lab datasets are cifar10, cifar100, flowers17"),
+    ({"seeds": 1}, "2 or more seeds"),
+])  # fmt: skip
+def test_settings_refuse_what_the_lab_cannot_answer(given, says):
+    with pytest.raises(UserError, match=says):
+        LabSettings(**given)
+
+
+def test_an_unknown_lab_dataset_is_one_line_with_exit_2():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "benchmark", "lab", "--datasets", "flowers"],
+                          capture_output=True, text=True, env=env)  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "did you mean 'flowers17'" in proc.stderr
+    assert set(LAB_DATASETS) == {"cifar10", "cifar100", "flowers17"}
