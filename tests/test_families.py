@@ -261,3 +261,16 @@ def test_keras_applications_train_one_epoch_and_log_it(name, cifar_tiny):
     params, _ = _train_one_epoch(cfg, cifar_tiny, log_models=log_models)
     assert params["model"] == f"keras:{name}" and params["precision"] == "auto"
     assert params[M.PRECISION_RESOLVED] == precision.resolve_precision("auto")
+
+
+def test_a_space_may_search_across_families(tmp_path):
+    from benchmark.search.space import load_space
+
+    good = tmp_path / "families.yaml"
+    good.write_text("strategy: grid\nspace: {model: {values: [cnn, resnet, "
+                    "'keras:MobileNetV3Small']}}\nfixed: {dataset: cifar10}\n")  # fmt: skip
+    assert len(load_space(str(good)).grid_points()) == 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("strategy: grid\nspace: {model: {values: [resnet, 'keras:MobileNetV3Smal']}}\n")
+    with pytest.raises(UserError, match="did you mean 'MobileNetV3Small'"):
+        load_space(str(bad))
