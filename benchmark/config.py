@@ -97,8 +97,9 @@ class TrialConfig:
     model: str = setting(
         "cnn",
         help="cnn (from the fields below), seed (the lab's net), resnet (stage_widths, "
-        "residual_blocks, stage_pools; filters_base: its prep conv) or keras:NAME (any "
-        "keras.applications architecture, from scratch)",
+        "residual_blocks, stage_pools; filters_base: its prep conv; its defaults: head gmp, "
+        "dense_units 0, batch_norm true) or keras:NAME (any keras.applications architecture, "
+        "from scratch)",
     )
     depth: int = setting(
         3,
