@@ -62,9 +62,16 @@ def test_resnet_defaults_are_half_width_resnet9():
     assert p.params == 6_577_610 and p.feature_sizes == (32, 16, 8, 4)
     # prep 32x32x3->64, stage convs 64->128 at 32, 128->256 at 16, 256->512 at 8; the
     # residual blocks two convs each at 16 and 4; then the classifier 512->10
-    macs = (32 * 32 * 27 * 64 + 32 * 32 * 576 * 128 + 2 * 16 * 16 * 1152 * 128
-            + 16 * 16 * 1152 * 256 + 8 * 8 * 2304 * 512 + 2 * 4 * 4 * 4608 * 512 + 512 * 10)
-    assert p.flops == 2 * macs  # fmt: skip
+    macs = (
+        32 * 32 * 27 * 64
+        + 32 * 32 * 576 * 128
+        + 2 * 16 * 16 * 1152 * 128
+        + 16 * 16 * 1152 * 256
+        + 8 * 8 * 2304 * 512
+        + 2 * 4 * 4 * 4608 * 512
+        + 512 * 10
+    )
+    assert p.flops == 2 * macs
 
 
 def test_resnet_settings_reach_the_model():
@@ -85,8 +92,11 @@ def test_resnet_that_cannot_fit_or_disagrees_with_itself_says_why():
                                    residual_blocks="0-0-0-0", stage_pools="1-1-1-1")  # fmt: skip
     with pytest.raises(UserError, match="does not fit 8px images: the pool of stage 4"):
         plan(cfg, (8, 8, 3), 10)
-    with pytest.raises(UserError, match=r"`residual_blocks` should give one number for each of "
-                                        r"the 3 stages .* Received: residual_blocks='1-0'"):
+    with pytest.raises(
+        UserError,
+        match=r"`residual_blocks` should give one number for each of "
+        r"the 3 stages .* Received: residual_blocks='1-0'",
+    ):
         TrialConfig.from_options(model="resnet", residual_blocks="1-0")
     with pytest.raises(UserError, match="`stage_widths` should be positive integers joined by"):
         TrialConfig(stage_widths="64,128")

@@ -250,8 +250,9 @@ def compiled_model(
     model = build_model(cfg, image_shape, n_classes, precision=resolve_precision(cfg.precision))
     jit = jit_compile()
     if augment_in_step is not None:  # the wrapper takes the model's policy: mixed_float16
-        model = AugmentInStep(model, augment_in_step, mixes_labels(augment_in_step),
-                              dtype=model.dtype_policy)  # scales the loss, as Keras does then
+        model = AugmentInStep(
+            model, augment_in_step, mixes_labels(augment_in_step), dtype=model.dtype_policy
+        )  # scales the loss, as Keras does then
         if has_geometric_ops(augment_in_step):
             jit = False  # the image-transform op has no XLA kernel
     soft = soft_labels or cfg.label_smoothing > 0
