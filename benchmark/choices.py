@@ -16,7 +16,8 @@ from collections.abc import Sequence
 DATASETS = ("cifar10", "cifar100", "flowers17")  # benchmark/data/ DATASETS
 LAB_DATASETS = ("cifar10", "cifar100", "flowers17")  # the lab's tasks 1-2, 3 and 4 (`lab`)
 FOLDER_PREFIX = "folder:"  # folder:PATH, any folder of class sub-folders
-MODELS = ("cnn", "seed")  # benchmark/presets.py MODELS (+ families: benchmark/models/)
+KERAS_PREFIX = "keras:"  # keras:NAME, any keras.applications constructor, from scratch
+MODELS = ("cnn", "seed", "resnet")  # benchmark/presets.py MODELS (+ families: benchmark/models/)
 AUGMENTATIONS = (  # benchmark/augment/policies.py POLICIES
     "none", "seed", "saturation", "shift", "grayscale", "shift_grayscale", "seed_shift_grayscale",
     "all",
@@ -33,16 +34,21 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "label_mode": ("fine", "coarse"),
     "model": MODELS,
     "padding": ("valid", "same"),
-    "head": ("flatten", "gap"),  # gap: global average pooling before the classifier
+    "head": ("flatten", "gap", "gmp"),  # gap / gmp: global average / max pooling
     "pool_position": ("end", "early"),  # early: each block's pool right after its first conv
     "augmentation": AUGMENTATIONS,
     "optimizer": ("rmsprop", "adam", "sgd", "adamw"),  # sgd: Nesterov momentum 0.9
     "lr_schedule": ("constant", "cosine", "onecycle"),
     "tta": ("none", "flip"),
+    "precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
 }
 
-# Open-ended values a field also takes, shown as written here: any "folder:..." is a dataset.
-PATTERNS: dict[str, tuple[str, ...]] = {"dataset": (FOLDER_PREFIX + "PATH",)}
+# Open-ended values a field also takes, shown as written here: any "folder:..." is a dataset,
+# any "keras:..." a model (what follows the colon is checked where it is used).
+PATTERNS: dict[str, tuple[str, ...]] = {
+    "dataset": (FOLDER_PREFIX + "PATH",),
+    "model": (KERAS_PREFIX + "NAME",),
+}
 
 # How run names and reports show a value whose CLI name would read as something else: the
 # lab's net and the lab's policy are both `seed` on the command line (and in YAML, MLproject
@@ -63,10 +69,19 @@ def known(field: str, extra: tuple[str, ...] = ()) -> str:
     return ", ".join([*extra, *CHOICES[field], *PATTERNS.get(field, ())])
 
 
-def did_you_mean(value: str, options: Sequence[str]) -> str:
-    """A "; did you mean 'x'?" for a near miss (difflib's ratio >= 0.6), else ""."""
-    close = difflib.get_close_matches(str(value), list(options), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+def did_you_mean(value: str, options: Sequence[str], n: int = 1) -> str:
+    """A "; did you mean 'x'?" for a near miss (difflib's ratio >= 0.6), else "";
+    with `n` > 1 up to n of the nearest: "; did you mean 'x', 'y' or 'z'?"."""
+    close = [repr(c) for c in difflib.get_close_matches(str(value), list(options), n, 0.6)]
+    if not close:
+        return ""
+    listed = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+    return f"; did you mean {listed}?"
+
+
+def pattern_prefix(pattern: str) -> str:
+    """The fixed start of an open-ended value: "folder:" for "folder:PATH"."""
+    return pattern[: pattern.index(":") + 1]
 
 
 def unknown(
@@ -76,7 +91,7 @@ def unknown(
     "folder:..."), else one line naming it, listing what is allowed, and the nearest option."""
     if value in options:
         return None
-    prefixes = [p.removesuffix("PATH") for p in patterns]
+    prefixes = [pattern_prefix(p) for p in patterns]
     if isinstance(value, str) and any(value.startswith(p) for p in prefixes):
         return None
     listed = ", ".join([*options, *patterns])

@@ -5,6 +5,7 @@ all views of this object, so no setting is lost between them.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from benchmark.choices import CHOICES, display, problem
+from benchmark.choices import CHOICES, KERAS_PREFIX, display, problem
 from benchmark.errors import UserError
 from benchmark.presets import MODELS, model_preset
 
@@ -48,6 +49,21 @@ PATIENCE = Rule(NONNEG.ok, "an integer >= 0 (0 = off)")
 BOOLEAN = Rule(lambda v: isinstance(v, bool), "true or false")
 
 
+def stage_numbers(text: str) -> tuple[int, ...]:
+    """`64-128-256` -> (64, 128, 256): one number a stage, joined by '-' so that the value
+    reads the same on the command line, in YAML, in an MLflow param and in a run name."""
+    return tuple(int(n) for n in text.split("-"))
+
+
+def _per_stage(ok: Callable[[int], bool]) -> Callable[[Any], bool]:
+    return lambda v: bool(re.fullmatch(r"\d+(-\d+)*", v)) and all(map(ok, stage_numbers(v)))
+
+
+WIDTHS = Rule(_per_stage(lambda n: n > 0), "positive integers joined by '-', e.g. 64-128-256")
+COUNTS = Rule(_per_stage(lambda n: True), "integers >= 0 joined by '-', e.g. 1-0-1")
+FLAGS = Rule(_per_stage(lambda n: n in (0, 1)), "0s and 1s joined by '-', e.g. 1-1-1")
+
+
 def one_of(field: str) -> Rule:
     return Rule(lambda v: v in CHOICES[field], f"one of {', '.join(CHOICES[field])}")
 
@@ -79,7 +95,11 @@ class TrialConfig:
     )
     # model (the architecture family's preset fills these; see benchmark/presets.py)
     model: str = setting(
-        "cnn", help="registered family/preset: cnn (from the fields below) or seed"
+        "cnn",
+        help="cnn (from the fields below), seed (the lab's net), resnet (stage_widths, "
+        "residual_blocks, stage_pools; filters_base: its prep conv; its defaults: head gmp, "
+        "dense_units 0, batch_norm true) or keras:NAME (any keras.applications architecture, "
+        "from scratch)",
     )
     depth: int = setting(
         3,
@@ -94,7 +114,9 @@ class TrialConfig:
     batch_norm: bool = setting(False, BOOLEAN, "BatchNormalization after each conv")
     dropout: float = setting(0.0, RATE, "before the classifier, 0 = off")
     head: str = setting(
-        "flatten", one_of("head"), "flatten | gap (global average pooling: far fewer dense weights)"
+        "flatten",
+        one_of("head"),
+        "flatten | gap | gmp (global average / max pooling: far fewer dense weights)",
     )
     convs_per_block: int = setting(1, POSITIVE, "2 = VGG-style: two convs before each pool")
     block_dropout: float = setting(0.0, RATE, "after each conv block (after its pool), 0 = off")
@@ -103,6 +125,15 @@ class TrialConfig:
         one_of("pool_position"),
         "end: after a block's convs, none after the last block | early: right after each "
         "block's first conv, so its other convs run at half resolution (airbench's layout)",
+    )
+    stage_widths: str = setting(
+        "64-128-256", WIDTHS, "resnet: filters of each stage (half of ResNet-9's 128-256-512)"
+    )
+    residual_blocks: str = setting(
+        "1-0-1", COUNTS, "resnet: residual blocks (two conv-BN-ReLU + identity) after each stage"
+    )
+    stage_pools: str = setting(
+        "1-1-1", FLAGS, "resnet: 1 = a 2x2 max-pool after the stage's conv, before its blocks"
     )
     # training
     augmentation: str = setting("none", help="registered policy, see benchmark/augment/policies.py")
@@ -136,10 +167,25 @@ class TrialConfig:
     steps_per_execution: int = setting(
         16, POSITIVE, "train steps per graph call: less Python per step"
     )
+    precision: str = setting(
+        "auto",
+        one_of("precision"),
+        "auto: mixed_float16 on a tensor-core GPU, mixed_bfloat16 on a CPU with AVX-512 BF16 "
+        "or AMX, else float32; augmentation and the softmax stay float32",
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # types first: YAML and CLI hand us anything
             check_setting(f.name, getattr(self, f.name))
+        if self.model == "resnet":  # one number a stage: the per-stage settings must agree
+            stages = len(stage_numbers(self.stage_widths))
+            for name in ("residual_blocks", "stage_pools"):
+                value = getattr(self, name)
+                if len(stage_numbers(value)) != stages:
+                    raise UserError(
+                        f"`{name}` should give one number for each of the {stages} stages of "
+                        f"stage_widths={self.stage_widths}. Received: {name}={value!r}"
+                    )
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -182,7 +228,11 @@ class TrialConfig:
     def values_from_params(cls, params: Mapping[str, str]) -> dict[str, Any]:
         """Each field's value parsed back from its logged string (the one parser of logged
         params: the search, the ablation and the report all read runs through it)."""
-        return {k: parse_param(params[k]) for k in cls.field_names() if k in params}
+        values = {k: parse_param(params[k]) for k in cls.field_names() if k in params}
+        return {  # a text field keeps its text: a one-stage stage_widths `128` is not an int
+            k: params[k] if _KINDS[k] == (str,) and not isinstance(v, str) else v
+            for k, v in values.items()
+        }
 
     def to_params(self) -> dict[str, Any]:
         """MLflow params: every field, None spelled out so the UI shows it was unset."""
@@ -204,11 +254,22 @@ class TrialConfig:
     @property
     def arch_name(self) -> str:
         """The run name without its policy: `lab-net-d3-k3-w64`, `d3-k3-w64-c2-gap`, and
-        `-pe` when the pools come early."""
+        `-pe` when the pools come early; `resnet-w32-64-128-256-r1-0-1-gmp` (prep and stage
+        widths, residual blocks, `-p1-0-1` where a stage does not pool, the head);
+        `keras-MobileNetV3Small`."""
+        if self.model.startswith(KERAS_PREFIX):
+            return f"keras-{self.model.removeprefix(KERAS_PREFIX)}"
+        head = f"-{self.head}" if self.head != "flatten" else ""
+        if self.model == "resnet":
+            arch = f"resnet-w{self.filters_base}-{self.stage_widths}-r{self.residual_blocks}"
+            arch += f"-p{self.stage_pools}" if 0 in stage_numbers(self.stage_pools) else ""
+            arch += f"-k{self.kernel_size}" if self.kernel_size != 3 else ""
+            arch += f"-d{self.dense_units}" if self.dense_units else ""
+            return arch + head
         prefix = "" if self.model == "cnn" else f"{display('model', self.model)}-"
         arch = f"d{self.depth}-k{self.kernel_size}-w{self.dense_units}"
         arch += f"-c{self.convs_per_block}" if self.convs_per_block > 1 else ""
-        arch += "-gap" if self.head == "gap" else ""
+        arch += head
         arch += "-pe" if self.pool_position == "early" else ""
         return prefix + arch
 

@@ -92,8 +92,10 @@ TAG_MODEL_URI = "benchmark.model_uri"  # trial -> its logged model, for mlflow.p
 # only, or none. Here, not in benchmark.train.export, so the CLI's --help needs no Keras.
 LOG_MODELS = ("all", "best", "none")
 
-# Params a trial logs besides its config: the split sizes it actually trained on.
+# Params a trial logs besides its config: the split sizes it actually trained on, and the
+# dtype policy its `precision` became on its machine (auto: float32, mixed_bfloat16, ...).
 SPLIT_SIZE_PARAMS = ("train_size", "val_size", "test_size")
+PRECISION_RESOLVED = "precision_resolved"
 
 
 def is_overfit(overfit_gap: float, val_loss_rise: float) -> bool:

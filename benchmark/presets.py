@@ -1,7 +1,8 @@
 """Registered model names and the numbers each preset fixes (timm's `@register_model` habit).
 
 A preset is settings, not layers: the config merges it under what the user gave, and its
-family's builder (the plain CNN for `cnn` and `seed`) turns the config into a Keras model.
+family's builder (the plain CNN for `cnn` and `seed`, benchmark/models/resnet.py for `resnet`,
+benchmark/models/applications.py for any `keras:NAME`) turns the config into a Keras model.
 Kept free of Keras so the config (and `--help`) can read it without importing TensorFlow.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmark.choices import CHOICES, PATTERNS, pattern_prefix, problem
+from benchmark.errors import UserError
 from benchmark.registry import Registry
 
 MODELS: Registry = Registry("model")
@@ -43,21 +46,36 @@ def seed() -> dict[str, Any]:
     )
 
 
+# What a family starts from where TrialConfig's defaults (the plain CNN's) do not fit it; the
+# user's settings win, as over a preset. resnet: ResNet-9's head (global max pool straight
+# into the classifier) and conv-BN-ReLU units.
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "resnet": {"head": "gmp", "dense_units": 0, "batch_norm": True},
+}
+
+
 def model_preset(name: str) -> dict[str, Any]:
-    """The settings `name` fixes: a preset's numbers, or nothing for a family's own name."""
-    if name not in MODELS and name in family_names():
-        return {}
+    """The settings `name` fixes: a preset's numbers, a family's starting point, or nothing
+    for an open-ended name (keras:NAME). An unknown name: UserError naming the nearest."""
+    if (reason := problem("model", name)) is not None:
+        raise UserError(reason)
+    if name not in MODELS:
+        return dict(FAMILY_DEFAULTS.get(family_of(name), {}))
     return MODELS.get(name)()
 
 
 def family_of(name: str) -> str:
-    """The family that builds model `name`: a family's own name, else (a preset) the CNN."""
+    """The family that builds model `name`: a family's own name, the pattern an open-ended
+    name matches (keras:ResNet50V2 -> keras:NAME), else (a preset) the CNN."""
+    for pattern in PATTERNS["model"]:
+        if name.startswith(pattern_prefix(pattern)):
+            return pattern
     return name if name in family_names() else "cnn"
 
 
 def family_names() -> tuple[str, ...]:
     """The families' names, without importing their builders (Keras): benchmark/choices.py
-    declares every model name; the ones that are not presets here are families."""
-    from benchmark.choices import CHOICES
-
-    return tuple(n for n in CHOICES["model"] if n == "cnn" or n not in MODELS)
+    declares every model name; the ones that are not presets here are families, and so is
+    each open-ended pattern (keras:NAME)."""
+    named = tuple(n for n in CHOICES["model"] if n == "cnn" or n not in MODELS)
+    return named + PATTERNS["model"]

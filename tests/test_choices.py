@@ -14,8 +14,10 @@ from benchmark.models import FAMILIES, MODELS
 
 def test_declared_names_are_the_registries_names():
     assert list(choices.DATASETS) == DATASETS.names()
-    families = [f for f in FAMILIES.names() if f not in MODELS]  # a family is a model name too
-    assert list(choices.MODELS) == MODELS.names() + families
+    patterns = choices.PATTERNS["model"]  # keras:NAME: a family of open-ended names
+    families = [f for f in FAMILIES.names() if f not in MODELS and f not in patterns]
+    assert list(choices.MODELS) == MODELS.names() + families  # a family is a model name too
+    assert set(patterns) <= set(FAMILIES.names())
     assert list(choices.AUGMENTATIONS) == POLICIES.names()
     assert choices.known("dataset") == DATASETS.known()  # folder:PATH included, last
 
@@ -30,7 +32,13 @@ def test_problem_names_the_value_and_the_nearest():
     assert choices.problem("optimizer", "adm") == (
         "unknown optimizer 'adm'; known: rmsprop, adam, sgd, adamw; did you mean 'adam'?"
     )
-    assert choices.problem("model", "resnet") == "unknown model 'resnet'; known: cnn, seed"
+    assert choices.problem("model", "keras:AnyName") is None  # checked when it is built
+    assert choices.problem("model", "resnt") == (
+        "unknown model 'resnt'; known: cnn, seed, resnet, keras:NAME; did you mean 'resnet'?"
+    )
+    assert choices.did_you_mean("ResNet50v2", ["ResNet50V2", "ResNet50", "VGG16"], n=3) == (
+        "; did you mean 'ResNet50V2' or 'ResNet50'?"
+    )
 
 
 def test_a_bad_setting_reads_the_same_on_every_route(tmp_path, capsys):

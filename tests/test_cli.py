@@ -51,7 +51,10 @@ def error_line(out: Outcome) -> str:
     [
         (["--dataset", "cifr10"], "unknown dataset 'cifr10'; known: cifar10, cifar100, flowers17"),
         (["--augmentation", "sheer"], "unknown augmentation 'sheer'; known: none, seed"),
-        (["--model", "resnet"], "unknown model 'resnet'; known: cnn, seed"),
+        (
+            ["--model", "resnt"],
+            "unknown model 'resnt'; known: cnn, seed, resnet, keras:NAME; did you mean 'resnet'?",
+        ),
         (["--epochs", "0"], "`epochs` should be a positive integer. Received: epochs=0"),
         (["--depth", "7", "--padding", "valid"], "does not fit 32px images"),
     ],

@@ -56,8 +56,8 @@ def test_spec_that_cannot_fit_is_rejected_with_a_reason():
 
 
 def test_unknown_model_lists_known_ones():
-    with pytest.raises(UserError, match="unknown model 'resnet'; known: cnn, seed"):
-        TrialConfig.from_options(model="resnet")
+    with pytest.raises(UserError, match="unknown model 'resnt'; known: cnn, seed, resnet"):
+        TrialConfig.from_options(model="resnt")
     assert "seed" in MODELS
 
 

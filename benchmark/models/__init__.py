@@ -2,8 +2,11 @@
 before anything is built. Model names, presets and the FAMILIES registry are settings,
 read by the config without Keras: benchmark/presets.py.
 
-    cnn.py      the plain CNN family: its builder (registered in FAMILIES) and planner
-    build.py    build_model and plan for any family
+    cnn.py           the plain CNN family: its builder (registered in FAMILIES) and planner
+    resnet.py        the residual family (`resnet`: the ResNet-9 / airbench layout)
+    applications.py  `keras:NAME`: any keras.applications architecture, from scratch
+    flops.py         FLOPs and widths of a built model (the families other than the CNN)
+    build.py         build_model (under a dtype policy) and plan for any family
 
 A model family is one builder registered with `@FAMILIES.register` (see README "Extending").
 May import: benchmark.config, benchmark.errors, benchmark.registry. The names below load
@@ -20,6 +23,7 @@ _WHERE = {
     "FAMILIES": "build",
     "family_of": "build",
     "build_model": "build",
+    "dtype_policy": "build",
     "plan": "build",
     "model_summary": "build",
     "LayerPlan": "cnn",

@@ -60,7 +60,7 @@ def plan_cnn(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: int
                         "below 1x1; use fewer blocks or a larger image_size"
                     )
         sizes.append(h)
-    width = c_in if cfg.head == "gap" else h * w * c_in  # GAP: one value per channel
+    width = h * w * c_in if cfg.head == "flatten" else c_in  # a global pool: one per channel
     for units in ((cfg.dense_units,) if cfg.dense_units else ()) + (n_classes,):
         flops += 2 * width * units
         width = units
@@ -92,7 +92,7 @@ def _param_count(cfg: TrialConfig, filters, channels: int, last_hw: int, n_class
             k = cfg.kernel_size * cfg.kernel_size * c_in * f
             total += k + (4 * f if cfg.batch_norm else f)  # BN: gamma, beta, mean, variance
             c_in = f
-    width = c_in if cfg.head == "gap" else last_hw * c_in
+    width = last_hw * c_in if cfg.head == "flatten" else c_in
     for units in ((cfg.dense_units,) if cfg.dense_units else ()) + (n_classes,):
         total += width * units + units
         width = units
@@ -120,7 +120,7 @@ def build_cnn(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: in
                 net.append(layers.MaxPooling2D(2))
         if cfg.block_dropout:
             net.append(layers.Dropout(cfg.block_dropout))
-    net.append(layers.GlobalAveragePooling2D() if cfg.head == "gap" else layers.Flatten())
+    net.append(head_layer(cfg.head))
     if cfg.dense_units:
         net.append(layers.Dense(cfg.dense_units, activation="relu"))
     if cfg.dropout:
@@ -128,6 +128,12 @@ def build_cnn(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: in
     # float32 softmax: under mixed precision (GPU) float16 probabilities lose the small ones
     net += [layers.Dense(n_classes), layers.Softmax(dtype="float32")]
     return keras.Sequential(net, name=keras_name(cfg.run_name))
+
+
+def head_layer(head: str) -> keras.Layer:
+    """What turns the last feature map into the classifier's input (TrialConfig.head)."""
+    return {"flatten": layers.Flatten, "gap": layers.GlobalAveragePooling2D,
+            "gmp": layers.GlobalMaxPooling2D}[head]()  # fmt: skip
 
 
 def keras_name(run_name: str) -> str:

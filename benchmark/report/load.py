@@ -195,7 +195,12 @@ def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
     # logged lack them; the logged model's config adds `class_names` to completed runs
     # only), and the per-block filters from the model settings, so they never tell two
     # configurations apart.
-    derived = {P("seed"), P("class_names"), *(P(k) for k in M.SPLIT_SIZE_PARAMS)}
+    derived = {
+        P("seed"),
+        P("class_names"),
+        *(P(k) for k in M.SPLIT_SIZE_PARAMS),
+        P(M.PRECISION_RESOLVED),
+    }  # follows from `precision` and the machine
     if P("filters_base") in t.columns:  # "filters" (32-64-128) follows from depth, base, max
         derived.add(P("filters"))
     pcols = sorted(c for c in t.columns if c.startswith("params.") and c not in derived)

@@ -24,7 +24,14 @@ from benchmark.report.load import TAG_ROLE, DatasetRuns, P, T, col, numbers, tes
 
 NO_NUMBER = "–"  # an en dash: the reference table always showed this one
 # Params that never differ between configurations on purpose (or are derived from others).
-NOT_DIMENSIONS = {"seed", "dataset", "filters", "class_names", *M.SPLIT_SIZE_PARAMS}
+NOT_DIMENSIONS = {
+    "seed",
+    "dataset",
+    "filters",
+    "class_names",
+    *M.SPLIT_SIZE_PARAMS,
+    M.PRECISION_RESOLVED,
+}
 MIN_TRIALS_FOR_IMPORTANCE = 4
 FEW_TRIALS = 12  # below this, importances are flagged as hints
 

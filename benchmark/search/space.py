@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from benchmark.choices import KERAS_PREFIX, problem
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
 from benchmark.search.parts import PRUNERS, SAMPLERS, pruner_options
@@ -257,6 +258,21 @@ def _check_keys(d: Mapping, allowed, where: str, bad) -> None:
             raise bad(f"unknown key {where}{key}; allowed: {', '.join(allowed)}")
 
 
+def _model_problem(model: str) -> str | None:
+    """Why `model` is no model (keras:NAME included: its NAME is looked up), else None; so
+    that an unknown architecture is not reported as one that cannot fit the images."""
+    from benchmark.models.applications import constructor
+
+    if (reason := problem("model", model)) is not None:
+        return reason
+    if model.startswith(KERAS_PREFIX):
+        try:
+            constructor(model.removeprefix(KERAS_PREFIX))
+        except UserError as exc:
+            return str(exc)
+    return None
+
+
 def _check_configs(space: SearchSpace, bad) -> None:
     """Every fixed value and every grid value must make a valid TrialConfig.
 
@@ -266,7 +282,7 @@ def _check_configs(space: SearchSpace, bad) -> None:
     """
     from benchmark.augment import POLICIES
     from benchmark.data import default_image_size
-    from benchmark.models import MODELS, plan
+    from benchmark.models import plan
 
     try:
         base = space.config({})
@@ -283,8 +299,10 @@ def _check_configs(space: SearchSpace, bad) -> None:
                 raise bad(
                     f"space.augmentation value {v!r} is not a policy; known: {POLICIES.known()}"
                 )
-            if cfg.model not in MODELS:
-                raise bad(f"space.model value {v!r} is not a model; known: {MODELS.known()}")
+            if (reason := _model_problem(cfg.model)) is not None:
+                raise bad(f"space.model value {v!r}: {reason}")
+    if (reason := _model_problem(base.model)) is not None:
+        raise bad(f"fixed.model: {reason}")
     if base.augmentation not in POLICIES:
         raise bad(f"fixed.augmentation {base.augmentation!r}; known: {POLICIES.known()}")
     dataset = space.dataset or base.dataset

@@ -5,7 +5,7 @@ there). With a GPU:
 - augmentation runs on the GPU inside the compiled train step (`AugmentInStep`), not in the
   CPU's tf.data map, which would starve a fast GPU;
 - mixed precision (float16 compute, float32 weights and softmax) where the GPU has tensor
-  cores (compute capability 7.0 and up);
+  cores (compute capability 7.0 and up), under `--precision auto` (benchmark/train/precision.py);
 - XLA where Keras' "auto" turns it on (runtime.jit_compile), except when geometric
   augmentation runs in the step: its image-transform op has no XLA kernel;
 - each trial logs `gpu_time_s` (the fit's wall time holding the GPU), `gpu_memory_peak_mb`
@@ -45,12 +45,6 @@ def mixed_precision_pays() -> bool:
         return False
     cc = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
     return tuple(cc) >= (7, 0)
-
-
-def use_mixed_precision() -> None:
-    """Set Keras' global policy for this (trial) process: mixed_float16 where it pays."""
-    if mixed_precision_pays():
-        keras.mixed_precision.set_global_policy("mixed_float16")
 
 
 class AugmentInStep(keras.Model):

@@ -41,6 +41,22 @@ def device_name() -> str:
     return f"CPU: {model} x{os.cpu_count()}"
 
 
+@functools.cache
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The CPU's feature flags (`avx512_bf16`, `amx_bf16`, ...) from /proc/cpuinfo's first
+    `flags` line (x86 Linux), or `cpuinfo`'s; empty where there is none to read."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return frozenset()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
 def trial_threads() -> int | None:
     """The thread count this trial process was given (`--workers N`), or None: TF's default."""
     from benchmark.quiet import THREADS_ENV

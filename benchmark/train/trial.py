@@ -30,11 +30,11 @@ from benchmark.train.gpu import (
     gpu_usage,
     has_geometric_ops,
     on_gpu,
-    use_mixed_precision,
 )
 from benchmark.train.outcome import run_outcome
 from benchmark.train.pipeline import eval_dataset, train_dataset
 from benchmark.train.plots import plot_learning_curves
+from benchmark.train.precision import resolve_precision
 from benchmark.train.runtime import jit_compile, version_tags
 from benchmark.train.schedules import learning_rate
 
@@ -169,7 +169,10 @@ def run_trial(
     ) as run:
         sizes = dict(zip(M.SPLIT_SIZE_PARAMS, data.sizes().values(), strict=True))
         mlflow.log_params(
-            cfg.to_params() | {"filters": "-".join(map(str, layer_plan.filters))} | sizes
+            cfg.to_params()
+            | {"filters": "-".join(map(str, layer_plan.filters))}
+            | {M.PRECISION_RESOLVED: resolve_precision(cfg.precision)}  # what `auto` became
+            | sizes
         )
         mlflow.set_tags(
             version_tags()
@@ -241,12 +244,15 @@ def compiled_model(
 
     `soft_labels`: the data gives one-hot (or mixed) targets; label smoothing needs them.
     `augment_in_step`: a policy applied inside the compiled train step (the GPU path).
+    The model is built under cfg.precision resolved for this machine (auto: mixed_float16 on
+    a tensor-core GPU, mixed_bfloat16 on a bf16 CPU); the policy layers stay float32.
     """
-    use_mixed_precision()  # float16 compute on tensor-core GPUs; a no-op on a CPU
-    model = build_model(cfg, image_shape, n_classes)
+    model = build_model(cfg, image_shape, n_classes, precision=resolve_precision(cfg.precision))
     jit = jit_compile()
-    if augment_in_step is not None:
-        model = AugmentInStep(model, augment_in_step, mixes_labels(augment_in_step))
+    if augment_in_step is not None:  # the wrapper takes the model's policy: mixed_float16
+        model = AugmentInStep(
+            model, augment_in_step, mixes_labels(augment_in_step), dtype=model.dtype_policy
+        )  # scales the loss, as Keras does then
         if has_geometric_ops(augment_in_step):
             jit = False  # the image-transform op has no XLA kernel
     soft = soft_labels or cfg.label_smoothing > 0
