@@ -12,6 +12,7 @@ what they import), never the CLI or a search. Its modules, each importing only t
 - load: MLflow runs -> DataFrames (roles, trials by dataset, a study's runs), column helpers
 - stats: leaderboard numbers, effects and intervals, rank correlation, Pareto front, formats
 - markdown: tables and the table sections, the README index
+- header: the report's head (data, code, command, searches)
 - findings: the findings in words
 - matters: What matters (fANOVA per study) and Reference points
 - summary: the JSON summary of the best configuration
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 from benchmark.report.build import Report, build_report, write_reports
 from benchmark.report.findings import _relation
+from benchmark.report.header import searches
 from benchmark.report.load import (
     DatasetRuns,
     P,
@@ -38,7 +40,7 @@ from benchmark.report.load import (
     slug,
     split_by_dataset,
 )
-from benchmark.report.markdown import searches, table
+from benchmark.report.markdown import table
 from benchmark.report.stats import delta_ci, mean_std, num, pareto_front, spearman, summarize
 
 __all__ = [

@@ -20,12 +20,12 @@ from benchmark.errors import UserError
 from benchmark.report.budget import budget_section, search_studies
 from benchmark.report.figures import TOP_CURVES, draw_figures
 from benchmark.report.findings import findings
+from benchmark.report.header import header
 from benchmark.report.load import DatasetRuns, load_runs, slug, split_by_dataset, tracking
 from benchmark.report.markdown import (
     ablations,
     effect_table,
     failures,
-    header,
     index,
     leaderboard,
     run_index,
@@ -55,8 +55,10 @@ class Report:
     summary: dict | None = None  # the best configuration, for <dataset>.json
 
 
-def build_report(runs: DatasetRuns, out: Path) -> Report:
-    """The dataset's markdown and figures; figures are written, markdown is returned."""
+def build_report(runs: DatasetRuns, out: Path, command: str | None = None) -> Report:
+    """The dataset's markdown and figures; figures are written, markdown is returned.
+    `command`: how the report was written, for its header (default: `python -m benchmark
+    report --dataset <dataset>`)."""
     board = summarize(runs.main)
     effects = augmentation_effects(board)
     fig_dir = out / slug(runs.dataset)
@@ -65,7 +67,7 @@ def build_report(runs: DatasetRuns, out: Path) -> Report:
 
     parts = [
         f"# {runs.dataset}: CNN benchmark report",
-        header(runs),
+        header(runs, command),
         "## Findings\n\n" + findings(board, effects),
         "## Leaderboard\n\n" + leaderboard(marked(board)) + hand_note(board),
         "## What matters\n\n" + matters_by_study(runs),
@@ -103,9 +105,15 @@ def _no_progress_bar() -> Iterator[None]:
 
 
 def write_reports(
-    dataset: str = "all", out: str | Path = "reports", tracking_uri: str | None = None
+    dataset: str = "all",
+    out: str | Path = "reports",
+    tracking_uri: str | None = None,
+    command: str | None = None,
 ) -> list[Path]:
     """Write `<out>/<dataset>.md` (figures in `<out>/<dataset>/`) and `<out>/README.md`.
+
+    `command` is how the reports were asked for, named in each header (the CLI passes its
+    own command line; default: `python -m benchmark report --dataset <dataset>`).
 
     `dataset="all"` reports every dataset found. The index always covers every dataset in
     the store, so reporting one dataset never drops the others from it. Returns the paths
@@ -127,7 +135,7 @@ def write_reports(
             if dataset not in ("all", name):
                 boards[name] = summarize(runs.main)  # index only
                 continue
-            rep = build_report(runs, out)
+            rep = build_report(runs, out, command)
             path = out / f"{slug(name)}.md"
             path.write_text(rep.markdown, encoding="utf-8")
             written += [path, *rep.files]

@@ -1,6 +1,6 @@
 """The report's markdown: tables and safe cells, and the sections that are tables of the runs
-(header, searches, leaderboard, augmentation effect, ablations, failures, run index) and the
-README index over datasets. The sentences of the findings are in findings.py.
+(leaderboard, augmentation effect, ablations, failures, run index) and the README index over
+datasets. The header is in header.py, the sentences of the findings in findings.py.
 
 May import benchmark.metrics, benchmark.report.load and benchmark.report.stats only.
 """
@@ -8,18 +8,13 @@ May import benchmark.metrics, benchmark.report.load and benchmark.report.stats o
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-import mlflow
 import pandas as pd
-import yaml
-from mlflow.exceptions import MlflowException
 
 from benchmark import metrics as M
-from benchmark.report.load import TAG_BEST_CONFIG, TAG_ROLE, DatasetRuns, P, T, X, col, slug
+from benchmark.report.load import DatasetRuns, T, col, slug
 from benchmark.report.stats import (
     CI_LEVEL,
     DASH,
@@ -62,115 +57,6 @@ def distinct(series: pd.Series) -> str:
 
 
 # --- one dataset ------------------------------------------------------------------------
-
-
-def header(runs: DatasetRuns) -> str:
-    t, p = runs.trials, runs.parents
-    states = t["state"].value_counts()
-    counts = ", ".join(f"{states[s]} {s}" for s in sorted(states.index)) or "none"
-    times = pd.concat([t["start_time"], p["start_time"]]).dropna()
-    dates = f"{utc(times.min())} to {utc(times.max())}" if len(times) else DASH
-    fixed = _shared_settings(runs.complete)
-    lines = [
-        f"- **Dataset**: `{runs.dataset}` (digest {distinct(col(t, T(M.TAG_DIGEST)))})",
-        f"- **Image size**: {distinct(col(t, P('image_size')))} px (square)",
-        f"- **Split sizes**: train {distinct(col(t, P('train_size')))}, validation "
-        f"{distinct(col(t, P('val_size')))}, test {distinct(col(t, P('test_size')))} "
-        f"(max_train_samples={distinct(col(t, P('max_train_samples')))})",
-        f"- **Hardware**: {distinct(col(t, T(M.TAG_DEVICE)))}",
-        f"- **Software**: TensorFlow {distinct(col(t, T(M.TAG_TF)))}, "
-        f"Keras {distinct(col(t, T(M.TAG_KERAS)))}",
-        f"- **Git commit**: {distinct(col(t, T(M.TAG_GIT)))}",
-        f"- **Trial runs**: {len(t)} ({counts}), {dates}",
-        f"- **Timing**: {_timing_counts(runs.complete)}",
-        *still_running(t),
-        f"- **Settings shared by every completed trial**: {fixed}",
-    ]
-    if len(p):
-        labels = dict(zip(t["run_id"], t["label"], strict=True)) if "label" in t else {}
-        lines.append("- **Searches** (MLflow parent runs):\n\n" + searches(p, labels))
-    else:
-        lines.append("- **Searches**: none logged (single `train` runs only)")
-    return "\n".join(lines)
-
-
-def _timing_counts(done: pd.DataFrame) -> str:
-    """How many completed runs trained beside other load (contended), clean, or untagged."""
-    timing = col(done, "timing").fillna("")
-    n = {k: int((timing == k).sum()) for k in ("contended", "clean", "")}
-    if not n["contended"] + n["clean"]:
-        return (
-            "not measured (every run was logged before trials measured the load beside "
-            "them: its wall time may include other processes' work)"
-        )
-    text = (
-        f"{n['contended']} of {len(done)} completed runs trained beside other load "
-        f"(contended, marked {CONTENDED}), {n['clean']} clean"
-    )
-    return text + (f", {n['']} logged before the load was measured" if n[""] else "")
-
-
-def _shared_settings(done: pd.DataFrame) -> str:
-    skip = {P(n) for n in ("seed", "dataset", "augmentation", "depth", "kernel_size",
-                           "dense_units", "filters")}  # fmt: skip
-    same = [
-        f"{c.removeprefix('params.')}={done[c].iloc[0]}"
-        for c in sorted(c for c in done.columns if c.startswith("params.") and c not in skip)
-        if done[c].notna().all() and done[c].nunique() == 1
-    ]
-    return ", ".join(same) if same else DASH
-
-
-def searches(parents: pd.DataFrame, labels: dict[str, str] | None = None) -> str:
-    """One row per parent run; its best configuration as the leaderboard labels it (today's
-    names, also for runs logged under older ones), else as the parent logged it."""
-    labels = labels or {}
-    rows = []
-    for r in parents.to_dict("records"):
-        counts = "/".join(num(r.get(X(f"n_{k}")), 0) for k in ("complete", "pruned", "failed"))
-        # tags: the resolved values (params may hold what was typed to `mlflow run`, "none")
-        budget = f"{cell(r.get(T('n_trials')))} trials × {cell(r.get(T('seeds')))} seed(s)"
-        epochs = r.get(P("fixed.epochs"))
-        if r.get(T("strategy")) == "halving":  # n_trials: the trainings its plan holds
-            budget = (f"{cell(r.get(T('budget_minutes')))} min: rungs of "
-                      f"{cell(r.get(T('rung_epochs')))} epochs, "
-                      f"{cell(r.get(T('n_trials')))} trainings planned")  # fmt: skip
-        elif has_value(epochs):
-            budget += f" × {epochs} epochs"
-        if has_value(timeout := r.get(T("timeout"))):
-            budget += f", timeout {float(timeout) / 60:g} min"
-        subset = r.get(P("fixed.max_train_samples"))
-        if has_value(subset) and subset != "None":
-            budget += f", {subset} train images"
-        note = _space_budget(r)
-        budget += f" ({note})" if note else ""
-        best = labels.get(r.get(T(M.TAG_BEST_RUN))) or r.get(T(TAG_BEST_CONFIG))
-        rows.append([r.get(T(TAG_ROLE)), f"`{r['run_id']}`", utc(r["start_time"]),
-                     r.get(T("strategy")), _relative(r.get(T("space_file"))), budget, counts,
-                     best])  # fmt: skip
-    return table("role | run | started | strategy | space | budget | complete/pruned/failed | "
-                 "best", rows)  # fmt: skip
-
-
-def _relative(path: Any) -> Any:
-    """A logged path as a shared report may show it: a relative one as is, an absolute one
-    (a folder of the machine that ran the search) by its file name only."""
-    if not has_value(path) or not os.path.isabs(str(path)):
-        return path
-    return Path(str(path)).name
-
-
-def _space_budget(parent: dict) -> str:
-    """The space file's own `budget:` note, read from the parent's logged copy if any."""
-    space = parent.get(T("space_file"))
-    if not has_value(space):
-        return ""
-    try:
-        uri = f"runs:/{parent['run_id']}/search_space/{Path(str(space)).name}"
-        doc = yaml.safe_load(mlflow.artifacts.load_text(uri))
-    except (MlflowException, OSError, yaml.YAMLError):
-        return ""
-    return str(doc.get("budget") or "") if isinstance(doc, dict) else ""
 
 
 def leaderboard(board: pd.DataFrame) -> str:
@@ -288,16 +174,6 @@ def ablations(runs: DatasetRuns) -> str:
             + contended_note(board)
         )
     return "\n\n".join(parts)
-
-
-def still_running(trials: pd.DataFrame) -> list[str]:
-    """The line saying how many trial runs a search was still writing (left out of every
-    table until they finish), or none."""
-    n = int((trials["state"] == "running").sum())
-    if not n:
-        return []
-    return [f"- **Still running**: {n} trial run{'s' if n > 1 else ''} (a search is writing "
-            "them; not counted until finished)"]  # fmt: skip
 
 
 def failures(runs: DatasetRuns) -> str:
