@@ -21,6 +21,7 @@ from benchmark.report.budget import budget_section, search_studies
 from benchmark.report.figures import TOP_CURVES, draw_figures
 from benchmark.report.findings import findings
 from benchmark.report.header import header
+from benchmark.report.ids import board_with_ids, dataset_ids, legend, with_ids
 from benchmark.report.load import DatasetRuns, load_runs, slug, split_by_dataset, tracking
 from benchmark.report.markdown import (
     ablations,
@@ -59,7 +60,9 @@ def build_report(runs: DatasetRuns, out: Path, command: str | None = None) -> Re
     """The dataset's markdown and figures; figures are written, markdown is returned.
     `command`: how the report was written, for its header (default: `python -m benchmark
     report --dataset <dataset>`)."""
-    board = summarize(runs.main)
+    named = summarize(runs.main)  # labelled by name: the JSON summary and the README index
+    ids = dataset_ids(runs, named)  # every table says C1, C2, ...; the legend names them
+    runs, board = with_ids(runs, ids), board_with_ids(named, ids)
     effects = augmentation_effects(board)
     fig_dir = out / slug(runs.dataset)
     files = draw_figures(runs, board, effects, fig_dir)
@@ -69,15 +72,16 @@ def build_report(runs: DatasetRuns, out: Path, command: str | None = None) -> Re
         f"# {runs.dataset}: CNN benchmark report",
         header(runs, command),
         "## Findings\n\n" + findings(board, effects),
-        "## Leaderboard\n\n" + leaderboard(marked(board)) + hand_note(board),
+        "## Leaderboard\n\n" + leaderboard(marked(board)) + hand_note(board) + legend(runs, ids),
         "## What matters\n\n" + matters_by_study(runs),
         *budget_section(studies),
         "## Augmentation effect\n\n" + effect_table(effects),
     ]
-    best = best_summary(runs.main, best_row(board)) if len(board) else None
+    best = best_summary(runs.main, best_row(named)) if len(board) else None
     if best is not None:  # the headline best: a search found it (stats.searched)
         best["found_by"] = found_by(studies, best["run_ids"])
-    parts.insert(4, "## Reference points\n\n" + reference_points(runs.dataset, runs.main, best))
+    here = best and best | {"run_name": str(best_row(board)["label"])}  # its id
+    parts.insert(4, "## Reference points\n\n" + reference_points(runs.dataset, runs.main, here))
     fails, fail_files = where_it_fails(best_row(board) if len(board) else None, fig_dir)
     parts.append("## Where it fails\n\n" + fails)
     if runs.ablation_ids:
@@ -87,7 +91,7 @@ def build_report(runs: DatasetRuns, out: Path, command: str | None = None) -> Re
     parts.append("## Figures\n\n" + ("\n\n".join(shown) if shown else "No completed trials."))
     parts.append("## Pruned and failed trials\n\n" + failures(runs))
     parts.append("## Runs\n\n" + run_index(board))
-    return Report(runs.dataset, "\n\n".join(parts) + "\n", board, files + fail_files, best)
+    return Report(runs.dataset, "\n\n".join(parts) + "\n", named, files + fail_files, best)
 
 
 @contextlib.contextmanager

@@ -21,10 +21,12 @@ from benchmark.report.stats import (
     Effect,
     augmentation_effects,
     best_row,
+    confirmed,
     epoch_range,
     has_value,
     mean_std,
     num,
+    shown_order,
     spearman,
     summarize,
     with_ci,
@@ -59,39 +61,51 @@ def distinct(series: pd.Series) -> str:
 # --- one dataset ------------------------------------------------------------------------
 
 
+FIRST_TABLE = "### Full length, on several seeds"
+OTHER_TABLE = "### One seed, or a halving rung's shorter training"
+
+
 def leaderboard(board: pd.DataFrame) -> str:
+    """Two tables: the configurations trained at full length on several seeds (stats.
+    confirmed), then the rest (one-seed trials, halving rungs); each ranked on validation."""
     if board.empty:
         return "No completed trials."
     probe = _has(board, M.PROBE_IMAGES_PER_S)  # `retime` re-measured some configurations
-    heads = ("# | configuration | depth | kernel | dense | augmentation | params | MFLOPs | "
-             "epochs | train time (s) | images/s | CPU ms/image | "
+    first = confirmed(board)
+    parts = [
+        "Two tables, each ranked by validation accuracy of the tested weights (the last "
+        "epoch's; with early stopping the restored best epoch's): the configurations trained "
+        "at full length on 2 or more seeds, then the rest (one seed, or a halving rung's "
+        "shorter training that only chose what to train further). Test accuracy is shown, "
+        "never used to rank. The best configuration (Findings, the JSON summary) is the top "
+        "row among those run on the most seeds (up to 3). Ids: see Configurations below.",
+        "Values are mean ± sample std over seeds (a single seed shows the value alone). "
+        "Train time is the wall time of all epochs, the first (tracing) epoch included; "
+        "images/s leaves that warm-up epoch out. " + COST_NOTE + (PROBE_NOTE if probe else ""),
+        "Overfit: gap = clean-train accuracy − validation accuracy > "
+        f"{M.OVERFIT_GAP_THRESHOLD:.2f} or validation loss rise > "
+        f"{M.VAL_LOSS_RISE_THRESHOLD:.2f}.",
+    ]
+    for title, rows in ((FIRST_TABLE, board[first]), (OTHER_TABLE, board[~first])):
+        body = _board_table(rows, probe) if len(rows) else "None."
+        parts.append(f"{title}\n\n{body}")
+    return "\n\n".join(parts) + contended_note(board)
+
+
+def _board_table(board: pd.DataFrame, probe: bool) -> str:
+    heads = ("id | depth | kernel | dense | augmentation | params | MFLOPs | epochs | "
+             "train time (s) | images/s | CPU ms/image | "
              + ("quiet images/s | " if probe else "") + "val acc (tested weights) | "
              "best val acc (epoch) | test acc | overfit gap | overfit | seeds | run")  # fmt: skip
-    rows = []
-    for i, r in enumerate(board.to_dict("records"), 1):
-        rows.append([
-            str(i), r["label"], r["depth"], r["kernel_size"], r["dense_units"], r["aug"],
-            num(r[M.PARAM_COUNT], 0), num(r[M.FLOPS] / 1e6, 2), r["epochs"], *cost_cells(r),
-            *([mean_std(r, M.PROBE_IMAGES_PER_S, 0)] if probe else []),
-            mean_std(r, M.VAL_ACCURACY), mean_std(r, M.BEST_VAL_ACCURACY) + epoch_range(r),
-            mean_std(r, M.TEST_ACCURACY), mean_std(r, M.OVERFIT_GAP), r["overfit"], str(r["n"]),
-            f"`{r['run_ids'][0][:8]}`" + ("…" if r["n"] > 1 else ""),
-        ])  # fmt: skip
-    return (
-        "Ranked by validation accuracy of the tested weights (the last epoch's; with early "
-        "stopping the restored best epoch's); test accuracy is shown, never used "
-        "to rank. The best configuration (Findings, the JSON summary) is the top row among "
-        "those run on the most seeds (up to 3). Values are mean ± sample std over seeds (a "
-        "single seed shows the value alone). Train time is the wall time of all epochs, the "
-        "first (tracing) epoch included; images/s leaves that warm-up epoch out. "
-        + COST_NOTE
-        + (PROBE_NOTE if probe else "")
-        + " Overfit: "
-        f"gap = clean-train accuracy − validation accuracy > {M.OVERFIT_GAP_THRESHOLD:.2f} "
-        f"or validation loss rise > {M.VAL_LOSS_RISE_THRESHOLD:.2f}.\n\n"
-        + table(heads, rows, right=range(6, 16 + probe))
-        + contended_note(board)
-    )
+    rows = [[
+        r["label"], r["depth"], r["kernel_size"], r["dense_units"], r["aug"],
+        num(r[M.PARAM_COUNT], 0), num(r[M.FLOPS] / 1e6, 2), r["epochs"], *cost_cells(r),
+        *([mean_std(r, M.PROBE_IMAGES_PER_S, 0)] if probe else []),
+        mean_std(r, M.VAL_ACCURACY), mean_std(r, M.BEST_VAL_ACCURACY) + epoch_range(r),
+        mean_std(r, M.TEST_ACCURACY), mean_std(r, M.OVERFIT_GAP), r["overfit"], str(r["n"]),
+        f"`{r['run_ids'][0][:8]}`" + ("…" if r["n"] > 1 else ""),
+    ] for r in board.to_dict("records")]  # fmt: skip
+    return table(heads, rows, right=range(5, 15 + probe))
 
 
 CONTENDED = "†"  # marks a cost measured only beside other load
@@ -134,14 +148,17 @@ def contended_note(board: pd.DataFrame) -> str:
 def effect_table(effects: list[Effect]) -> str:
     if not effects:
         return "No architecture was trained both with and without augmentation."
-    heads = "architecture | policy | Δ test acc | Δ overfit gap | Δ train time (s) | seeds"
-    rows = [[e.arch, e.policy, with_ci(e.test), with_ci(e.gap), with_ci(e.time, 1),
-             f"{e.n_none} none, {e.n_aug} aug"] for e in effects]  # fmt: skip
+    heads = ("configurations | architecture | policy | Δ test acc | Δ overfit gap | "
+             "Δ train time (s) | seeds")  # fmt: skip
+    rows = [[f"{e.none_label} → {e.aug_label}", e.arch, e.policy, with_ci(e.test),
+             with_ci(e.gap), with_ci(e.time, 1), f"{e.n_none} none, {e.n_aug} aug"]
+            for e in effects]  # fmt: skip
     return (
         "Each policy minus the same architecture without augmentation (difference of the "
-        f"means over seeds). Brackets: {CI_LEVEL:.0%} confidence interval (Welch's t), given "
-        "when both sides have 2 or more seeds. A negative Δ overfit gap means less "
-        "overfitting.\n\n" + table(heads, rows, right=range(2, 5))
+        "means over seeds; configurations: the one without → the one with). Brackets: "
+        f"{CI_LEVEL:.0%} confidence interval (Welch's t), given when both sides have 2 or more "
+        "seeds. A negative Δ overfit gap means less overfitting.\n\n"
+        + table(heads, rows, right=range(3, 6))
     )
 
 
@@ -156,21 +173,21 @@ def ablations(runs: DatasetRuns) -> str:
         if board.empty:
             parts.append(f"{title}: no completed trials.")
             continue
-        vs_none = {(e.arch, e.policy): e.test for e in augmentation_effects(board)}
+        vs_none = {e.aug_label: e.test for e in augmentation_effects(board)}
         rows = []
         for r in board.to_dict("records"):
-            vs = vs_none.get((r["arch_label"], r["aug"]))
+            vs = vs_none.get(str(r["label"]))
             rows.append([
-                r["aug"], r["arch_label"], mean_std(r, M.VAL_ACCURACY),
+                r["label"], r["aug"], r["arch_label"], mean_std(r, M.VAL_ACCURACY),
                 mean_std(r, M.TEST_ACCURACY), with_ci(vs) if vs else DASH,
                 mean_std(r, M.OVERFIT_GAP), r["overfit"], *cost_cells(r), str(r["n"]),
             ])  # fmt: skip
-        heads = ("augmentation | architecture | val acc | test acc | Δ test vs none | "
+        heads = ("id | augmentation | architecture | val acc | test acc | Δ test vs none | "
                  "overfit gap | overfit | train time (s) | images/s | CPU ms/image | "
                  "seeds")  # fmt: skip
         parts.append(
             f"{title}, ranked by validation accuracy:\n\n"
-            + table(heads, rows, right=(2, 3, 4, 5, 7, 8, 9, 10))
+            + table(heads, rows, right=(3, 4, 5, 6, 8, 9, 10, 11))
             + contended_note(board)
         )
     return "\n\n".join(parts)
@@ -180,12 +197,13 @@ def failures(runs: DatasetRuns) -> str:
     bad = runs.trials[~runs.trials["state"].isin(["complete", "running"])]
     if bad.empty:
         return "None: every trial run completed."
-    bad = bad.sort_values(["state", "label", "seed", "run_id"])
+    number = pd.to_numeric(bad["label"].astype(str).str.extract(r"^C(\d+)$")[0], errors="coerce")
+    bad = bad.assign(_n=number).sort_values(["state", "_n", "label", "seed", "run_id"])
     rows = [
         [r["state"], r["label"], str(r["seed"]), r.get(T(M.TAG_STATUS_REASON)), f"`{r['run_id']}`"]
         for r in bad.to_dict("records")
     ]
-    return table("state | configuration | seed | reason | run", rows)
+    return table("state | id | seed | reason | run", rows)
 
 
 def run_index(board: pd.DataFrame) -> str:
@@ -194,11 +212,11 @@ def run_index(board: pd.DataFrame) -> str:
     rows = [[r["label"], ", ".join(map(str, r["seeds"])),
              ", ".join(f"`{i}`" + (f" {CONTENDED}" if t == "contended" else "")
                        for i, t in zip(r["run_ids"], r["timings"], strict=True))]
-            for r in board.to_dict("records")]  # fmt: skip
+            for r in shown_order(board).to_dict("records")]  # fmt: skip
     note = f" {CONTENDED}: the run trained beside other load (tag `timing=contended`)."
     marked = any("contended" in t for t in board["timings"])
     return f"MLflow run ids behind every leaderboard row.{note if marked else ''}\n\n" + table(
-        "configuration | seeds | runs", rows
+        "id | seeds | runs", rows
     )
 
 
