@@ -605,10 +605,41 @@ def test_floats_short_class_names_out_command_and_commit_in_the_header(fake_stor
     assert f"`python -m benchmark report --dataset cifar10 --out {out}`" in paths[0].read_text()
 
 
+def test_no_prose_line_over_400_characters():
+    """A long paragraph becomes one sentence a line; a long sentence is wrapped outside its
+    code spans; tables and list items stay what they are."""
+    from benchmark.report.text import readable
+
+    name = "`d4-k5-w0-c2-gap-aug=randaugment (block_dropout=0.1, epochs=40)`"
+    prose = " ".join(f"Sentence {i} names {name} once." for i in range(12))
+    item = "- **Settings**: " + ", ".join(f"setting_{i}=0.1" for i in range(60))
+    row = "| " + " | ".join(["0.7913 ± 0.0055"] * 30) + " |"
+    lines = readable("\n\n".join([prose, item, row]) + "\n").splitlines()
+    assert max(len(line) for line in lines if not line.startswith("|")) <= 400
+    assert row in lines and sum(name in line for line in lines) == 12  # never split
+    start = next(i for i, line in enumerate(lines) if line.startswith("- **Settings**"))
+    rest = lines[start + 1 : lines.index(row) - 1]  # the item's other lines, then a blank
+    assert len(rest) > 3 and all(line.startswith("  setting_") for line in rest)
+    assert " ".join(lines).split() == "\n\n".join([prose, item, row]).split()  # same words
+
+
+def test_report_deletes_the_figures_it_no_longer_shows(fake_store, tmp_path):
+    uri = fake_store
+    out = tmp_path / "out"
+    (out / "cifar10").mkdir(parents=True)
+    old = out / "cifar10" / "augmentation_gone_policy.png"
+    old.write_bytes(b"\x89PNG\r\n\x1a\n")
+    paths = write_reports("cifar10", out, uri)
+    md = paths[0].read_text()
+    assert not old.exists() and old not in paths
+    kept = sorted((out / "cifar10").glob("*.png"))
+    assert kept and all(f"](cifar10/{p.name})" in md for p in kept)
+
+
 @pytest.mark.slow
-def test_real_report_reads_by_ids(store, report):
+def test_real_report_reads_by_ids_in_short_lines(store, report):
     """The tiny search's report: ids in every table (the effect and ablation tables too),
-    each named by the legend."""
+    each named by the legend; no prose line over 400 characters, no row over 250."""
     uri, dataset = store
     out, paths, md = report
     names = _names(md)
@@ -620,3 +651,10 @@ def test_real_report_reads_by_ids(store, report):
     effect = _rows(_section(md, "Augmentation effect"))
     assert all(a in names and b in names
                for a, b in (r["configurations"].split(" → ") for r in effect))  # fmt: skip
+    for text in (md, (out / "README.md").read_text()):
+        lines = text.splitlines()
+        assert max(len(x) for x in lines if not x.startswith("|")) <= 400
+        assert max(len(x) for x in lines) <= 250
+    assert not {p.name for p in (out / slug(dataset)).glob("*.png")} - {
+        p.name for p in paths
+    }  # every figure of the folder is the report's

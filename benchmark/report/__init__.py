@@ -9,7 +9,7 @@ rows are sorted on stable keys, numbers have fixed formats, and dates come from 
 The report is the last stage: it imports benchmark.errors, config, metrics, runtime (and
 what they import), never the CLI or a search. Its modules, each importing only those above:
 
-- text: a setting's value to 4 significant digits
+- text: a setting's value to 4 significant digits, long prose lines broken into sentences
 - load: MLflow runs -> DataFrames (roles, trials by dataset, a study's runs), column helpers
 - stats: leaderboard numbers, effects and intervals, rank correlation, Pareto front, formats
 - markdown: tables and the table sections, the README index

@@ -18,7 +18,7 @@ import pandas as pd
 
 from benchmark.errors import UserError
 from benchmark.report.budget import budget_section, search_studies
-from benchmark.report.figures import TOP_CURVES, draw_figures
+from benchmark.report.figures import TOP_CURVES, draw_figures, prune_figures
 from benchmark.report.findings import findings
 from benchmark.report.header import header
 from benchmark.report.ids import board_with_ids, dataset_ids, legend, with_ids
@@ -35,6 +35,7 @@ from benchmark.report.matters import matters_by_study, reference_points
 from benchmark.report.origin import best_by_hand, found_by, hand_note, marked
 from benchmark.report.stats import augmentation_effects, best_row, summarize
 from benchmark.report.summary import best_summary
+from benchmark.report.text import readable
 from benchmark.report.weakness import where_it_fails
 
 PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
@@ -57,9 +58,9 @@ class Report:
 
 
 def build_report(runs: DatasetRuns, out: Path, command: str | None = None) -> Report:
-    """The dataset's markdown and figures; figures are written, markdown is returned.
-    `command`: how the report was written, for its header (default: `python -m benchmark
-    report --dataset <dataset>`)."""
+    """The dataset's markdown and figures; figures are written (those of the folder it no
+    longer shows deleted), markdown is returned. `command`: how the report was written, for
+    its header (default: `python -m benchmark report --dataset <dataset>`)."""
     named = summarize(runs.main)  # labelled by name: the JSON summary and the README index
     ids = dataset_ids(runs, named)  # every table says C1, C2, ...; the legend names them
     runs, board = with_ids(runs, ids), board_with_ids(named, ids)
@@ -91,7 +92,10 @@ def build_report(runs: DatasetRuns, out: Path, command: str | None = None) -> Re
     parts.append("## Figures\n\n" + ("\n\n".join(shown) if shown else "No completed trials."))
     parts.append("## Pruned and failed trials\n\n" + failures(runs))
     parts.append("## Runs\n\n" + run_index(board))
-    return Report(runs.dataset, "\n\n".join(parts) + "\n", named, files + fail_files, best)
+    markdown = readable("\n\n".join(parts) + "\n")
+    gone = set(prune_figures(fig_dir, markdown))  # figures of an earlier report of the folder
+    kept = [f for f in files + fail_files if f not in gone]
+    return Report(runs.dataset, markdown, named, kept, best)
 
 
 @contextlib.contextmanager
@@ -152,5 +156,5 @@ def write_reports(
                 written.append(summary)
             boards[name] = rep.board
         readme = out / "README.md"
-        readme.write_text(index(boards), encoding="utf-8")
+        readme.write_text(readable(index(boards)), encoding="utf-8")
     return [*written, readme]

@@ -215,6 +215,19 @@ def _group(effect: Effect) -> str:
     return f"{effect.arch} ({effect.none_label})" if effect.none_label else effect.arch
 
 
+def prune_figures(fig_dir: Path, markdown: str) -> list[Path]:
+    """Delete the PNGs of `fig_dir` that `markdown` no longer shows (a policy or a per-class
+    figure of an earlier store): a report's folder holds its own figures only. Returns the
+    paths deleted."""
+    if not fig_dir.is_dir():
+        return []
+    orphans = [p for p in sorted(fig_dir.glob("*.png"))
+               if f"]({fig_dir.name}/{p.name})" not in markdown]  # fmt: skip
+    for path in orphans:
+        path.unlink()
+    return orphans
+
+
 def _accuracy_vs(board: pd.DataFrame, metric: str, path: Path, xlabel: str, logx: bool) -> Path:
     """Validation accuracy against a metric, one point per configuration. Against time, the
     configurations timed only beside other load are drawn hollow and kept off the Pareto
