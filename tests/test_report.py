@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 
 import mlflow
@@ -119,6 +120,25 @@ def _rows(text: str, first: int = 0) -> list[dict[str, str]]:
     return [dict(zip(head, row, strict=True)) for row in body]
 
 
+def _tables(text: str) -> list[list[dict[str, str]]]:
+    """Every markdown table of `text`, each as `_rows` reads it."""
+    n = sum(1 for a, b in zip(["", *text.splitlines()], text.splitlines(), strict=False)
+            if b.startswith("| ") and not a.startswith("| "))  # fmt: skip
+    return [_rows(text, i) for i in range(n)]
+
+
+def _names(md: str) -> dict[str, str]:
+    """The legend (section Configurations): id -> run name."""
+    return {r["id"]: r["run name"].strip("`") for r in _rows(_section(md, "Configurations"))}
+
+
+def _board(md: str) -> list[dict[str, str]]:
+    """Both leaderboard tables' rows, in order, each with its configuration's run name."""
+    names = _names(md)
+    rows = [r for t in _tables(_section(md, "Leaderboard")) for r in t]
+    return [r | {"configuration": names[r["id"].removesuffix(" (by hand)")]} for r in rows]
+
+
 def _expected(uri: str) -> dict[str, list]:
     """Completed search trials straight from MLflow: run name without seed -> runs."""
     client = MlflowClient(uri)
@@ -138,7 +158,11 @@ def _best(board: list[dict[str, str]]) -> str:
     """The leaderboard's best as the report chooses it: its top row among the configurations
     run on the most seeds (up to 3); the one-seed partial copy may rank above it."""
     need = min(3, max(int(r["seeds"]) for r in board))
-    return next(r["configuration"] for r in board if int(r["seeds"]) >= need).strip("`")
+    return next(r["configuration"] for r in board if int(r["seeds"]) >= need)
+
+
+def _val(row: dict[str, str]) -> float:
+    return float(row["val acc (tested weights)"].split(" ")[0])
 
 
 def _fmt(values: list[float]) -> str:
@@ -150,7 +174,7 @@ def _fmt(values: list[float]) -> str:
 @pytest.mark.slow
 def test_leaderboard_holds_mlflow_numbers_ranked_by_validation(store, report):
     uri, _ = store
-    rows = _rows(_section(report[2], "Leaderboard"))
+    rows = _board(report[2])
     expected = _expected(uri)
     assert sorted(r["configuration"] for r in rows) == sorted(expected)
     for row in rows:
@@ -162,16 +186,17 @@ def test_leaderboard_holds_mlflow_numbers_ranked_by_validation(store, report):
         assert row["params"] == f"{int(runs[0].data.metrics[M.PARAM_COUNT]):,}"
         tags = {r.data.tags[M.TAG_OVERFIT] for r in runs}
         assert row["overfit"] == (tags.pop() if len(tags) == 1 else "1/2 yes")
-    vals = [statistics.fmean(r.data.metrics[M.VAL_ACCURACY] for r in expected[row["configuration"]])
-            for row in rows]  # fmt: skip
-    assert vals == sorted(vals, reverse=True)  # ranked by validation, never by test
+    for table in _tables(_section(report[2], "Leaderboard")):  # each ranked by validation
+        names = _names(report[2])
+        vals = [statistics.fmean(r.data.metrics[M.VAL_ACCURACY] for r in expected[names[row["id"]]])
+                for row in table]  # fmt: skip
+        assert vals == sorted(vals, reverse=True)  # never by test
     assert next(r for r in rows if r["configuration"] == "d2-k3-w8-aug=lab")["seeds"] == "1"
 
 
 @pytest.mark.slow
 def test_missing_metric_shows_a_dash(report):
-    rows = _rows(_section(report[2], "Leaderboard"))
-    partial = next(r for r in rows if r["configuration"] == PARTIAL)
+    partial = next(r for r in _board(report[2]) if r["configuration"] == PARTIAL)
     assert partial["test acc"] == "—"
     assert partial["val acc (tested weights)"] != "—"
 
@@ -180,7 +205,8 @@ def test_missing_metric_shows_a_dash(report):
 def test_failed_run_listed_with_its_reason(store, report):
     uri, _ = store
     rows = _rows(_section(report[2], "Pruned and failed trials"))
-    assert [(r["state"], r["configuration"], r["seed"]) for r in rows] == [
+    names = _names(report[2])
+    assert [(r["state"], names[r["id"]], r["seed"]) for r in rows] == [
         ("failed", "d2-k3-w8-aug=lab", "1")
     ]
     assert BOOM in rows[0]["reason"]
@@ -221,11 +247,13 @@ def test_header_findings_and_index(store, report):
     header = md.split("## Findings")[0]
     for fact in (dataset, "16 px", "Keras 3.", "TensorFlow 2.", first, "grid", "ablation"):
         assert fact in header
-    board = _rows(_section(md, "Leaderboard"))
+    board = _board(md)
     best = _best(board)
-    assert f"`{best}` has the highest validation accuracy" in md
-    if board[0]["configuration"].strip("`") != best:  # a one-seed run ranks above it
-        assert f"run on fewer seeds: `{board[0]['configuration'].strip('`')}`" in md
+    best_id = next(r["id"] for r in board if r["configuration"] == best)
+    assert f"`{best_id}` has the highest validation accuracy" in md
+    top = max(board, key=_val)
+    if _val(top) > _val(next(r for r in board if r["id"] == best_id)):  # a one-seed run
+        assert f"run on fewer seeds: `{top['id']}`" in md
     for question in ("**Augmentation", "**Overfitting.**", "**Accuracy vs parameter count.**",
                      "**Accuracy vs training time.**"):  # fmt: skip
         assert question in md
@@ -321,6 +349,7 @@ def test_dataset_with_only_a_failed_run(tmp_path):
     assert "No completed trials." in _section(md, "Leaderboard")
     assert _rows(_section(md, "Pruned and failed trials"))[0]["reason"] == "nan loss"
     assert [p.name for p in paths] == ["cifar10.md", "README.md"]
+    assert "- **Git commit** (of the code the runs were launched from): unknown (launched " in md
 
 
 def test_runs_logged_before_split_sizes_merge_with_later_reruns():
@@ -446,8 +475,7 @@ def test_what_matters_reference_points_and_json_summary(store, report):
     summary_path = out / f"{slug(dataset)}.json"
     assert summary_path in paths
     best = json.loads(summary_path.read_text())["best"]
-    board = _rows(_section(md, "Leaderboard"))
-    assert best["run_name"] == _best(board)  # chosen on validation, among the most seeds
+    assert best["run_name"] == _best(_board(md))  # chosen on validation, among the most seeds
     per_seed = best["test_accuracy"]["per_seed"]  # JSON keys: the seeds as strings
     assert set(per_seed) <= {str(s) for s in best["seeds"]} and best["seeds"]
     if per_seed:  # the partial copy run logged no test accuracy: then null, never NaN
@@ -485,3 +513,148 @@ def test_runs_logged_under_older_names_read_as_todays():
     t = _annotate(trials, ablation_ids=set()).set_index("run_id")
     assert t.loc["a", "label"] == "lab-net-d3-k3-w64-aug=lab"
     assert t.loc["b", "label"] == "someone-elses-run"
+
+
+# --- reports a person can read (issue 29, item 3) -----------------------------------------
+
+LONG_LR = "0.021518226328569492"  # as a search logs a learning rate
+CLASSES = str(["airplane", "automobile", "bird"])
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="module")
+def fake_store(tmp_path_factory, empty_store) -> str:
+    """Completed trial runs logged by hand: a configuration on 2 seeds (40 epochs), a halving
+    rung's 4-epoch training of its namesake scoring higher on 1 seed, and a one-seed
+    configuration logged outside a git checkout; every run logs the class names."""
+    path = tmp_path_factory.mktemp("fake_store") / "mlflow.db"
+    shutil.copyfile(empty_store, path)
+    uri = f"sqlite:///{path}"
+    client = MlflowClient(uri)
+
+    def trial(depth, lr, epochs, seed, val, tags):
+        params = {"dataset": "cifar10", "depth": depth, "learning_rate": lr, "epochs": epochs,
+                  "seed": str(seed), "class_names": CLASSES}  # fmt: skip
+        run = client.create_run("0", run_name=f"d{depth}-k3-w64-aug=none-s{seed}")
+        metrics = {M.VAL_ACCURACY: val, M.TEST_ACCURACY: val - 0.01,
+                   M.PARAM_COUNT: 1000 * int(depth), M.TRAIN_TIME: 10.0 * int(epochs)}  # fmt: skip
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()],
+            params=[Param(k, v) for k, v in params.items()],
+            tags=[RunTag(k, v) for k, v in {M.TAG_TRIAL_STATE: "complete", **tags}.items()],
+        )
+        client.set_terminated(run.info.run_id)
+
+    trial("3", LONG_LR, "40", 0, 0.80, {M.TAG_GIT: COMMIT})
+    trial("3", LONG_LR, "40", 1, 0.82, {M.TAG_GIT: COMMIT})
+    trial("3", "0.0897261286643251", "4", 0, 0.85, {M.TAG_GIT: COMMIT, M.TAG_RUNG: "0"})
+    trial("2", "0.01", "40", 0, 0.70, {M.TAG_GIT: "unknown"})
+    return uri
+
+
+def test_tables_name_configurations_by_short_ids_with_one_legend(fake_store, tmp_path):
+    """C1, C2, ... in leaderboard order in every table; the legend gives each id's run name
+    and only the settings that differ; the public `config_ids` gives the same ids."""
+    from benchmark.report import config_ids, load_runs, split_by_dataset, summarize
+
+    uri = fake_store
+    md = write_reports("cifar10", tmp_path / "out", uri)[0].read_text()
+    legend = _rows(_section(md, "Configurations"))
+    assert [(r["id"], r["run name"], r["epochs"], r["learning_rate"]) for r in legend] == [
+        ("C1", "`d3-k3-w64-aug=none`", "40", "0.02152"),
+        ("C2", "`d3-k3-w64-aug=none`", "4", "0.08973"),
+        ("C3", "`d2-k3-w64-aug=none`", "40", "0.01"),
+    ]
+    assert "depth" not in legend[0] and "batch_size" not in legend[0]  # named, or shared
+    for title in ("Leaderboard", "Findings", "Runs", "Reference points"):
+        assert "aug=" not in _section(md, title)  # ids, never the long names
+    assert "`C1` has the highest validation accuracy" in md
+    mlflow.set_tracking_uri(uri)
+    board = summarize(split_by_dataset(load_runs())["cifar10"].main)
+    ids = config_ids(board)
+    by_name = dict(zip(board["label"], board["config"], strict=True))
+    assert ids[by_name["d3-k3-w64-aug=none (epochs=40, learning_rate=0.02152)"]] == "C1"
+    assert ids[by_name["d3-k3-w64-aug=none (epochs=4, learning_rate=0.08973)"]] == "C2"
+
+
+def test_leaderboard_splits_full_length_seeds_from_rungs_and_one_seed_trials(fake_store, tmp_path):
+    uri = fake_store
+    md = write_reports("cifar10", tmp_path / "out", uri)[0].read_text()
+    board = _section(md, "Leaderboard")
+    assert "### Full length, on several seeds" in board
+    confirmed, rest = _tables(board)
+    assert [(r["id"], r["seeds"]) for r in confirmed] == [("C1", "2")]
+    # the rung scored higher on its one seed: ranked first among the rest, not above C1
+    assert [(r["id"], r["epochs"]) for r in rest] == [("C2", "4"), ("C3", "40")]
+
+
+def test_floats_short_class_names_out_command_and_commit_in_the_header(fake_store, tmp_path):
+    uri = fake_store
+    out = tmp_path / "out"
+    paths = write_reports("cifar10", out, uri)
+    md, index = paths[0].read_text(), paths[-1].read_text()
+    assert LONG_LR not in md + index and "0.0897261286643251" not in md + index
+    header = md.split("## Findings")[0]
+    assert "airplane" not in header and "class_names" not in header
+    assert "- **Command**: `python -m benchmark report --dataset cifar10`" in header
+    assert f"`{COMMIT[:12]}`" in header and COMMIT[:13] not in header
+    assert "unknown (launched outside a git checkout) for 1 run(s)" in header
+    args = argparse.Namespace(dataset="cifar10", out=str(out), tracking_uri=uri)
+    assert cmd_report(args) == 0  # the CLI names its own command line
+    assert f"`python -m benchmark report --dataset cifar10 --out {out}`" in paths[0].read_text()
+
+
+def test_no_prose_line_over_400_characters():
+    """A long paragraph becomes one sentence a line; a long sentence is wrapped outside its
+    code spans; tables and list items stay what they are."""
+    from benchmark.report.text import readable
+
+    name = "`d4-k5-w0-c2-gap-aug=randaugment (block_dropout=0.1, epochs=40)`"
+    prose = " ".join(f"Sentence {i} names {name} once." for i in range(12))
+    item = "- **Settings**: " + ", ".join(f"setting_{i}=0.1" for i in range(60))
+    row = "| " + " | ".join(["0.7913 ± 0.0055"] * 30) + " |"
+    lines = readable("\n\n".join([prose, item, row]) + "\n").splitlines()
+    assert max(len(line) for line in lines if not line.startswith("|")) <= 400
+    assert row in lines and sum(name in line for line in lines) == 12  # never split
+    start = next(i for i, line in enumerate(lines) if line.startswith("- **Settings**"))
+    rest = lines[start + 1 : lines.index(row) - 1]  # the item's other lines, then a blank
+    assert len(rest) > 3 and all(line.startswith("  setting_") for line in rest)
+    assert " ".join(lines).split() == "\n\n".join([prose, item, row]).split()  # same words
+
+
+def test_report_deletes_the_figures_it_no_longer_shows(fake_store, tmp_path):
+    uri = fake_store
+    out = tmp_path / "out"
+    (out / "cifar10").mkdir(parents=True)
+    old = out / "cifar10" / "augmentation_gone_policy.png"
+    old.write_bytes(b"\x89PNG\r\n\x1a\n")
+    paths = write_reports("cifar10", out, uri)
+    md = paths[0].read_text()
+    assert not old.exists() and old not in paths
+    kept = sorted((out / "cifar10").glob("*.png"))
+    assert kept and all(f"](cifar10/{p.name})" in md for p in kept)
+
+
+@pytest.mark.slow
+def test_real_report_reads_by_ids_in_short_lines(store, report):
+    """The tiny search's report: ids in every table (the effect and ablation tables too),
+    each named by the legend; no prose line over 400 characters, no row over 250."""
+    uri, dataset = store
+    out, paths, md = report
+    names = _names(md)
+    assert list(names) == [f"C{i}" for i in range(1, len(names) + 1)]
+    assert [r["id"] for r in _board(md)] == list(names)[: len(_board(md))]
+    assert set(_expected(uri)) <= set(names.values())
+    for title in ("Leaderboard", "Augmentation effect", "Ablation", "Pruned and failed", "Runs"):
+        assert "aug=" not in _section(md, title)
+    effect = _rows(_section(md, "Augmentation effect"))
+    assert all(a in names and b in names
+               for a, b in (r["configurations"].split(" → ") for r in effect))  # fmt: skip
+    for text in (md, (out / "README.md").read_text()):
+        lines = text.splitlines()
+        assert max(len(x) for x in lines if not x.startswith("|")) <= 400
+        assert max(len(x) for x in lines) <= 250
+    assert not {p.name for p in (out / slug(dataset)).glob("*.png")} - {
+        p.name for p in paths
+    }  # every figure of the folder is the report's

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import shlex
 
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
@@ -136,7 +137,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     # Under `mlflow run -e report` the command has a run of its own: say it is no trial.
     Tracking.from_env().mark_project_run("report")
-    for path in write_reports(args.dataset, args.out, getattr(args, "tracking_uri", None)):
+    # The reports' headers name the command that wrote them (the tracking store left out:
+    # a local path, or a database URL with its password).
+    command = shlex.join(["python", "-m", "benchmark", "report", "--dataset", str(args.dataset),
+                          "--out", str(args.out)])  # fmt: skip
+    for path in write_reports(args.dataset, args.out, getattr(args, "tracking_uri", None),
+                              command):  # fmt: skip
         print(path)
     return 0
 

@@ -9,9 +9,12 @@ rows are sorted on stable keys, numbers have fixed formats, and dates come from 
 The report is the last stage: it imports benchmark.errors, config, metrics, runtime (and
 what they import), never the CLI or a search. Its modules, each importing only those above:
 
+- text: a setting's value to 4 significant digits, long prose lines broken into sentences
 - load: MLflow runs -> DataFrames (roles, trials by dataset, a study's runs), column helpers
 - stats: leaderboard numbers, effects and intervals, rank correlation, Pareto front, formats
 - markdown: tables and the table sections, the README index
+- header: the report's head (data, code, command, searches)
+- ids: the configuration ids C1, C2, ... every table uses, and their legend
 - findings: the findings in words
 - matters: What matters (fANOVA per study) and Reference points
 - summary: the JSON summary of the best configuration
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 from benchmark.report.build import Report, build_report, write_reports
 from benchmark.report.findings import _relation
+from benchmark.report.header import searches
+from benchmark.report.ids import config_ids
 from benchmark.report.load import (
     DatasetRuns,
     P,
@@ -38,7 +43,7 @@ from benchmark.report.load import (
     slug,
     split_by_dataset,
 )
-from benchmark.report.markdown import searches, table
+from benchmark.report.markdown import table
 from benchmark.report.stats import delta_ci, mean_std, num, pareto_front, spearman, summarize
 
 __all__ = [
@@ -51,6 +56,7 @@ __all__ = [
     "_relation",  # tests read one findings sentence
     "build_report",
     "col",
+    "config_ids",
     "delta_ci",
     "is_trial",
     "load_runs",

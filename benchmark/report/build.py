@@ -18,15 +18,16 @@ import pandas as pd
 
 from benchmark.errors import UserError
 from benchmark.report.budget import budget_section, search_studies
-from benchmark.report.figures import TOP_CURVES, draw_figures
+from benchmark.report.figures import TOP_CURVES, draw_figures, prune_figures
 from benchmark.report.findings import findings
+from benchmark.report.header import header
+from benchmark.report.ids import board_with_ids, dataset_ids, legend, with_ids
 from benchmark.report.lab import lab_index, lab_section, lab_summary
 from benchmark.report.load import DatasetRuns, load_runs, slug, split_by_dataset, tracking
 from benchmark.report.markdown import (
     ablations,
     effect_table,
     failures,
-    header,
     index,
     leaderboard,
     run_index,
@@ -35,6 +36,7 @@ from benchmark.report.matters import matters_by_study, reference_points
 from benchmark.report.origin import best_by_hand, found_by, hand_note, marked
 from benchmark.report.stats import augmentation_effects, best_row, summarize
 from benchmark.report.summary import best_summary
+from benchmark.report.text import readable
 from benchmark.report.weakness import where_it_fails
 
 PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
@@ -56,9 +58,13 @@ class Report:
     summary: dict | None = None  # the best configuration, for <dataset>.json
 
 
-def build_report(runs: DatasetRuns, out: Path) -> Report:
-    """The dataset's markdown and figures; figures are written, markdown is returned."""
-    board = summarize(runs.main)
+def build_report(runs: DatasetRuns, out: Path, command: str | None = None) -> Report:
+    """The dataset's markdown and figures; figures are written (those of the folder it no
+    longer shows deleted), markdown is returned. `command`: how the report was written, for
+    its header (default: `python -m benchmark report --dataset <dataset>`)."""
+    named_runs, named = runs, summarize(runs.main)  # by name: the lab, JSON and README
+    ids = dataset_ids(runs, named)  # every table says C1, C2, ...; the legend names them
+    runs, board = with_ids(runs, ids), board_with_ids(named, ids)
     effects = augmentation_effects(board)
     fig_dir = out / slug(runs.dataset)
     files = draw_figures(runs, board, effects, fig_dir)
@@ -66,18 +72,19 @@ def build_report(runs: DatasetRuns, out: Path) -> Report:
 
     parts = [
         f"# {runs.dataset}: CNN benchmark report",
-        header(runs),
+        header(runs, command),
         "## Findings\n\n" + findings(board, effects),
-        "## Leaderboard\n\n" + leaderboard(marked(board)) + hand_note(board),
+        "## Leaderboard\n\n" + leaderboard(marked(board)) + hand_note(board) + legend(runs, ids),
         "## What matters\n\n" + matters_by_study(runs),
         *budget_section(studies),
         "## Augmentation effect\n\n" + effect_table(effects),
     ]
-    best = best_summary(runs.main, best_row(board)) if len(board) else None
+    best = best_summary(runs.main, best_row(named)) if len(board) else None
     if best is not None:  # the headline best: a search found it (stats.searched)
         best["found_by"] = found_by(studies, best["run_ids"])
-    parts.insert(4, "## Reference points\n\n" + reference_points(runs.dataset, runs.main, best))
-    parts.insert(1, lab_section(runs, best))  # the lab's answers first, then the details
+    here = best and best | {"run_name": str(best_row(board)["label"])}  # its id
+    parts.insert(4, "## Reference points\n\n" + reference_points(runs.dataset, runs.main, here))
+    parts.insert(1, lab_section(named_runs, best))  # the lab's answers first, then the details
     fails, fail_files = where_it_fails(best_row(board) if len(board) else None, fig_dir)
     parts.append("## Where it fails\n\n" + fails)
     if runs.ablation_ids:
@@ -87,7 +94,10 @@ def build_report(runs: DatasetRuns, out: Path) -> Report:
     parts.append("## Figures\n\n" + ("\n\n".join(shown) if shown else "No completed trials."))
     parts.append("## Pruned and failed trials\n\n" + failures(runs))
     parts.append("## Runs\n\n" + run_index(board))
-    return Report(runs.dataset, "\n\n".join(parts) + "\n", board, files + fail_files, best)
+    markdown = readable("\n\n".join(parts) + "\n")
+    gone = set(prune_figures(fig_dir, markdown))  # figures of an earlier report of the folder
+    kept = [f for f in files + fail_files if f not in gone]
+    return Report(runs.dataset, markdown, named, kept, best)
 
 
 @contextlib.contextmanager
@@ -105,10 +115,16 @@ def _no_progress_bar() -> Iterator[None]:
 
 
 def write_reports(
-    dataset: str = "all", out: str | Path = "reports", tracking_uri: str | None = None,
+    dataset: str = "all",
+    out: str | Path = "reports",
+    tracking_uri: str | None = None,
+    command: str | None = None,
     skipped: dict[str, str] | None = None,
 ) -> list[Path]:
     """Write `<out>/<dataset>.md` (figures in `<out>/<dataset>/`) and `<out>/README.md`.
+
+    `command` is how the reports were asked for, named in each header (the CLI passes its
+    own command line; default: `python -m benchmark report --dataset <dataset>`).
 
     `dataset="all"` reports every dataset found. The index always covers every dataset in
     the store, so reporting one dataset never drops the others from it. `skipped` (the lab
@@ -132,7 +148,7 @@ def write_reports(
             if dataset not in ("all", name):
                 boards[name] = summarize(runs.main)  # index only
                 continue
-            rep = build_report(runs, out)
+            rep = build_report(runs, out, command)
             path = out / f"{slug(name)}.md"
             path.write_text(rep.markdown, encoding="utf-8")
             written += [path, *rep.files]
@@ -147,5 +163,6 @@ def write_reports(
             boards[name] = rep.board
         readme = out / "README.md"
         skipped = {d: why for d, why in (skipped or {}).items() if d not in by_dataset}
-        readme.write_text(index(boards, lead=lab_index(labs, skipped)), encoding="utf-8")
+        text = index(boards, lead=lab_index(labs, skipped))
+        readme.write_text(readable(text), encoding="utf-8")
     return [*written, readme]

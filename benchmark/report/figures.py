@@ -196,17 +196,36 @@ def draw_figures(
             files.append(_accuracy_vs(board[ok], metric, fig_dir / name, xlabel, logx))
 
     if effects:
-        archs = sorted({e.arch for e in effects})
+        archs = sorted({_group(e) for e in effects})
         policies = sorted({e.policy for e in effects})
-        series = {"none": [next(e.test_none for e in effects if e.arch == a) for a in archs]}
+        series = {"none": [next(e.test_none for e in effects if _group(e) == a) for a in archs]}
         for p in policies:
-            found = {e.arch: e.test_aug for e in effects if e.policy == p}
+            found = {_group(e): e.test_aug for e in effects if e.policy == p}
             series[p] = [found.get(a, (math.nan, math.nan)) for a in archs]
         files.append(
             grouped_bars(archs, series, fig_dir / "augmentation_effect.png", ylabel="test accuracy")
         )
     files += copy_previews(runs, fig_dir)
     return files
+
+
+def _group(effect: Effect) -> str:
+    """An architecture's bars: its name and the id of its configuration without
+    augmentation (two architectures may share a name and differ in other settings)."""
+    return f"{effect.arch} ({effect.none_label})" if effect.none_label else effect.arch
+
+
+def prune_figures(fig_dir: Path, markdown: str) -> list[Path]:
+    """Delete the PNGs of `fig_dir` that `markdown` no longer shows (a policy or a per-class
+    figure of an earlier store): a report's folder holds its own figures only. Returns the
+    paths deleted."""
+    if not fig_dir.is_dir():
+        return []
+    orphans = [p for p in sorted(fig_dir.glob("*.png"))
+               if f"]({fig_dir.name}/{p.name})" not in markdown]  # fmt: skip
+    for path in orphans:
+        path.unlink()
+    return orphans
 
 
 def _accuracy_vs(board: pd.DataFrame, metric: str, path: Path, xlabel: str, logx: bool) -> Path:

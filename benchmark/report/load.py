@@ -2,8 +2,8 @@
 dataset (`DatasetRuns`), the runs of one study, and the column helpers every report module
 reads them with (`P`, `T`, `X`, `col`, `numbers`, `tested_val`).
 
-May import benchmark.metrics and benchmark.config only (and MLflow, pandas): every other
-report module builds on this one, so it imports none of them.
+May import benchmark.metrics, benchmark.config and benchmark.report.text only (and MLflow,
+pandas): every other report module builds on this one, so it imports none of them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 from benchmark import metrics as M
 from benchmark.choices import display
 from benchmark.config import TrialConfig, augmentation_tag
+from benchmark.report.text import short
 from benchmark.runfilter import literal
 
 # Tags and params that benchmark/search/driver.py sets on its parent runs.
@@ -221,16 +222,23 @@ def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
     for rows in t[shared].groupby(["ablation", "base"]).groups.values():
         same = keys.loc[rows]
         differ = [c for c in pcols if same[c].nunique() > 1]
-        t.loc[same.index, "suffix"] = [
-            " (" + ", ".join(f"{k.removeprefix('params.')}={v}" for k, v in r.items()) + ")"
-            for r in same[differ].to_dict("records")
-        ]
+        t.loc[same.index, "suffix"] = _suffixes(same[differ])
     t["label"] = t["base"] + t["suffix"]
     t["arch_label"] = [  # the name less its policy: "-aug=lab" (names before it: "-seed")
         b.removesuffix(f"-{augmentation_tag(a)}").removesuffix(f"-{a}") + s
         for b, a, s in zip(t["base"], policy, t["suffix"], strict=True)
     ]
     return t
+
+
+def _suffixes(differ: pd.DataFrame) -> list[str]:
+    """What tells each of these same-named configurations apart, its floats shortened (a
+    logged learning rate has 17 digits); in full only where the short ones would tie two."""
+    full = [" (" + ", ".join(f"{k.removeprefix('params.')}={v}" for k, v in r.items()) + ")"
+            for r in differ.to_dict("records")]  # fmt: skip
+    brief = [" (" + ", ".join(f"{k.removeprefix('params.')}={short(v)}" for k, v in r.items())
+             + ")" for r in differ.to_dict("records")]  # fmt: skip
+    return brief if len(set(brief)) == len(set(full)) else full
 
 
 def _config_name(params: dict[str, object]) -> str | None:

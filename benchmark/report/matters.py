@@ -8,7 +8,7 @@ numbers.
 - `reference_points`: the lab's net as this suite measured it, beside the published
   numbers of `REFERENCES` with their conditions and sources.
 
-May import benchmark.metrics, benchmark.config and benchmark.report.load only.
+May import benchmark.metrics, benchmark.config and benchmark.report.load and .text only.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pandas as pd
 from benchmark import metrics as M
 from benchmark.config import TrialConfig, augmentation_tag
 from benchmark.report.load import TAG_ROLE, DatasetRuns, P, T, col, numbers, tested_val
+from benchmark.report.text import short
 
 NO_NUMBER = "–"  # an en dash: the reference table always showed this one
 # Params that never differ between configurations on purpose (or are derived from others).
@@ -207,14 +208,15 @@ def what_matters(done: pd.DataFrame) -> str:
         per_value[d] = stats
         if imp:
             best = stats["mean"].idxmax()
-            lines.append(f"| `{d}` | {imp[d]:.3f} | {best} ({stats['mean'][best]:.4f}) |")
+            lines.append(f"| `{d}` | {imp[d]:.3f} | {short(best)} ({stats['mean'][best]:.4f}) |")
     lines.append("\nMean validation accuracy for each value (runs = completed trial runs):\n")
     lines.append("| setting | value | mean val acc | best val acc | runs |")
     lines.append("| --- | --- | ---: | ---: | ---: |")
     for d in order:
         for value, row in per_value[d].iterrows():
             lines.append(
-                f"| `{d}` | {value} | {row['mean']:.4f} | {row['max']:.4f} | {int(row['n'])} |"
+                f"| `{d}` | {short(value)} | {row['mean']:.4f} | {row['max']:.4f} | "
+                f"{int(row['n'])} |"
             )
     lines.append(
         "\nA mean over a value mixes every other setting it was tried with: read it beside "

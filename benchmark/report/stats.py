@@ -79,6 +79,24 @@ def best_by_hand_row(board: pd.DataFrame) -> pd.Series | None:
     return best_row(board[board["by_hand"].astype(bool)])
 
 
+def confirmed(board: pd.DataFrame) -> pd.Series:
+    """The leaderboard rows of its first table: configurations trained at full length on 2
+    or more seeds. Why apart: a halving rung's shorter training (tag `rung`) and a one-seed
+    trial only chose what to train further; ranked among the confirmed ones, a lucky short
+    run reads as a rival. False for every row of an empty board."""
+    if board.empty:
+        return pd.Series(dtype=bool)
+    rung = board["rung_run"].astype(bool) if "rung_run" in board else False
+    return (board["n"] >= 2) & ~rung
+
+
+def shown_order(board: pd.DataFrame) -> pd.DataFrame:
+    """The board in the order the leaderboard shows it: its confirmed rows, then the rest,
+    each ranked on validation (the order of the configuration ids C1, C2, ...)."""
+    first = confirmed(board)
+    return pd.concat([board[first], board[~first]]) if len(board) else board
+
+
 def unconfirmed_above(board: pd.DataFrame, best: pd.Series) -> pd.DataFrame:
     """Configurations a search found ranked above `best` (best_row's) on validation, run
     on fewer seeds; not a halving search's shorter rungs: those are shorter trainings that
@@ -190,6 +208,8 @@ class Effect:
     time: Delta
     test_none: tuple[float, float]  # mean, std
     test_aug: tuple[float, float]
+    none_label: str = ""  # the two configurations compared, as the board labels them
+    aug_label: str = ""
 
 
 def augmentation_effects(board: pd.DataFrame) -> list[Effect]:
@@ -201,7 +221,7 @@ def augmentation_effects(board: pd.DataFrame) -> list[Effect]:
             a["arch_label"], b["aug"], a["n"], b["n"],
             *(delta_ci(a, b, m) for m in (M.TEST_ACCURACY, M.OVERFIT_GAP)), _time_delta(a, b),
             (a[M.TEST_ACCURACY], a[M.TEST_ACCURACY + ":std"]),
-            (b[M.TEST_ACCURACY], b[M.TEST_ACCURACY + ":std"]),
+            (b[M.TEST_ACCURACY], b[M.TEST_ACCURACY + ":std"]), str(a["label"]), str(b["label"]),
         )
         for b in rows
         if b["aug"] != "none" and (a := nones.get(b["arch"])) is not None
