@@ -96,7 +96,7 @@ def test_sigterm_then_kill_9_then_the_end_leave_one_finished_parent(tmp_path, sh
     third = _search(tmp_path, shared_data, "--workers", workers)
     out, err = third.communicate(timeout=900)
     assert third.returncode == 0, err[-3000:]
-    assert "grid covered; 4 complete" in out
+    assert "grid covered; 4 complete" in out, out
 
     (parent,) = _parents()
     tags = parent.data.tags
@@ -173,3 +173,23 @@ def test_a_store_with_two_parents_of_one_study_reports_it_as_one_row(tmp_path):
     resumed = next(r for r in rows if made[1].info.run_id in r)
     assert "(and 1 earlier parent run)" in resumed and "| 4/0/0 |" in resumed
     assert made[0].info.run_id not in table
+
+
+def test_an_interrupted_retry_is_retried_once_however_often_the_study_is_recovered(tmp_path):
+    """SIGTERM, then kill -9 of the rerun: the rerun (a retry, `failed_trial` naming the
+    first) is enqueued again once; every later recovery leaves it be. Found by the test
+    above: each recovery queued it again and the grid point ran twice."""
+    from benchmark.search.study import requeue_interrupted
+
+    store = make_storage(str(tmp_path / "optuna.journal"))
+    study = optuna.create_study(storage=store)
+    first = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    study.tell(first, state=TrialState.FAIL)  # stopped: no fail_reason of its own
+    requeue_interrupted(study, store)
+    retry = study.ask()  # the WAITING copy, same parameters
+    study.tell(retry, state=TrialState.FAIL)  # interrupted too
+    for _ in range(3):  # the next command's start and each of its claims recover the study
+        requeue_interrupted(study, store)
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].params == first.params
+    assert waiting[0].system_attrs["retry_history"] == [0, 1]

@@ -124,9 +124,11 @@ def grid_left(study, space: SearchSpace) -> dict[str, int]:
 
 def requeue_interrupted(study, store) -> None:
     """Ctrl-C'd trials, and RUNNING ones whose local worker process is gone (kill -9), are
-    failed and enqueued again with the same parameters, once each."""
+    failed and enqueued again with the same parameters, once each. A retry's `failed_trial`
+    names the first trial of its chain, `retry_history` every one: a retry that was itself
+    interrupted (SIGTERM, then kill -9 of the rerun) is retried once, not at every call."""
     trials = study.get_trials(deepcopy=False)
-    retried = {t.system_attrs.get("failed_trial") for t in trials}
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     host = socket.gethostname()
     for t in trials:
         worker = t.user_attrs.get("worker", "")
