@@ -193,3 +193,18 @@ def test_an_interrupted_retry_is_retried_once_however_often_the_study_is_recover
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert len(waiting) == 1 and waiting[0].params == first.params
     assert waiting[0].system_attrs["retry_history"] == [0, 1]
+
+
+def test_the_winner_shown_twice_on_the_one_parent_is_shown_once():
+    """A resume (or a second worker) that ends with the same winner shows it on the same
+    parent again: MLflow refuses the model output twice, which read as a registry failure."""
+    from benchmark.search.champion import show_on_parent
+
+    client = mlflow.MlflowClient()
+    model = client.create_logged_model("0", name="winner")
+    winner = client.create_run("0", tags={M.TAG_MODEL_URI: f"models:/{model.model_id}"})
+    parent = client.create_run("0")
+    for _ in range(2):
+        show_on_parent(parent.info.run_id, client.get_run(winner.info.run_id))
+    (output,) = client.get_run(parent.info.run_id).outputs.model_outputs
+    assert output.model_id == model.model_id
