@@ -79,9 +79,12 @@ TAG_BEST_CONFIG = "best_config"  # parent -> the best child's run name
 TAG_BENCHMARK_ROLE = "benchmark.role"
 ROLE_TAGS = (TAG_BENCHMARK_ROLE, TAG_ROLE)  # set together; old runs carry TAG_ROLE only
 TAG_NOTE = "mlflow.note.content"  # a run's or experiment's description in the MLflow UI
+# Stores from before one parent per study: a resume made a new parent linking the earlier ones.
 TAG_FIRST_PARENT = "first_parent"  # parent -> the first parent run of its study
 TAG_PREVIOUS_PARENT = "previous_parent"  # parent -> the study's parent before this one
 TAG_STUDY_PARENTS = "study_parents"  # parent -> how many parent runs its study has
+TAG_RESUMES = "resumes"  # parent -> how often a later command reopened it (resume, worker)
+SEARCH_WALL_TIME = "search_wall_s"  # parent: seconds its commands held it, summed over resumes
 TAG_RUNG = "benchmark.rung"  # halving: the trial run's rung (0, 1, ...)
 TAG_STAGE = "benchmark.stage"  # halving: explore (a rung) | confirm (a finalist's other seeds)
 TAG_WARM_START = "benchmark.warm_start"  # a candidate queued from this earlier run's config

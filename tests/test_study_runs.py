@@ -43,7 +43,7 @@ def _runs(**filters) -> list:
 
 
 @pytest.mark.slow
-def test_resumed_study_links_its_parents_and_every_parent_shows_the_study(tmp_path, shared_data):
+def test_a_resumed_study_reopens_its_one_parent_which_shows_the_study(tmp_path, shared_data):
     space = _space(tmp_path)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     common = dict(dataset="cifar10", data_dir=str(shared_data), overrides=TINY,
@@ -53,26 +53,23 @@ def test_resumed_study_links_its_parents_and_every_parent_shows_the_study(tmp_pa
     second = search_mod.run_search(space, n_trials=2, **common)  # the same study, resumed
     assert first.study_name == second.study_name
 
-    parents = search_mod.study_parents(second.study_name)
-    assert len(parents) == 2
-    old, new = parents
-    name = f"search-{second.study_name}"  # the study's name already says "optuna"
-    assert old.info.run_name == new.info.run_name == name
-    assert new.data.tags[M.TAG_FIRST_PARENT] == new.data.tags[M.TAG_PREVIOUS_PARENT]
-    assert new.data.tags[M.TAG_PREVIOUS_PARENT] == old.info.run_id
-    for p in search_mod.study_parents(second.study_name):  # fresh copies of both
-        assert p.data.tags[M.TAG_BEST_RUN] == second.best_run_id
-        assert p.data.metrics["n_complete"] == 2
-        assert p.data.tags[M.TAG_STUDY_PARENTS] == "2"
-        assert p.data.tags[M.TAG_BENCHMARK_ROLE] == "search"
-        note = p.data.tags[M.TAG_NOTE]
-        assert f"**Study `{second.study_name}`**: 2 complete" in note
-        assert "| # | configuration | augmentation | val acc | test acc | params |" in note
+    (parent,) = search_mod.study_parents(second.study_name)  # reopened, not a second one
+    assert parent.info.run_name == f"search-{second.study_name}"  # the name says "optuna"
+    assert parent.info.status == "FINISHED" and parent.data.tags[M.TAG_RESUMES] == "1"
+    assert parent.data.tags["n_trials"] == "2"  # the tags hold the latest command's settings
+    assert parent.data.params["n_trials"] == "1"  # a param cannot change: the first's stays
+    assert parent.data.tags[M.TAG_BEST_RUN] == second.best_run_id
+    assert parent.data.metrics["n_complete"] == 2
+    assert parent.data.metrics[M.SEARCH_WALL_TIME] > 0
+    assert parent.data.tags[M.TAG_STUDY_PARENTS] == "1"
+    assert parent.data.tags[M.TAG_BENCHMARK_ROLE] == "search"
+    note = parent.data.tags[M.TAG_NOTE]
+    assert f"**Study `{second.study_name}`**: 2 complete" in note
+    assert "| # | configuration | augmentation | val acc | test acc | params |" in note
 
     trials = _runs(**{M.TAG_BENCHMARK_ROLE: "trial"})
     assert len(trials) == 2 and {t.data.tags[M.TAG_ROLE] for t in trials} == {"trial"}
-    assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {old.info.run_id,
-                                                                   new.info.run_id}  # fmt: skip
+    assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {parent.info.run_id}
     # each configuration a row of the leaderboard, linked to its run in the UI
     for t in trials:
         link = (f"[{t.info.run_name}](#/experiments/{t.info.experiment_id}/runs/"
@@ -80,7 +77,7 @@ def test_resumed_study_links_its_parents_and_every_parent_shows_the_study(tmp_pa
         assert link in note
 
     # one experiment per dataset, described for a user of the UI
-    exp = mlflow.get_experiment(new.info.experiment_id)
+    exp = mlflow.get_experiment(parent.info.experiment_id)
     assert exp.name == "cnn-benchmark/cifar10"
     assert {t.info.experiment_id for t in trials} == {exp.experiment_id}
     assert "add these columns" in exp.tags[M.TAG_NOTE]
@@ -88,9 +85,9 @@ def test_resumed_study_links_its_parents_and_every_parent_shows_the_study(tmp_pa
 
     # the report of the dataset and its figures ride along on the parent
     client = mlflow.MlflowClient()
-    files = {a.path for a in client.list_artifacts(new.info.run_id, "report")}
+    files = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert {"report/cifar10.md", "report/README.md", "report/cifar10"} <= files
-    figures = {a.path for a in client.list_artifacts(new.info.run_id, "report/cifar10")}
+    figures = {a.path for a in client.list_artifacts(parent.info.run_id, "report/cifar10")}
     assert "report/cifar10/learning_curves.png" in figures
 
     # run again: complete, nothing trained, and how to start a fresh one

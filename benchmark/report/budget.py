@@ -87,14 +87,17 @@ class Study:
 
     @property
     def wall_s(self) -> float:
-        """Seconds its parent runs took, together; a parent still running counts up to its
-        latest finished trial (so the same store always gives the same figure)."""
+        """Seconds its parent runs took, together: the commands' own time (`search_wall_s`,
+        summed over resumes; a parent's start and end would span the pauses between them),
+        else, for a parent from before it, start to end; a parent still running counts up to
+        its latest finished trial (so the same store always gives the same figure)."""
         last = pd.to_datetime(col(self.runs, "end_time"), utc=True)
         child_end = last.groupby(col(self.runs, T(TAG_PARENT))).max()
         end = pd.to_datetime(col(self.parents, "end_time"), utc=True)
         end = end.fillna(self.parents["run_id"].map(child_end))
         start = pd.to_datetime(col(self.parents, "start_time"), utc=True)
-        return float((end - start).dt.total_seconds().clip(lower=0).sum())
+        span = (end - start).dt.total_seconds().clip(lower=0)
+        return float(numbers(self.parents, M.SEARCH_WALL_TIME).fillna(span).sum())
 
     def ladder(self) -> list[int]:
         """Epochs per rung: the parent's `rung_epochs` (planned), else what the runs show."""
@@ -158,7 +161,7 @@ def _title(study: Study) -> str:
         f"rungs of {'-'.join(map(str, ladder))} epochs" if ladder else "no rungs",
         f"top {study.tag('confirm_top') or DASH} confirmed on {study.tag('seeds') or DASH} seeds",
         f"{_minutes(study.wall_s)} min of wall time in {parents} parent run(s)"
-        + (" (resumed)" if parents > 1 else ""),
+        + (" (resumed)" if parents > 1 or study.number(M.TAG_RESUMES) else ""),
         f"trainings: {_trainings(runs)}",
     ]
     warm = runs[col(runs, T(M.TAG_WARM_START)).notna()]

@@ -20,6 +20,7 @@ import yaml
 from mlflow.exceptions import MlflowException
 
 from benchmark import metrics as M
+from benchmark.report import load
 from benchmark.report.load import TAG_BEST_CONFIG, TAG_ROLE, DatasetRuns, P, T, X, col
 from benchmark.report.markdown import CONTENDED, cell, distinct, table, utc
 from benchmark.report.stats import DASH, has_value, num
@@ -115,11 +116,12 @@ def _shared_settings(done: pd.DataFrame) -> str:
 
 
 def searches(parents: pd.DataFrame, labels: dict[str, str] | None = None) -> str:
-    """One row per parent run; its best configuration as the leaderboard labels it (today's
+    """One row per study (its parent run; an older store's several parents of a resumed study
+    merged, `one_per_study`); its best configuration as the leaderboard labels it (today's
     names, also for runs logged under older ones), else as the parent logged it."""
     labels = labels or {}
     rows = []
-    for r in parents.to_dict("records"):
+    for r in load.one_per_study(parents).to_dict("records"):
         counts = "/".join(num(r.get(X(f"n_{k}")), 0) for k in ("complete", "pruned", "failed"))
         # tags: the resolved values (params may hold what was typed to `mlflow run`, "none")
         budget = f"{cell(r.get(T('n_trials')))} trials × {cell(r.get(T('seeds')))} seed(s)"
@@ -138,7 +140,10 @@ def searches(parents: pd.DataFrame, labels: dict[str, str] | None = None) -> str
         note = _space_budget(r)
         budget += f" ({note})" if note else ""
         best = labels.get(r.get(T(M.TAG_BEST_RUN))) or r.get(T(TAG_BEST_CONFIG))
-        rows.append([r.get(T(TAG_ROLE)), f"`{r['run_id']}`", utc(r["start_time"]),
+        n = r["parent_runs"]
+        more = f" (and {n - 1} earlier parent run{'s' if n > 2 else ''})" if n > 1 else ""
+        run = f"`{r['run_id']}`{more}"
+        rows.append([r.get(T(TAG_ROLE)), run, utc(r["start_time"]),
                      r.get(T("strategy")), _relative(r.get(T("space_file"))), budget, counts,
                      best])  # fmt: skip
     return table("role | run | started | strategy | space | budget | complete/pruned/failed | "

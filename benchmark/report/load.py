@@ -1,6 +1,6 @@
 """MLflow runs -> DataFrames: one query for the store, the role of each run, trial runs by
-dataset (`DatasetRuns`), the runs of one study, and the column helpers every report module
-reads them with (`P`, `T`, `X`, `col`, `numbers`, `tested_val`).
+dataset (`DatasetRuns`), the runs of one study, a study's parents as one row, and the column
+helpers every report module reads them with (`P`, `T`, `X`, `col`, `numbers`, `tested_val`).
 
 May import benchmark.metrics, benchmark.config and benchmark.report.text only (and MLflow,
 pandas): every other report module builds on this one, so it imports none of them.
@@ -151,6 +151,26 @@ def split_by_dataset(df: pd.DataFrame) -> dict[str, DatasetRuns]:
         )
         for name in names
     }
+
+
+def one_per_study(parents: pd.DataFrame) -> pd.DataFrame:
+    """The parent runs as one row per study (tag `study_name`; a parent without one is its own
+    study), in the order the studies began. Stores from before one parent per search hold a
+    parent per resume and per worker process; their row takes each column as the latest
+    parent that logged it has it (every parent got the study's counts and best at each end),
+    the run id of the latest, the earliest start, the latest end, and `parent_runs`: how many
+    there were."""
+    if parents.empty:
+        return parents.assign(parent_runs=pd.Series(dtype=int))
+    key = col(parents, T("study_name")).fillna(parents["run_id"])
+    ordered = parents.assign(_study=key).sort_values(["start_time", "run_id"])
+    groups = ordered.groupby("_study", sort=False, dropna=False)
+    rows = groups.last()
+    rows["start_time"] = groups["start_time"].min()
+    if "end_time" in ordered:
+        rows["end_time"] = groups["end_time"].max()
+    rows["parent_runs"] = groups.size()
+    return rows.reset_index(drop=True)
 
 
 def load_study_runs(study_name: str) -> DatasetRuns:

@@ -6,6 +6,7 @@
     study.py     what a study holds, read back (counts, grid coverage, dead workers' trials)
     slots.py     the trial slots: claim, run, report; N at once with --workers N
     driver.py    run_search: the parent run, the objective, resume
+    parent.py    the study's one parent run: recorded, reopened, shared by workers
     halving.py   successive halving: the plan for a time budget and the next job (pure)
     rungs.py     halving on an Optuna study: plan and time spent stored, jobs queued
     warm.py      warm start: earlier searches' best configurations queued first

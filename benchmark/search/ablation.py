@@ -24,14 +24,15 @@ NOT_FIXED = ("dataset", "augmentation", "seed")
 
 def best_of_latest_search(dataset: str) -> tuple[str, dict[str, Any]]:
     """The latest search's best trial run on `dataset` (by validation accuracy) and its
-    settings, read back from MLflow so the ablation needs no state of its own. A resumed
-    study's trials hang under several parents: all of them count."""
+    settings, read back from MLflow so the ablation needs no state of its own. The latest is
+    the one last active: a resumed search keeps its parent's first start, so its end counts.
+    An older store's resumed study has several parents: the trials of all of them count."""
     parents = mlflow.search_runs(
         search_all_experiments=True,
         filter_string=f"tags.{M.TAG_ROLE} = 'search' and tags.{M.TAG_DATASET} = {literal(dataset)}",
-        order_by=["attributes.start_time DESC"],
         output_format="list",
     )
+    parents.sort(key=lambda p: max(p.info.start_time or 0, p.info.end_time or 0), reverse=True)
     for parent in parents:
         study = parent.data.tags.get("study_name")
         same = (

@@ -138,12 +138,17 @@ def show_on_parent(parent_id: str, winner) -> None:
     """The search's parent run gets its winner's datasets as inputs (the parent's row in the
     runs table, where its trials are folded, then fills the Dataset column) and its winner's
     model as an output (`run.outputs`, and "Logged models" on the parent's page; MLflow
-    3.17's Models column lists a model on the row of the trial that logged it)."""
+    3.17's Models column lists a model on the row of the trial that logged it). The parent is
+    reopened by each resume and shared by workers, so each may end with the same winner:
+    MLflow refuses an output twice (inputs it merges), so one already shown is left."""
     client = mlflow.MlflowClient()
     if winner.inputs and winner.inputs.dataset_inputs:
         client.log_inputs(parent_id, datasets=list(winner.inputs.dataset_inputs))
     if model_id := winner.data.tags.get(TAG_MODEL_URI, "").removeprefix("models:/"):
-        client.log_outputs(parent_id, [LoggedModelOutput(model_id, 0)])
+        outputs = client.get_run(parent_id).outputs
+        shown = {o.model_id for o in (outputs.model_outputs if outputs else [])}
+        if model_id not in shown:
+            client.log_outputs(parent_id, [LoggedModelOutput(model_id, 0)])
 
 
 def describe(run, study_name: str, val: Sequence[float], test: Sequence[float]) -> str:

@@ -5,7 +5,8 @@ All three are the same `optuna.create_study(sampler=..., pruner=..., storage=...
 load_if_exists=True)`, so resume and scale-out work alike: run the same command again (or on
 another machine against a shared storage) and it continues the same study. `run_search` reads
 as its steps: open the study, check the data, (halving) plan the budget, then trial slots
-under the parent run until the study says stop, then the summary on every parent.
+under the study's one parent run (benchmark.search.parent: reopened on resume, shared by
+workers) until the study says stop, then the summary on the parent.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from benchmark.search import faults, rungs
 from benchmark.search.champion import crown_search
 from benchmark.search.cores import cores_for_slot, threads_per_trial
 from benchmark.search.halving import CONFIRM, Job, scaled_config
+from benchmark.search.parent import StudyParent
 from benchmark.search.parts import make_pruner, make_sampler
 from benchmark.search.rungs import Budget
 from benchmark.search.slots import Slot, drive
@@ -42,7 +44,6 @@ from benchmark.search.study import (
     finished_with_params,
     mark_orphans,
     study_name_for,
-    study_parents,
     trial_counts,
 )
 from benchmark.search.summary import Describer, SearchSummary, log_summary, parent_run_name
@@ -163,7 +164,9 @@ def run_search(
         if rungs.warm_start_wanted(space, warm_start) and not search.study.trials:
             enqueue_warm_start(search.study, space, search.base, search.budget.plan, printer)
     run_name = parent_run_name(role, search.study_name, space.strategy)
-    with search.tracking.search_parent(dataset, run_name, _parent_tags(search)) as parent:
+    claim = StudyParent(search.study, role)  # resumes and other workers: the same parent
+    with search.tracking.search_parent(dataset, run_name, _parent_tags(search),
+                                       claim) as parent:  # fmt: skip
         summary = _run_slots(search, parent, datasets, printer)
         log_summary(search.study, summary, parent.info.run_id, space=space, dataset=dataset,
                     seeds=search.seeds if space.strategy != "halving" else 1,
@@ -219,20 +222,17 @@ def _parent_tags(search: Search) -> dict[str, str]:
     holding what was typed ("none" = default), and MLflow params cannot change."""
     tags = {**{t: search.role for t in M.ROLE_TAGS}, "worker": WORKER, **search.settings(),
             **(search.tags or {})}  # fmt: skip
-    if earlier := study_parents(search.study_name):  # a resumed study: link its earlier parents
-        tags[M.TAG_FIRST_PARENT] = earlier[0].info.run_id
-        tags[M.TAG_PREVIOUS_PARENT] = earlier[-1].info.run_id
     return {k: str(v) for k, v in tags.items()}
 
 
 def _log_parent(search: Search, parent: mlflow.ActiveRun) -> None:
-    """The settings as params (those `mlflow run` did not already log) and the space file."""
+    """The settings as params (those `mlflow run` or an earlier command of the study did not
+    already log: MLflow params cannot change; the tags hold this command's) and the space."""
     space = search.space
     given = parent.data.params if parent.data else {}
-    mlflow.log_params(
-        {k: v for k, v in search.settings().items() if k not in given}
-        | {f"fixed.{k}": v for k, v in {**space.fixed, **search.base}.items() if k != "dataset"}
-    )
+    params = search.settings() | {f"fixed.{k}": v for k, v in {**space.fixed, **search.base}
+                                  .items() if k != "dataset"}  # fmt: skip
+    mlflow.log_params({k: v for k, v in params.items() if k not in given})
     mlflow.log_text(space.text, f"search_space/{os.path.basename(space.path)}")
 
 

@@ -1,6 +1,6 @@
 """What a study holds, read back: counts, grid coverage, epochs spent, dead workers' trials,
 and the MLflow parent runs of a study. Shared by the driver, the summary and the ablation.
-May import: benchmark.metrics, benchmark.search.space, benchmark.search.storage.
+May import: benchmark.metrics, benchmark.stop, benchmark.search.space, benchmark.search.storage.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from benchmark import metrics as M
 from benchmark.runfilter import literal
 from benchmark.search.space import SearchSpace
 from benchmark.search.storage import RETRY
+from benchmark.stop import WORKER
 
 POLL_S = 5  # how often a worker with nothing left to claim checks on others' trials
 
@@ -123,9 +124,11 @@ def grid_left(study, space: SearchSpace) -> dict[str, int]:
 
 def requeue_interrupted(study, store) -> None:
     """Ctrl-C'd trials, and RUNNING ones whose local worker process is gone (kill -9), are
-    failed and enqueued again with the same parameters, once each."""
+    failed and enqueued again with the same parameters, once each. A retry's `failed_trial`
+    names the first trial of its chain, `retry_history` every one: a retry that was itself
+    interrupted (SIGTERM, then kill -9 of the rerun) is retried once, not at every call."""
     trials = study.get_trials(deepcopy=False)
-    retried = {t.system_attrs.get("failed_trial") for t in trials}
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     host = socket.gethostname()
     for t in trials:
         worker = t.user_attrs.get("worker", "")
@@ -165,6 +168,19 @@ def own_trial(study, number: int | None) -> optuna.trial.FrozenTrial | None:
     if number is None:
         return None
     return next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+
+
+def other_worker(study) -> str | None:
+    """A worker other than this process with a trial RUNNING in the study (on this host: one
+    whose process is alive), or None: whom this command leaves the shared parent run to."""
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker", "")
+        w_host, _, w_pid = worker.rpartition(":")
+        gone = w_host == host and w_pid.isdigit() and not psutil.pid_exists(int(w_pid))
+        if worker and worker != WORKER and not gone:
+            return worker
+    return None
 
 
 def study_parents(study_name: str) -> list:

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import mlflow
 from mlflow.exceptions import MlflowException
 
 from benchmark import metrics as M
 from benchmark.errors import UserError
+from benchmark.stop import TAG_SIGNAL
 from benchmark.train.outcome import run_outcome
 
 DEFAULT_EXPERIMENT = "cnn-benchmark"  # a dataset's runs go to cnn-benchmark/<dataset>
@@ -32,6 +35,23 @@ ENTRY_POINT_TAG = "mlflow.project.entryPoint"  # set by `mlflow run` on the run 
 PROJECT_RUN_ENV = "MLFLOW_RUN_ID"  # what `mlflow run` sets for its command
 # Fail in seconds, not after MLflow's minutes of retries with backoff.
 QUICK_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+class ParentClaim(Protocol):
+    """Which run is a study's one parent, as the study records it (the search stage's
+    benchmark.search.parent.StudyParent): this module knows runs, not studies."""
+
+    def recorded(self, experiment_id: str) -> str | None:
+        """The study's parent run in this experiment, if it has one."""
+        ...
+
+    def claim(self, run_id: str) -> str:
+        """Offer a new run as the parent; returns the run that is (the first offered)."""
+        ...
+
+    def handover(self) -> str | None:
+        """Another live worker still training trials of the study (its `worker`), or None."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -80,38 +100,55 @@ class Tracking:
             _tag_quietly(self.project_run, values)
 
     @contextlib.contextmanager
-    def search_parent(self, dataset: str, run_name: str,
-                      tags: dict[str, str]) -> Iterator[mlflow.ActiveRun]:  # fmt: skip
-        """The search's parent run: the `mlflow run` run when there is one in the right
-        experiment (no extra run), else a new run in the dataset's experiment.
+    def search_parent(self, dataset: str, run_name: str, tags: dict[str, str],
+                      study: ParentClaim | None = None) -> Iterator[mlflow.ActiveRun]:  # fmt: skip
+        """The search's parent run: the study's own when it has one (a resume, or another
+        worker: reopened RUNNING, tag `resumes` counting up), else the `mlflow run` run when
+        there is one in the right experiment (no extra run), else a new run in the dataset's
+        experiment, offered to the study as its parent (`study.claim`: a command that
+        started at the same moment may win, and this one then reopens that run instead).
 
-        A failure inside ends the run FAILED (Ctrl-C: KILLED) with the reason in a tag. The
-        experiment is passed to MLflow, never made process-wide with set_experiment, so a
-        caller's (or a test's) later runs land where they would have anyway; trials find it
-        through their parent.
+        It ends FINISHED, or on a failure FAILED (Ctrl-C: KILLED) with the reason in a tag;
+        while another worker still trains trials of the study it stays RUNNING, handed to that
+        worker. The experiment is passed to MLflow, never made process-wide with
+        set_experiment, so a caller's (or a test's) later runs land where they would have
+        anyway; trials find it through their parent.
         """
         client = mlflow.MlflowClient()
         wrapper = client.get_run(self.project_run) if self.project_run else None
         here = wrapper.info.experiment_id if wrapper else None
         experiment_id = self._experiment_of_search(dataset, here)
         describe_experiment(experiment_id, dataset)
-        adopt = wrapper is not None and experiment_id == here
-        run = mlflow.start_run(run_id=self.project_run if adopt else None,
-                               experiment_id=None if adopt else experiment_id,
-                               run_name=run_name, tags=tags)  # fmt: skip
+        reopen = study.recorded(experiment_id) if study is not None else None
+        adopt = reopen is None and wrapper is not None and experiment_id == here
+        if reopen is None:
+            run = mlflow.start_run(run_id=self.project_run if adopt else None,
+                                   experiment_id=None if adopt else experiment_id,
+                                   run_name=run_name, tags=tags | {M.TAG_RESUMES: "0"})  # fmt: skip
+            mine = run.info.run_id
+            if study is not None and (first := study.claim(mine)) != mine:
+                mlflow.end_run()  # another command's run was first: this one goes
+                if not adopt:
+                    client.delete_run(mine)
+                reopen, adopt = first, False
+        if reopen is not None:
+            run = _reopen(client, reopen, run_name, tags)
         if wrapper is not None and not adopt:
-            self._link_wrapper(experiment_id, run.info.run_id, run_name)
-        with run:
-            try:
-                yield run
-            except KeyboardInterrupt as exc:  # SIGTERM, Ctrl-C: KILLED; a full disk: FAILED
-                _, reason, status, extra = run_outcome(exc)
-                mlflow.set_tags({M.TAG_STATUS_REASON: reason[:500]} | extra)
-                mlflow.end_run(status)
-                raise
-            except BaseException as exc:  # the parent says why it FAILED, as a trial does
-                mlflow.set_tag(M.TAG_STATUS_REASON, (str(exc) or type(exc).__name__)[:500])
-                raise
+            self._link_wrapper(run.info.experiment_id, run.info.run_id, run_name,
+                               resumed=reopen is not None)  # fmt: skip
+        opened = time.time()
+        try:
+            yield run
+        except KeyboardInterrupt as exc:  # SIGTERM, Ctrl-C: KILLED; a full disk: FAILED
+            _, reason, status, extra = run_outcome(exc)
+            _close(run.info.run_id, status, {M.TAG_STATUS_REASON: reason[:500]} | extra,
+                   opened, study)  # fmt: skip
+            raise
+        except BaseException as exc:  # the parent says why it FAILED, as a trial does
+            reason = (str(exc) or type(exc).__name__)[:500]
+            _close(run.info.run_id, "FAILED", {M.TAG_STATUS_REASON: reason}, opened, study)
+            raise
+        _close(run.info.run_id, "FINISHED", {}, opened, study)
 
     def _experiment_of_search(self, dataset: str, here: str | None) -> str:
         if (name := self.wanted_experiment(dataset, here)) is not None:
@@ -120,16 +157,64 @@ class Tracking:
             return here
         return os.environ["MLFLOW_EXPERIMENT_ID"]  # MLFLOW_EXPERIMENT_ID chose it
 
-    def _link_wrapper(self, experiment: str, run_id: str, run_name: str) -> None:
-        """The `mlflow run` run left in another experiment points at the search's parent."""
+    def _link_wrapper(self, experiment: str, run_id: str, run_name: str,
+                      resumed: bool) -> None:  # fmt: skip
+        """The `mlflow run` run that is not the search's parent points at it: the parent is
+        in another experiment, or the study already had one (a resume, another worker)."""
         where = mlflow.MlflowClient().get_experiment(experiment).name
         link = run_link(experiment, run_id, run_name)
+        if resumed:
+            note = (f"This `mlflow run` continued a search whose parent run is {link} "
+                    f"(experiment `{where}`): one parent run per search.")  # fmt: skip
+        else:
+            note = (f"This `mlflow run` ran its search in experiment `{where}`: {link}. Pass "
+                    "`--experiment-name` to `mlflow run` to have the search in this run "
+                    "itself.")  # fmt: skip
         _tag_quietly(self.project_run, {
-            **{t: "wrapper" for t in M.ROLE_TAGS},
-            M.TAG_SEARCH_RUN: run_id,
-            M.TAG_NOTE: f"This `mlflow run` ran its search in experiment `{where}`: {link}. "
-            "Pass `--experiment-name` to `mlflow run` to have the search in this run itself.",
+            **{t: "wrapper" for t in M.ROLE_TAGS}, M.TAG_SEARCH_RUN: run_id, M.TAG_NOTE: note,
         })  # fmt: skip
+
+
+def _reopen(client: mlflow.MlflowClient, run_id: str, run_name: str,
+            tags: dict[str, str]) -> mlflow.ActiveRun:  # fmt: skip
+    """The study's parent RUNNING again, its `resumes` one up and the reason an earlier
+    command ended it (a stop, a failure) taken off: that is history, not its state now."""
+    before = client.get_run(run_id).data.tags
+    resumes = int(before.get(M.TAG_RESUMES, "0")) if before.get(M.TAG_RESUMES, "").isdigit() else 0
+    for stale in (M.TAG_STATUS_REASON, TAG_SIGNAL):
+        if stale in before:
+            client.delete_tag(run_id, stale)
+    return mlflow.start_run(run_id=run_id, run_name=run_name,
+                            tags=tags | {M.TAG_RESUMES: str(resumes + 1)})  # fmt: skip
+
+
+def _close(run_id: str, status: str, tags: dict[str, str], opened: float,
+           study: ParentClaim | None) -> None:  # fmt: skip
+    """End this command's hold on the parent: its seconds added to `search_wall_s` (the
+    parent's start and end span the pauses between resumes too), then `status` and the
+    reason's tags, unless another worker still trains: then it stays RUNNING, in that
+    worker's name, so that a stop of this process (benchmark.stop ends the runs in its own
+    name) leaves it alone and the last worker out ends it."""
+    client = mlflow.MlflowClient()
+    with contextlib.suppress(MlflowException):
+        run = client.get_run(run_id)
+        before = run.data.metrics.get(M.SEARCH_WALL_TIME)
+        if before is None:  # a parent from before this metric: its own span
+            info = run.info
+            before = (info.end_time - info.start_time) / 1000 if info.end_time else 0.0
+        client.log_metric(run_id, M.SEARCH_WALL_TIME, before + time.time() - opened)
+    other = None
+    if study is not None:
+        with contextlib.suppress(Exception):  # a storage that went away: end it as usual
+            other = study.handover()
+    if other:
+        client.set_tag(run_id, "worker", other)
+        mlflow.end_run()
+        client.update_run(run_id, status="RUNNING")
+        return
+    if tags:
+        client.log_batch(run_id, tags=[mlflow.entities.RunTag(k, v) for k, v in tags.items()])
+    mlflow.end_run(status)
 
 
 def prepare_tracking(experiment: str | None = None, dataset: str | None = None) -> Tracking:
