@@ -46,11 +46,26 @@ def _store(uri: str) -> dict[str, str]:
     return ids
 
 
+def _table_rows(section: str) -> list[dict[str, str]]:
+    """Every row of every table in a section, each keyed by its own table's header."""
+    rows, head, lines = [], None, section.splitlines()
+    for prev, line in zip(["", *lines], lines, strict=False):
+        if not line.startswith("| "):
+            continue
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        if not prev.startswith("| "):
+            head = cells
+        elif not set(line) <= set("|-: "):
+            rows.append(dict(zip(head, cells, strict=True)))
+    return rows
+
+
 def _leaderboard_rows(md: str) -> dict[str, dict[str, str]]:
-    lines = md.split("## Leaderboard", 1)[1].split("\n## ", 1)[0].splitlines()
-    rows = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines if line[:2] == "| "]
-    head, _, *body = rows
-    return {r[1]: dict(zip(head, r, strict=True)) for r in body}
+    """Leaderboard rows (both tables) by run name, through the Configurations legend."""
+    board = _table_rows(md.split("## Leaderboard", 1)[1].split("\n## ", 1)[0])
+    legend = _table_rows(md.split("## Configurations", 1)[1].split("\n## ", 1)[0])
+    names = {r["id"]: r["run name"].strip("`") for r in legend}
+    return {names[r["id"]]: r for r in board if "id" in r}
 
 
 def test_the_report_marks_contended_runs_and_takes_costs_from_clean_ones(tmp_path, monkeypatch):
@@ -82,7 +97,7 @@ def test_the_report_marks_contended_runs_and_takes_costs_from_clean_ones(tmp_pat
 
     (args, kw) = next(d for d in drawn if d[0][3].name == "accuracy_vs_time.png")
     xs, labels = args[0], args[2]
-    assert kw["marked_label"] and [labels[i] for i in kw["marked"]] == [busy["configuration"]]
+    assert kw["marked_label"] and [labels[i] for i in kw["marked"]] == [busy["id"]]
     assert not set(kw["marked"]) & set(kw["front"])  # the contended-only point is no front
     assert sorted(xs) == [10.0, 30.0, 80.0]
     assert "timed only beside other load left out" in md.split("## Findings", 1)[1]
