@@ -80,9 +80,9 @@ def cmd_lab(args: argparse.Namespace) -> int:
     ready, skipped = lab.check_data(settings, say)
     stages = lab.plan_stages(settings, ready)
     lab.estimate_stages(stages, settings, say)
+    for line in lab.plan_lines(stages, skipped):  # the plan, then (unless a dry run) the lab
+        say(line)
     if args.dry_run:
-        for line in lab.plan_lines(stages, skipped):
-            say(line)
         return 0
     outcome = lab.run_stages(stages, settings, _search(args), say)
     say(_closing(outcome))
