@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -191,31 +192,31 @@ def _load_study(name: str) -> tuple[optuna.Study | None, Any]:
 
 def estimate_stages(stages: list[Stage], settings: LabSettings,
                     printer: Callable[[str], None]) -> None:  # fmt: skip
-    """Each stage left to run gets its trainings and estimated seconds: task 1 from the dry
-    run's timed epochs, task 2 as one of task 1's augmented configurations on every seed (its
-    configuration is not chosen yet), auto as its time budget."""
-    from benchmark.search.dryrun import estimate
-
+    """Each stage gets its trainings and, when it is left to run, its estimated seconds: tasks
+    1 and 2 from the dry run's timed epochs, auto as its time budget."""
     for stage in stages:
         if stage.task == TASK1:
-            seeds = settings.seeds
-            est = None
-            if not stage.done or not _next(stages, stage).done:
-                printer(f"{stage.dataset}: timing two epochs of its cheapest and dearest nets ...")
-                est = estimate(stage.space, dataset=stage.dataset, data_dir=settings.data_dir,
-                               overrides=settings.overrides, seeds=seeds)  # fmt: skip
-            stage.trainings = len(stage.space.grid_points()) * seeds
-            stage.estimate_s = 0.0 if stage.done or est is None else est.total_s * _left(stage)
-            if est is not None:
-                augmented = [r[3] for r in est.rows if r[1] is not None
-                             and r[0].augmentation != "none"] or [est.per_training_s * seeds]
-                _next(stages, stage).estimate_s = sum(augmented) / len(augmented)
-        elif stage.task == TASK2:
-            stage.trainings = settings.seeds
-            stage.estimate_s = 0.0 if stage.done else stage.estimate_s
-        else:
-            stage.trainings = 0  # the plan says, once its probe has timed an epoch
+            _estimate_tasks(stage, _next(stages, stage), settings, printer)
+        elif stage.task == AUTO:
             stage.estimate_s = 60.0 * float(stage.space.halving.get("budget_minutes") or 0)
+
+
+def _estimate_tasks(task1: Stage, task2: Stage, settings: LabSettings,
+                    printer: Callable[[str], None]) -> None:  # fmt: skip
+    """Task 1: its configurations priced by the dry run (what is left of them). Task 2: one of
+    task 1's augmented configurations on every seed (its own is not chosen yet)."""
+    from benchmark.search.dryrun import estimate
+
+    task1.trainings = len(task1.space.grid_points()) * settings.seeds
+    task2.trainings = settings.seeds
+    if task1.done and task2.done:
+        return
+    printer(f"{task1.dataset}: timing two epochs of its cheapest and dearest nets ...")
+    est = estimate(task1.space, dataset=task1.dataset, data_dir=settings.data_dir,
+                   overrides=settings.overrides, seeds=settings.seeds)  # fmt: skip
+    task1.estimate_s = 0.0 if task1.done else est.total_s * _left(task1)
+    priced = [r[3] for r in est.rows if r[1] is not None and r[0].augmentation != "none"]
+    task2.estimate_s = statistics.fmean(priced or [est.per_training_s * settings.seeds])
 
 
 def _left(stage: Stage) -> float:
