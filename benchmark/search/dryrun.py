@@ -71,20 +71,10 @@ class Estimate:
         return self.total_s / max(self.n_trials * self.seeds, 1)
 
 
-def dry_run(
-    space: SearchSpace,
-    *,
-    dataset: str,
-    data_dir: str | None = None,
-    overrides: dict[str, Any] | None = None,
-    seeds: int | None = None,
-    n_trials: int | None = None,
-    printer=print,
-) -> float:
+def dry_run(space: SearchSpace, *, printer=print, **options: Any) -> float:
     """Build every model of the space (no training, no new MLflow run) and estimate the
-    search's wall time with one worker, in seconds."""
-    est = estimate(space, dataset=dataset, data_dir=data_dir, overrides=overrides,
-                   seeds=seeds, n_trials=n_trials)  # fmt: skip
+    search's wall time with one worker, in seconds; `options` are `estimate`'s."""
+    est = estimate(space, **options)
     printer(f"{'configuration':36} {'params':>10} {'MFLOPs':>9} {'est. min':>9}")
     for cfg, params, flops, seconds in est.rows:
         if params is None:
