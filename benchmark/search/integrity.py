@@ -63,13 +63,24 @@ def finished_runs(study_name: str) -> list[Any]:
     )  # fmt: skip
 
 
+def run_ids(trial: FrozenTrial) -> list[str]:
+    """The runs a trial trained (`run_id_<i>`, one per seed)."""
+    return [v for k, v in trial.user_attrs.items() if re.fullmatch(r"run_id_\d+", k)]
+
+
+def unreferenced(study: optuna.Study, runs: list[Any]) -> list[Any]:
+    """The runs no trial of the study names: the only ones that may need restoring (on an
+    intact study there are none, and nothing more is read)."""
+    named = {i for t in study.get_trials(deepcopy=False) for i in run_ids(t)}
+    return [r for r in runs if r.info.run_id not in named]
+
+
 def lost_trials(study: optuna.Study, finished_ids: set[str]) -> list[FrozenTrial]:
     """Complete trials that name a run the tracking store does not hold FINISHED (a trial
     that repeated an earlier one, `duplicate_of`, names none and is never lost)."""
     lost = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        ids = [v for k, v in t.user_attrs.items() if re.fullmatch(r"run_id_\d+", k)]
-        if ids and any(i not in finished_ids for i in ids):
+        if (ids := run_ids(t)) and any(i not in finished_ids for i in ids):
             lost.append(t)
     return lost
 
@@ -122,7 +133,7 @@ def restorable(study: optuna.Study, space: SearchSpace, runs: list[Any],
     the study unfinished (the resume logic takes its run), nor a trial that finished only
     some of its seeds (it is trained again in full)."""
     groups: dict[str, Finished] = {}
-    for run in runs:
+    for run in unreferenced(study, runs):
         number = run.data.tags.get("optuna_trial", "")
         groups.setdefault(number, Finished(number)).runs.append(run)
     held = {_key(t.params, t.user_attrs) for t in study.get_trials(deepcopy=False)
@@ -131,19 +142,32 @@ def restorable(study: optuna.Study, space: SearchSpace, runs: list[Any],
     out = []
     for group in sorted(groups.values(), key=lambda g: min(r.info.start_time for r in g.runs)):
         try:
-            trial = _trial_of(group, space, seeds)
+            params, job = _job_of(group.runs[0], space)
         except (ValueError, KeyError, TypeError):
             continue  # a run of another space under this name, or with a param missing
-        if trial is None or _key(trial.params, trial.user_attrs) in held:
+        if _key(params, job) in held:
             continue
-        if (mine := by_number.get(group.number)) is not None and mine.params == trial.params:
+        if (mine := by_number.get(group.number)) is not None and mine.params == params:
             continue
-        held.add(_key(trial.params, trial.user_attrs))
-        out.append(trial)
+        if (trial := _trial_of(group, space, seeds, params, job)) is not None:
+            held.add(_key(params, job))
+            out.append(trial)
     return out
 
 
-def _trial_of(group: Finished, space: SearchSpace, seeds: int) -> FrozenTrial | None:
+def _job_of(run: Any, space: SearchSpace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A run's parameters, and under halving its rung, stage and seed as trial attrs."""
+    params = {d.name: _value(d, run.data.params[d.name]) for d in space.dimensions}
+    if space.strategy != "halving":
+        return params, {}
+    tags = run.data.tags
+    base = space.config(params, dataset=run.data.params.get("dataset", "cifar10")).seed
+    return params, {"halving_rung": int(tags[M.TAG_RUNG]), "halving_stage": tags[M.TAG_STAGE],
+                    "halving_seed": int(run.data.params["seed"]) - base}  # fmt: skip
+
+
+def _trial_of(group: Finished, space: SearchSpace, seeds: int, params: dict[str, Any],
+              job: dict[str, Any]) -> FrozenTrial | None:  # fmt: skip
     """The Optuna trial that trained these runs, as the objective would have left it."""
     runs = sorted(group.runs, key=lambda r: (int(r.data.params.get("seed", 0)),
                                              r.info.start_time))  # fmt: skip
@@ -152,16 +176,10 @@ def _trial_of(group: Finished, space: SearchSpace, seeds: int) -> FrozenTrial | 
         return None  # some seeds never finished: the configuration is trained again
     runs = runs if halving else runs[:seeds]
     first = runs[0]
-    params = {d.name: _value(d, first.data.params[d.name]) for d in space.dimensions}
     name = re.sub(r"(-e\d+)?(-s\d+)?$", "", first.info.run_name or "") if (halving or seeds > 1) \
         else first.info.run_name  # fmt: skip
-    attrs: dict[str, Any] = {"run_name": name, "restored": "from the tracking store"}
+    attrs = {"run_name": name, "restored": "from the tracking store", **job}
     attrs |= {f"run_id_{i}": r.info.run_id for i, r in enumerate(runs)}
-    if halving:
-        tags = first.data.tags
-        base = space.config(params, dataset=first.data.params.get("dataset", "cifar10")).seed
-        attrs |= {"halving_rung": int(tags[M.TAG_RUNG]), "halving_stage": tags[M.TAG_STAGE],
-                  "halving_seed": int(first.data.params["seed"]) - base}  # fmt: skip
     history = mlflow.MlflowClient().get_metric_history(first.info.run_id, M.OBJECTIVE)
     trial = optuna.trial.create_trial(
         value=statistics.fmean(_objective(r) for r in runs), params=params,
@@ -192,10 +210,9 @@ def restore(study: optuna.Study, space: SearchSpace, trials: list[FrozenTrial]) 
                 study.enqueue_trial(point, skip_if_exists=True)
 
 
-def reopen(study: optuna.Study, store: Any, storage: str, lost: list[FrozenTrial]) -> str | None:
-    """Rewrite the study with the lost trials as interrupted (see the module's note), after
-    a backup of a journal or SQLite file; the backup's path, if one was made."""
-    saved = backup(storage)
+def reopen(study: optuna.Study, store: Any, lost: list[FrozenTrial]) -> None:
+    """Rewrite the study with the lost trials as interrupted (see the module's note); the
+    caller has made a backup (`backup`) first."""
     name, numbers = study.study_name, {t.number for t in lost}
     study_id = store.get_study_id_from_name(name)
     system = dict(store.get_study_system_attrs(study_id))
@@ -210,7 +227,6 @@ def reopen(study: optuna.Study, store: Any, storage: str, lost: list[FrozenTrial
         fresh.set_user_attr(key, value)
     for t in trials:
         fresh.add_trial(_interrupted(t) if t.number in numbers else t)
-    return saved
 
 
 def _interrupted(t: FrozenTrial) -> FrozenTrial:
@@ -254,7 +270,8 @@ def cross_check(search: Any, printer) -> None:
                 "so they are left as they are: run `python -m benchmark check --repair` "
                 "when it is done")  # fmt: skip
         return
-    saved = reopen(study, search.store, search.storage, lost)
+    saved = backup(search.storage)
+    reopen(study, search.store, lost)
     search.study = optuna.load_study(study_name=search.study_name, storage=search.store,
                                      sampler=study.sampler, pruner=study.pruner)  # fmt: skip
     kept = f"; the study as it was is kept as {saved}" if saved else ""

@@ -103,15 +103,33 @@ def mend_tail(path: str) -> str | None:
         if found.bad_line is None or not found.torn:
             return None  # whole after all (an append was in flight), or damage inside
         saved = backup(path)
-        with open(path, "r+b") as fh:
-            fh.truncate(found.keep)
-            fh.flush()
-            os.fsync(fh.fileno())
+        _truncate(path, found.keep)
     finally:
         lock.release()
     return (f"warning: Optuna journal {path}: its last record (line {found.bad_line}) was cut "
             f"short and is dropped; the file as it was is kept as {saved}; a trial it "
             "left unfinished runs again as an interrupted trial")  # fmt: skip
+
+
+def _truncate(path: str, keep: int) -> None:
+    with open(path, "r+b") as fh:
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def cut(path: str, found: Scan) -> None:
+    """Keep only the readable records before the first bad line (`--repair`, after its
+    backup): a prefix of the log replays as the study stood then, while replaying around a
+    lost record could hand later records to the wrong trial. Under Optuna's lock."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    lock = JournalFileSymlinkLock(path)
+    lock.acquire()
+    try:
+        _truncate(path, found.keep)
+    finally:
+        lock.release()
 
 
 def damage(path: str, first: str) -> UserError:
