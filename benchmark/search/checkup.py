@@ -214,7 +214,7 @@ def _check_study(name: str, store: Any, runs: list[Any], c: Checkup) -> None:
                                     storage=store if c.repair else None)  # fmt: skip
         c.say(f"study {name}: not in the study storage; {len(runs)} finished trial run(s) of "
               "it in the tracking store")  # fmt: skip
-    _check_lost(study, store, runs, c)
+    study = _check_lost(study, store, runs, c)
     if not integrity.unreferenced(study, runs):
         return  # every finished run is a trial's: no space to read, no TensorFlow
     found = space_of(name)
@@ -235,23 +235,25 @@ def _check_study(name: str, store: Any, runs: list[Any], c: Checkup) -> None:
     c.say(f"study {name}: restored {len(trials)} finished trial(s) from the tracking store")
 
 
-def _check_lost(study: optuna.Study, store: Any, runs: list[Any], c: Checkup) -> None:
-    """Complete trials whose runs the tracking store lacks: reopened under `repair`."""
+def _check_lost(study: optuna.Study, store: Any, runs: list[Any], c: Checkup) -> optuna.Study:
+    """Complete trials whose runs the tracking store lacks: reopened under `repair` (the
+    study then made again: the one returned)."""
     lost = integrity.lost_trials(study, {r.info.run_id for r in runs})
     if not lost:
-        return
+        return study
     name, shown = study.study_name, ", ".join(str(t.number) for t in lost[:10])
     if not c.repair or (busy := other_worker(study)) is not None:
         why = f" (left: worker {busy} is training)" if c.repair else ""
         c.problem(f"study {name}: {len(lost)} complete trial(s) have no FINISHED run in the "
                   f"tracking store (trials {shown}); --repair reopens them and the next "
                   f"search trains them again{why}")  # fmt: skip
-        return
+        return study
     c.backup()
     integrity.reopen(study, store, lost)
     c.fixed += 1
     c.say(f"study {name}: {len(lost)} complete trial(s) without a FINISHED run (trials "
           f"{shown}) reopened as interrupted; the next search trains them again")  # fmt: skip
+    return optuna.load_study(study_name=name, storage=store)
 
 
 def _check_running(c: Checkup) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import re
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -250,7 +251,7 @@ def backup(storage: str) -> str | None:
     return None
 
 
-def cross_check(search: Any, printer) -> None:
+def cross_check(search: Any, printer: Callable[[str], Any]) -> None:
     """When a search starts: restore the finished trials the study lacks, and reopen the
     complete ones whose runs the tracking store lacks; one line for each that happens."""
     study, space, where = search.study, search.space, redact(mlflow.get_tracking_uri())
