@@ -34,7 +34,7 @@ __all__ = ["add_config_options", "as_mlflow_parameters", "build_parser", "config
 
 # Commands whose work imports TensorFlow: it is imported first, quietly (benchmark/quiet.py).
 TENSORFLOW_COMMANDS = frozenset(
-    {"train", "search", "ablate", "efficiency", "bench", "predict", "retime"}
+    {"train", "search", "ablate", "efficiency", "bench", "predict", "retime", "lab"}
 )
 
 
@@ -71,9 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # a stop signal, or a full disk a trial ran into
         return stop.finish(exc, _ender(project_run))
     except Exception as exc:  # a full disk where the search itself writes: one line too
-        if (full := no_space(exc)) is None:
-            raise
-        return stop.finish(full, _ender(project_run))
+        if (full := no_space(exc)) is not None:
+            return stop.finish(full, _ender(project_run))
+        damaged = _lazy("benchmark.train.tracking", "damaged_store")
+        if (line := damaged(exc, getattr(args, "tracking_uri", None))) is not None:
+            return _fail(line, options, project_run)  # a half-written SQLite store
+        raise
 
 
 def _ender(project_run: str | None):

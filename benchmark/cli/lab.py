@@ -77,6 +77,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         **({"spaces": Path(args.spaces)} if args.spaces else {}),
     )  # fmt: skip
     say = functools.partial(print, flush=True)
+    search = None if args.dry_run else _search(args)  # the store checked before the data
     ready, skipped = lab.check_data(settings, say)
     stages = lab.plan_stages(settings, ready)
     lab.estimate_stages(stages, settings, say)
@@ -84,7 +85,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         say(line)
     if args.dry_run:
         return 0
-    outcome = lab.run_stages(stages, settings, _search(args), say)
+    outcome = lab.run_stages(stages, settings, search, say)
     say(_closing(outcome))
     from benchmark.report import write_reports
 

@@ -14,6 +14,7 @@ import typing
 from collections.abc import Sequence
 
 from benchmark import argtypes, choices
+from benchmark.cli.check import add_check_parser
 from benchmark.cli.commands import (
     cmd_ablate,
     cmd_bench,
@@ -314,8 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_options(ablate, space=False)
     ablate.set_defaults(func=cmd_ablate)
     add_report_parser(sub)
-    add_predict_parser(add)
-    add_lab_parser(add)
+    for more in (add_predict_parser, add_lab_parser, add_check_parser):
+        more(add)
 
     eff = add(
         "efficiency",

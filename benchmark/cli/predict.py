@@ -84,6 +84,10 @@ def load_model(uri: str):
     try:
         return mlflow.pyfunc.load_model(uri)
     except Exception as exc:  # MlflowException, OSError, a registry without the name, ...
+        from benchmark.train.tracking import damaged_store
+
+        if (line := damaged_store(exc)) is not None:
+            raise UserError(line) from None
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot load model {uri!r}: {first}") from None
 

@@ -3,6 +3,9 @@
     space.py     the YAML space, validated on load (no TensorFlow: the CLI's --help reads it)
     parts.py     samplers and pruners, registered by name
     storage.py   where the study lives (journal file, SQLite, PostgreSQL)
+    journal.py   the journal file: a torn last record cut off, damage refused in one line
+    integrity.py the study and the tracking store cross-checked when a search starts
+    checkup.py   `python -m benchmark check [--repair]`
     study.py     what a study holds, read back (counts, grid coverage, dead workers' trials)
     slots.py     the trial slots: claim, run, report; N at once with --workers N
     driver.py    run_search: the parent run, the objective, resume

@@ -28,7 +28,7 @@ from benchmark import metrics as M
 from benchmark import stop
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
-from benchmark.search import faults, rungs
+from benchmark.search import faults, integrity, rungs
 from benchmark.search.champion import crown_search
 from benchmark.search.cores import cores_for_slot, threads_per_trial
 from benchmark.search.halving import CONFIRM, Job, scaled_config
@@ -147,8 +147,8 @@ def run_search(
         overrides=overrides, max_failures=max_failures, role=role, isolate=isolate,
         workers=workers, tracking=tracking or Tracking.from_env(),
     )  # fmt: skip
-    search.log_models = check_log_models(log_models)
-    search.tags = dict(tags or {})
+    search.log_models, search.tags = check_log_models(log_models), dict(tags or {})
+    integrity.cross_check(search, printer)  # the study and the tracking store agree
     if (done := already_done(search.study, search.store, space, search.total,
                              search.epoch_budget)) is not None:  # fmt: skip
         return _complete(search, done)

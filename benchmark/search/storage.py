@@ -4,12 +4,13 @@ A journal file (the local default, `optuna.journal` beside mlflow.db) takes N co
 local writers, the trial slots of `--workers N` and each trial process reporting its epochs,
 without SQLite's "database is locked"; any SQLAlchemy URL (PostgreSQL for many machines) gets
 heartbeats, so a worker on any machine can fail a dead worker's trial and enqueue it again.
-May import: benchmark.errors.
+May import: benchmark.errors, benchmark.search.journal.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 
@@ -17,6 +18,7 @@ import mlflow
 import optuna
 
 from benchmark.errors import UserError
+from benchmark.search import journal
 
 HEARTBEAT_S = 10  # a live trial touches the storage this often...
 
@@ -71,13 +73,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     """A journal file for local work; any SQLAlchemy URL (PostgreSQL for many machines) with
     heartbeats, so any worker can fail a dead worker's trial and enqueue it again."""
     if (path := journal_path(url)) is not None:
-        from optuna.storages.journal import JournalFileBackend
-
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            return optuna.storages.JournalStorage(JournalFileBackend(path))
-        except OSError as exc:
-            raise UserError(f"Optuna journal {path!r} unusable: {exc.strerror or exc}") from None
+        return _open_journal(path)
     for attempt in range(3):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
@@ -97,6 +93,22 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
                 continue
             raise UserError(f"Optuna storage {redact(url)!r} unusable: {first[:200]}") from None
     raise AssertionError("unreachable")
+
+
+def _open_journal(path: str) -> optuna.storages.BaseStorage:
+    """The journal, a torn last record cut off first (one line on stderr says so); a journal
+    Optuna cannot replay is one line naming the file and the line, not a traceback."""
+    from optuna.storages.journal import JournalFileBackend
+
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        if (line := journal.mend_tail(path)) is not None:
+            print(line, file=sys.stderr, flush=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(path))
+    except OSError as exc:
+        raise UserError(f"Optuna journal {path!r} unusable: {exc.strerror or exc}") from None
+    except Exception as exc:  # JSONDecodeError, "Invalid log format.", a record's KeyError
+        raise journal.damage(path, f"{type(exc).__name__}: {exc}"[:200]) from None
 
 
 def redact(url: str) -> str:

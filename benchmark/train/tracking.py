@@ -237,12 +237,38 @@ def prepare_tracking(experiment: str | None = None, dataset: str | None = None) 
             else:
                 mlflow.search_experiments(max_results=1)
     except Exception as exc:  # any failure here means "cannot track", whatever its type
+        if (line := damaged_store(exc, tracking.uri)) is not None:
+            raise UserError(line) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
             f"MLflow tracking store {tracking.uri!r} is unreachable ({first[:160]}); "
             "check MLFLOW_TRACKING_URI"
         ) from None
     return tracking
+
+
+# SQLite's words for a file that is not (or no longer) a whole database: half a file, a
+# file of something else. A store that says so is damaged, not away for a moment.
+DAMAGED = ("database disk image is malformed", "file is not a database",
+           "malformed database schema")  # fmt: skip
+
+
+def damaged_store(exc: BaseException, uri: str | None = None) -> str | None:
+    """The one line for an exception (or one it was raised from) that says the tracking
+    store's file is damaged, naming the store; None for anything else. Every command's
+    errors pass here (benchmark.cli.main), so none ends in SQLAlchemy's traceback."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        text = str(cause)
+        if hit := next((d for d in DAMAGED if d in text), None):
+            where = uri or mlflow.get_tracking_uri()
+            return (f"MLflow tracking store {where!r} is damaged ({hit}); restore it from a "
+                    f"backup (`python -m benchmark check --tracking-uri {where}` says what "
+                    "it holds)")  # fmt: skip
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 # --- the experiment and the store ---------------------------------------------------------
