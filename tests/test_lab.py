@@ -163,3 +163,15 @@ def test_an_unknown_lab_dataset_is_one_line_with_exit_2():
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "did you mean 'flowers17'" in proc.stderr
     assert set(LAB_DATASETS) == {"cifar10", "cifar100", "flowers17"}
+
+
+def test_the_lab_section_is_left_out_where_the_lab_does_not_apply():
+    import pandas as pd
+
+    from benchmark.report.lab import lab_section
+    from benchmark.report.load import DatasetRuns
+
+    empty = pd.DataFrame(columns=["run_id", "state", "start_time", "config", "seed", "ablation"])
+    assert lab_section(DatasetRuns("folder:/photos", empty, empty)) == ""
+    said = lab_section(DatasetRuns("cifar10", empty, empty))
+    assert said.startswith("## The lab's answers") and "--datasets cifar10" in said

@@ -84,7 +84,8 @@ def build_report(runs: DatasetRuns, out: Path, command: str | None = None) -> Re
         best["found_by"] = found_by(studies, best["run_ids"])
     here = best and best | {"run_name": str(best_row(board)["label"])}  # its id
     parts.insert(4, "## Reference points\n\n" + reference_points(runs.dataset, runs.main, here))
-    parts.insert(1, lab_section(named_runs, best))  # the lab's answers first, then the details
+    if lab := lab_section(named_runs, best):  # the lab's answers first, then the details
+        parts.insert(1, lab)
     fails, fail_files = where_it_fails(best_row(board) if len(board) else None, fig_dir)
     parts.append("## Where it fails\n\n" + fails)
     if runs.ablation_ids:

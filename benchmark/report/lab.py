@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from benchmark import metrics as M
-from benchmark.choices import WITH_SHIFT_GRAYSCALE, display
+from benchmark.choices import LAB_DATASETS, WITH_SHIFT_GRAYSCALE, display
 from benchmark.report.load import DatasetRuns, T, col, numbers, slug
 from benchmark.report.stats import (
     CI_LEVEL,
@@ -99,8 +99,11 @@ def _task2(runs: DatasetRuns, board: pd.DataFrame, t1: pd.DataFrame) -> dict[str
 
 def lab_section(runs: DatasetRuns, best: Mapping[str, Any] | None = None) -> str:
     """`## The lab's answers`: one short paragraph per task with its figures, then the
-    searches' best (`best`: the report's headline best, from <dataset>.json)."""
+    searches' best (`best`: the report's headline best, from <dataset>.json); "" for a
+    dataset the lab does not cover that it never ran on."""
     lab = lab_summary(runs)
+    if lab is None and runs.dataset not in LAB_DATASETS:
+        return ""  # a folder: dataset has no lab to answer
     if lab is None:
         return (f"{TITLE}\n\nThe lab command has not run on this dataset (`python -m "
                 f"benchmark lab --datasets {runs.dataset}`): no task-1 runs in this store.")
