@@ -164,3 +164,23 @@ def test_tta_flip_translate_logs_test_accuracy_tta(cifar_small):
     run = mlflow.get_run(run_trial(cfg, cifar_small, verbose=0).run_id)
     assert 0.0 <= run.data.metrics[M.TEST_ACCURACY_TTA] <= 1.0
     assert run.data.params["tta"] == "flip_translate"
+
+
+def test_warm_start_keeps_the_rate_an_earlier_run_trained_at(tmp_path):
+    """An earlier run at 0.05, batch 64, unscaled, queued into a space that scales the rate
+    with the batch: it becomes 0.2 per 256 images, the same 0.05 at its batch of 64."""
+    from types import SimpleNamespace
+
+    from benchmark.search.space import load_space
+    from benchmark.search.warm import adapted
+
+    (tmp_path / "s.yaml").write_text(
+        "dataset: cifar10\nstrategy: optuna\nfixed: {batch_size: 64, lr_scaling: linear}\n"
+        "space:\n  learning_rate: {low: 0.001, high: 1.0, log: true}\n"
+        "  depth: {values: [3, 4]}\n"
+    )
+    space = load_space(tmp_path / "s.yaml")
+    params = {"learning_rate": "0.05", "batch_size": "64", "depth": "3", "dataset": "cifar10"}
+    point = adapted(SimpleNamespace(data=SimpleNamespace(params=params)), space)
+    assert point == {"learning_rate": pytest.approx(0.2), "depth": 3}
+    assert space.config(point).peak_learning_rate == pytest.approx(0.05)
