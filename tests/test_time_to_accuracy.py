@@ -23,6 +23,7 @@ RUNS = [
     ("3", 1, "clean", [0.72, 0.81, 0.86], [12.0, 12.0, 12.0]),  # 12, 24, 36
     ("3", 2, "contended", [0.72, 0.81, 0.86], [90.0, 90.0, 90.0]),  # loaded: not counted
     ("2", 0, "clean", [0.71, 0.79, 0.80], [5.0, 5.0, 5.0]),  # 5, 15, never
+    ("1", 0, "clean", [0.50, 0.60, 0.65], [1.0, 1.0, 1.0]),  # never 0.70: its curve not read
 ]
 
 
@@ -35,7 +36,7 @@ def store() -> dict[tuple[str, int], str]:
         run = client.create_run("0", run_name=f"d{depth}-k3-w64-aug=none")
         curve = [Metric(M.VAL_ACCURACY, v, i, i + 1) for i, v in enumerate(vals)]
         curve += [Metric(M.EPOCH_TIME, s, i, i + 1) for i, s in enumerate(secs)]
-        final = {M.VAL_ACCURACY: vals[-1], M.TEST_ACCURACY: vals[-1] - 0.01,
+        final = {M.BEST_VAL_ACCURACY: max(vals), M.TEST_ACCURACY: vals[-1] - 0.01,
                  M.TRAIN_TIME: sum(secs)}  # fmt: skip
         params = {"dataset": "cifar10", "depth": depth, "epochs": "3", "seed": str(seed)}
         tags = {M.TAG_TRIAL_STATE: "complete", M.TAG_TIMING: timing}
@@ -68,11 +69,22 @@ def test_time_to_accuracy_of_each_run_in_the_store(store):
     assert math.isnan(at85[store["2", 0]]) and at85[store["3", 1]] == 36.0
 
 
-def test_report_names_the_fastest_configuration_per_threshold(store, tmp_path):
+def test_report_names_the_fastest_configuration_per_threshold(store, tmp_path, monkeypatch):
     """0.70 and 0.80: the 2-block net (5 s, 15 s); 0.85: only the 3-block net's runs all
-    reach it, at (30 + 36) / 2 s: its contended run is left out; none for a threshold no
-    configuration reaches on every run."""
+    reach it, at (30 + 36) / 2 s: its contended run is left out. The curves of a run whose
+    best validation accuracy is under 0.70 are not read."""
+    import benchmark.report.speed as speed
+
+    read: list[str] = []
+    real = speed.curves
+
+    def recording(ids):
+        read.extend(ids)
+        return real(read)
+
+    monkeypatch.setattr(speed, "curves", recording)
     write_reports("cifar10", out=tmp_path)
+    assert store["1", 0] not in read and store["3", 2] not in read and store["3", 0] in read
     md = (tmp_path / "cifar10.md").read_text()
     section = md.split("## Time to accuracy")[1].split("\n## ")[0]
     rows = {line.split(" | ")[0].strip("| "): line for line in section.splitlines()

@@ -22,6 +22,7 @@ import mlflow
 import pandas as pd
 
 from benchmark import metrics as M
+from benchmark.report.load import numbers
 from benchmark.report.markdown import table
 from benchmark.report.stats import mean_std, num
 
@@ -77,42 +78,51 @@ def time_to_accuracy(
     return pd.Series(seconds, name=f"seconds_to_{target:.2f}", dtype=float)
 
 
-def fastest(board: pd.DataFrame, thresholds: Sequence[float] = THRESHOLDS) -> dict[str, Any]:
+def fastest(
+    board: pd.DataFrame, runs: pd.DataFrame | None = None, thresholds: Sequence[float] = THRESHOLDS
+) -> dict[str, Any]:
     """Per threshold ("0.80"), the configuration of `board` whose runs reach it in the least
     mean time, or None: each of its runs must reach it; only its best-timed runs count (its
     clean ones when it has any: another process's load would lengthen the time). Keys:
-    configuration (the board's label), seconds, runs, epoch_s_share, test_accuracy."""
-    runs = _best_timed_runs(board)
-    read = curves(runs)
+    configuration (the board's label), seconds, runs, test_accuracy, row (the board's index).
+
+    `runs` (the board's runs, with their `best_val_accuracy`) spares the curves of the runs
+    that never reached the lowest threshold: two queries a run add up over 1,000 runs."""
+    groups = _best_timed_runs(board)
+    peak = {} if runs is None else numbers(runs, M.BEST_VAL_ACCURACY).set_axis(runs["run_id"])
+
+    def may_reach(ids: list[str], target: float) -> bool:  # a run without the metric: may
+        return not any(peak.get(r, float("nan")) < target for r in ids)  # NaN < x: False
+
+    lowest = min(thresholds, default=0.0)
+    read = curves(r for ids in groups.values() if may_reach(ids, lowest) for r in ids)
     out: dict[str, Any] = {}
     for target in thresholds:
-        secs = time_to_accuracy(list(runs), target, read)
         best = None
-        for i, row in board.iterrows():
-            ids = [r for r, c in runs.items() if c == i]
-            values = secs.reindex(ids)
-            if not ids or values.isna().any():
+        for i, ids in groups.items():
+            if not all(r in read for r in ids):
                 continue
-            mean = float(values.mean())
-            if best is None or mean < best["seconds"]:
-                best = {"configuration": str(row["label"]), "seconds": mean, "runs": len(ids),
-                        "test_accuracy": _float(row.get(M.TEST_ACCURACY)),
+            values = time_to_accuracy(ids, target, read)
+            if values.isna().any():
+                continue
+            if best is None or float(values.mean()) < best["seconds"]:
+                row = board.loc[i]
+                best = {"configuration": str(row["label"]), "seconds": float(values.mean()),
+                        "runs": len(ids), "test_accuracy": _float(row.get(M.TEST_ACCURACY)),
                         "row": i}  # fmt: skip
         out[f"{target:.2f}"] = best
     return out
 
 
-def _best_timed_runs(board: pd.DataFrame) -> dict[str, Any]:
-    """run id -> its board row, for each configuration's best-timed runs (summarize's
+def _best_timed_runs(board: pd.DataFrame) -> dict[Any, list[str]]:
+    """Board row -> the run ids of that configuration's best-timed runs (summarize's
     `timing`: clean when any run of it was)."""
     if board.empty:
         return {}
-    runs: dict[str, Any] = {}
-    for i, row in board.iterrows():
-        for rid, timing in zip(row["run_ids"], row["timings"], strict=True):
-            if timing == row["timing"]:
-                runs[rid] = i
-    return runs
+    return {
+        i: [r for r, t in zip(row["run_ids"], row["timings"], strict=True) if t == row["timing"]]
+        for i, row in board.iterrows()
+    }
 
 
 def _float(v: Any) -> float | None:
