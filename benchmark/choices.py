@@ -39,7 +39,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "augmentation": AUGMENTATIONS,
     "optimizer": ("rmsprop", "adam", "sgd", "adamw"),  # sgd: Nesterov momentum 0.9
     "lr_schedule": ("constant", "cosine", "onecycle"),
-    "tta": ("none", "flip"),
+    "lr_scaling": ("none", "linear"),  # linear: the rate scales with the batch (per 256)
+    "tta": ("none", "flip", "flip_translate"),
     "precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
 }
 

@@ -24,6 +24,9 @@ LABEL_MODES = CHOICES["label_mode"]
 HEADS = CHOICES["head"]  # gap: global average pooling before the classifier
 LR_SCHEDULES = CHOICES["lr_schedule"]
 TTAS = CHOICES["tta"]
+# lr_scaling linear: learning_rate is the rate for this many images a step (Goyal et al.'s
+# rule, "0.1 per 256"), so a space can search the batch without re-searching the rate.
+LR_REFERENCE_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -155,11 +158,25 @@ class TrialConfig:
         0, WARMUP, "linear ramp to learning_rate (capped at epochs); onecycle: 0 = 30%"
     )
     label_smoothing: float = setting(0.0, RATE, "share of each target spread over all classes")
+    lr_scaling: str = setting(
+        "none",
+        one_of("lr_scaling"),
+        f"none | linear: the peak rate is learning_rate x batch_size / {LR_REFERENCE_BATCH}",
+    )
+    ema: float = setting(
+        0.0,
+        RATE,
+        "weight EMA momentum, e.g. 0.999 (0 = off): validation, early stopping and the test "
+        "use the averaged weights",
+    )
     early_stopping_patience: int = setting(
         0, PATIENCE, "epochs without a better val_accuracy; 0 = off"
     )
     tta: str = setting(
-        "none", one_of("tta"), "none | flip: the test split also scored as mean(image, mirror)"
+        "none",
+        one_of("tta"),
+        "none | flip: the test split also scored as mean(image, mirror) | flip_translate: "
+        "mean over the image, its mirror and both shifted 2 px diagonally each way",
     )
     seed: int = setting(
         0, NONNEG, "weights, shuffling and augmentation; the data split is fixed (seed 0)"
@@ -237,6 +254,15 @@ class TrialConfig:
     def to_params(self) -> dict[str, Any]:
         """MLflow params: every field, None spelled out so the UI shows it was unset."""
         return {k: ("None" if v is None else v) for k, v in dataclasses.asdict(self).items()}
+
+    @property
+    def peak_learning_rate(self) -> float:
+        """The rate the optimizer (or its schedule's peak) uses: `learning_rate`, scaled by
+        batch_size / LR_REFERENCE_BATCH under lr_scaling linear, so that larger batches take
+        proportionally larger steps (one rate then fits every batch size a space searches)."""
+        if self.lr_scaling == "linear":
+            return self.learning_rate * self.batch_size / LR_REFERENCE_BATCH
+        return self.learning_rate
 
     def replace(self, **changes: Any) -> TrialConfig:
         return dataclasses.replace(self, **changes)

@@ -27,7 +27,7 @@ VAL_LOSS_RISE = "val_loss_rise"  # val_loss of the tested weights / min val_loss
 SELECTED_VAL_ACCURACY = "selected_val_accuracy"  # val_accuracy of the weights that were tested:
 # the best epoch's under early stopping (restored), else the last epoch's
 STOPPED_EPOCH = "stopped_epoch"  # epochs actually trained (below epochs: early stopping)
-TEST_ACCURACY_TTA = "test_accuracy_tta"  # tta=flip: mean of the image's and its mirror's scores
+TEST_ACCURACY_TTA = "test_accuracy_tta"  # tta: mean scores over the views (flip, translate)
 # What the fit cost and what it trained beside (benchmark/train/cost.py).
 CPU_TIME = "cpu_time_s"  # CPU seconds of the trial's own process during fit, all threads
 CPU_MS_PER_IMAGE = "cpu_ms_per_image"  # CPU ms a training image, first epoch excluded

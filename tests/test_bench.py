@@ -34,3 +34,22 @@ def test_bench_rejects_bad_input_in_one_line(capsys):
     assert "--accuracy needs real images" in capsys.readouterr().err
     assert main(["bench", "--repeats", "3"]) == 2
     assert "error: --repeats 3: expected 5 or more" in capsys.readouterr().err
+
+
+def test_bench_precision_prints_each_familys_bf16_speedup(capsys, monkeypatch):
+    """`bench --precision`: float32 and mixed_bfloat16 rows and a speedup per family; on a
+    CPU without bf16 instructions the output says bf16 is emulated there."""
+    import benchmark.bench.precision as P
+
+    monkeypatch.setattr(P, "cpu_flags", lambda: frozenset({"avx2"}))
+    argv = ["bench", "--precision", "--steps", "1", "--repeats", "5", "--batch-size", "2"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "batch 2, augmentation none" in out
+    assert "CPU lacks avx512_bf16 and amx_bf16: bf16 is emulated here" in out
+    for family in ("cnn", "resnet"):
+        for precision in ("float32", "mixed_bfloat16"):
+            assert re.search(rf"^{family} {precision}\s+\d+", out, re.M), out
+        line = re.search(rf"^{family}: bf16 speedup (\d+\.\d\d) \(range .*\)$", out, re.M)
+        assert line and float(line.group(1)) > 0, out
+    assert P.bf16_note(frozenset({"avx512_bf16"})).endswith("bf16 runs in hardware")

@@ -3,6 +3,7 @@
     options.py     the CLI options and their defaults (no TensorFlow: `bench --help` is fast)
     throughput.py  the seed notebook's loop vs the suite's (throughput, accuracy, tracking)
     gpu_check.py   --gpu-check: does the GPU path keep a GPU busy?
+    precision.py   --precision: float32 vs mixed_bfloat16 per family, interleaved
     retime.py      `python -m benchmark retime`: the store's configurations re-measured quietly
 
 May import every stage before the search; nothing imports it but the CLI and tests.

@@ -26,11 +26,13 @@ BATCH = 32  # the seed lab's batch size: throughput, accuracy and tracking modes
 GPU_CHECK_IMAGES = 50_000  # --gpu-check: CIFAR-10's training set size, random pixels
 GPU_CHECK_EPOCHS = 20
 GPU_CHECK_BATCH = 512  # a GPU step per 32 images is all launch overhead
+PRECISION_BATCH = 64  # --precision: the batch issue 30 measured bf16 at
 
 EPILOG = """\
 example:
   python -m benchmark bench --augmentation seed --steps 100
   python -m benchmark bench --accuracy --data-dir ../shared/data --epochs 5 --seeds 0,1
+  python -m benchmark bench --precision --steps 50   (float32 vs bf16, cnn and resnet)
   python -m benchmark bench --gpu-check        (on a machine with a GPU)"""
 
 
@@ -55,7 +57,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=argtypes.positive,
         default=None,
-        help=f"images per step (default: {BATCH}; --gpu-check: {GPU_CHECK_BATCH})",
+        help=f"images per step (default: {BATCH}; --gpu-check: {GPU_CHECK_BATCH}; "
+        f"--precision: {PRECISION_BATCH})",
     )
     parser.add_argument(
         "--dataset",
@@ -91,6 +94,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     mode.add_argument(
         "--tracking", action="store_true", help="time the suite's fit with/without MLflow"
+    )
+    mode.add_argument(
+        "--precision",
+        action="store_true",
+        help="float32 vs mixed_bfloat16 images/s of a training step, per family (cnn, "
+        "resnet), interleaved; augmentation off",
     )
     mode.add_argument(
         "--gpu-check",

@@ -183,7 +183,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from benchmark.bench.gpu_check import run_gpu_check
 
         return run_gpu_check(args)
-    args.batch_size = args.batch_size or O.BATCH
+    args.batch_size = args.batch_size or (O.PRECISION_BATCH if args.precision else O.BATCH)
     if args.dataset is None:
         has_dir = args.data_dir or os.environ.get(DATA_ENV)
         args.dataset = "cifar10" if has_dir or args.accuracy else O.SYNTHETIC
@@ -195,6 +195,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.tracking:
         args.epochs = args.epochs or O.TRACKING_EPOCHS
         throughput.run_tracking(args)
+    elif args.precision:
+        from benchmark.bench.precision import run_precision
+
+        run_precision(args)
     else:
         throughput.run_throughput(args)
     return 0

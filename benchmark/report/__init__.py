@@ -18,6 +18,7 @@ what they import), never the CLI or a search. Its modules, each importing only t
 - findings: the findings in words
 - matters: What matters (fANOVA per study) and Reference points
 - summary: the JSON summary of the best configuration
+- speed: time to accuracy (seconds to a validation accuracy, from the per-epoch curves)
 - figures: the PNG figures and augmentation previews
 - build: one report per dataset, write_reports
 
@@ -44,6 +45,7 @@ from benchmark.report.load import (
     split_by_dataset,
 )
 from benchmark.report.markdown import table
+from benchmark.report.speed import time_to_accuracy
 from benchmark.report.stats import delta_ci, mean_std, num, pareto_front, spearman, summarize
 
 __all__ = [
@@ -70,5 +72,6 @@ __all__ = [
     "split_by_dataset",
     "summarize",
     "table",
+    "time_to_accuracy",
     "write_reports",
 ]

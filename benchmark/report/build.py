@@ -34,6 +34,8 @@ from benchmark.report.markdown import (
 )
 from benchmark.report.matters import matters_by_study, reference_points
 from benchmark.report.origin import best_by_hand, found_by, hand_note, marked
+from benchmark.report.speed import fastest, time_to_accuracy_section
+from benchmark.report.speed import summary as speed_summary
 from benchmark.report.stats import augmentation_effects, best_row, summarize
 from benchmark.report.summary import best_summary
 from benchmark.report.text import readable
@@ -56,6 +58,7 @@ class Report:
     board: pd.DataFrame  # the leaderboard (for the index)
     files: list[Path]
     summary: dict | None = None  # the best configuration, for <dataset>.json
+    time_to_accuracy: dict | None = None  # per threshold the fastest configuration, ditto
 
 
 def build_report(runs: DatasetRuns, out: Path, command: str | None = None) -> Report:
@@ -75,6 +78,7 @@ def build_report(runs: DatasetRuns, out: Path, command: str | None = None) -> Re
         header(runs, command),
         "## Findings\n\n" + findings(board, effects),
         "## Leaderboard\n\n" + leaderboard(marked(board)) + hand_note(board) + legend(runs, ids),
+        time_to_accuracy_section(board, quickest := fastest(board, runs.main)),
         "## What matters\n\n" + matters_by_study(runs),
         *budget_section(studies),
         "## Augmentation effect\n\n" + effect_table(effects),
@@ -98,7 +102,11 @@ def build_report(runs: DatasetRuns, out: Path, command: str | None = None) -> Re
     markdown = readable("\n\n".join(parts) + "\n")
     gone = set(prune_figures(fig_dir, markdown))  # figures of an earlier report of the folder
     kept = [f for f in files + fail_files if f not in gone]
-    return Report(runs.dataset, markdown, named, kept, best)
+    by_name = {  # the JSON names a configuration by its run name, not its id
+        key: best and best | {"configuration": str(named.loc[best["row"], "label"])}
+        for key, best in quickest.items()
+    }
+    return Report(runs.dataset, markdown, named, kept, best, speed_summary(by_name))
 
 
 @contextlib.contextmanager
@@ -157,7 +165,7 @@ def write_reports(
                 summary = out / f"{slug(name)}.json"
                 hand = best_by_hand(runs.main, rep.board)  # named apart, never the best
                 doc = {"dataset": name, "best": rep.summary, "best_by_hand": hand,
-                       "lab": labs[name]}
+                       "lab": labs[name], "time_to_accuracy": rep.time_to_accuracy}
                 text = json.dumps(doc, indent=2, sort_keys=True)
                 summary.write_text(text + "\n", encoding="utf-8")
                 written.append(summary)

@@ -13,6 +13,7 @@ import optuna
 
 from benchmark import metrics as M
 from benchmark.config import TrialConfig
+from benchmark.errors import UserError
 from benchmark.search.halving import Job
 from benchmark.search.space import Dimension, SearchSpace
 
@@ -33,13 +34,27 @@ def stored_best(dataset: str, limit: int = 200) -> list[mlflow.entities.Run]:
 
 
 def adapted(run: mlflow.entities.Run, space: SearchSpace) -> dict[str, Any] | None:
-    """The run's values of the space's dimensions, or None if one is outside the space."""
+    """The run's values of the space's dimensions, or None if one is outside the space.
+
+    A searched learning_rate is carried over as the rate the run trained at: where the run
+    and the space scale the rate with the batch differently (lr_scaling), the value is
+    converted so that the candidate's peak rate is the run's (else 0.05 at batch 64 unscaled
+    would become 0.05 per 256 images, a quarter of the rate)."""
     values = TrialConfig.values_from_params(run.data.params)
     point = {}
     for dim in space.dimensions:
-        if dim.name not in values or not _admits(dim, values[dim.name]):
+        if dim.name not in values:
             return None
         point[dim.name] = values[dim.name]
+    if "learning_rate" in point:
+        try:
+            peak = TrialConfig.from_params(run.data.params).peak_learning_rate
+            asked = space.config(point).peak_learning_rate
+        except (UserError, TypeError, ValueError):  # no config: judged by the values alone
+            peak = asked = 1.0
+        point["learning_rate"] *= peak / asked
+    if not all(_admits(dim, point[dim.name]) for dim in space.dimensions):
+        return None
     return point
 
 

@@ -3,6 +3,9 @@
     trial.py      run_trial: build, fit, evaluate, log (the heart: read this first)
     pipeline.py   tf.data input pipelines from uint8 arrays
     schedules.py  learning-rate schedules (one formula, a Keras schedule)
+    optim.py      the optimizer: kind, rate (scaled with the batch), weight decay, weight EMA
+    ema.py        each epoch's validation scores the EMA weights (the weights tested)
+    tta.py        test-time augmentation: flip, flip_translate
     callbacks.py  Optuna pruning as a Keras callback
     gpu.py        what changes on a GPU (augmentation in the step, mixed precision, metrics)
     isolate.py    a trial in its own process (flat memory), warmed up while another trains

@@ -24,6 +24,7 @@ from benchmark.config import TrialConfig
 from benchmark.data import Dataset, load_dataset
 from benchmark.models import build_model, model_summary, plan
 from benchmark.train.cost import CostMeter
+from benchmark.train.ema import EmaValidation
 from benchmark.train.export import log_dataset_inputs, log_trial_outputs
 from benchmark.train.gpu import (
     AugmentInStep,
@@ -31,12 +32,14 @@ from benchmark.train.gpu import (
     has_geometric_ops,
     on_gpu,
 )
+from benchmark.train.optim import make_optimizer
 from benchmark.train.outcome import run_outcome
 from benchmark.train.pipeline import eval_dataset, train_dataset
 from benchmark.train.plots import plot_learning_curves
 from benchmark.train.precision import resolve_precision
 from benchmark.train.runtime import jit_compile, version_tags
-from benchmark.train.schedules import learning_rate
+from benchmark.train.tta import flip_tta_accuracy as flip_tta_accuracy  # its old home: tests
+from benchmark.train.tta import tta_accuracy
 
 EVAL_BATCH = 256  # evaluation batch: larger is faster and does not change the result
 
@@ -194,27 +197,6 @@ def run_trial(
     return result
 
 
-def make_optimizer(cfg: TrialConfig, steps_per_epoch: int | None = None):
-    """The config's optimizer; sgd means Nesterov momentum 0.9 (the CNN recipe's SGD).
-
-    Weight decay is Keras' decoupled form (w -= lr * wd * w each step), kept off batch-norm
-    scales and shifts and off biases, where it only fights the normalisation.
-    """
-    lr = learning_rate(
-        cfg.lr_schedule, cfg.learning_rate, cfg.epochs, steps_per_epoch, cfg.warmup_epochs
-    )
-    extra = {} if cfg.weight_decay is None else {"weight_decay": cfg.weight_decay}
-    if cfg.optimizer == "sgd":
-        opt = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **extra)
-    else:
-        opt = keras.optimizers.get(
-            {"class_name": cfg.optimizer, "config": {"learning_rate": lr, **extra}}
-        )
-    if opt.weight_decay:
-        opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-    return opt
-
-
 def record_wall_time(result: TrialResult, wall_s: float) -> TrialResult:
     """Log the wall time the search waited for this trial and the overhead beyond fit_s.
 
@@ -268,13 +250,6 @@ def compiled_model(
     return model
 
 
-def flip_tta_accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
-    """Accuracy of the mean of the predicted probabilities for each image and its mirror."""
-    plain = model.predict(eval_dataset(x, y, EVAL_BATCH), verbose=0)
-    mirror = model.predict(eval_dataset(x[:, :, ::-1], y, EVAL_BATCH), verbose=0)
-    return float(np.mean(np.argmax(plain + mirror, axis=1) == y))
-
-
 def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings,
                    log_models: str = "all") -> TrialResult:  # fmt: skip
     """Build, fit, evaluate once on test, log: the trial's body inside its MLflow run."""
@@ -293,6 +268,7 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings,
                           None if in_step else augment, n_soft)  # fmt: skip
     val = eval_dataset(data.x_val, data.y_val, EVAL_BATCH, n_soft)
     logger, stopper = EpochLogger(), _stopper(cfg)
+    ema = [EmaValidation()] if cfg.ema > 0 else []  # last: the others see the average
 
     gpu: dict[str, float] = {}
     cost = CostMeter(len(data.x_train))  # CPU time, and the load of other processes beside
@@ -300,7 +276,7 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings,
     with gpu_usage(gpu):
         model.fit(
             train, validation_data=val, epochs=cfg.epochs, verbose=verbose, shuffle=False,
-            callbacks=[logger, cost, *([stopper] if stopper else []), *callbacks],
+            callbacks=[logger, cost, *([stopper] if stopper else []), *callbacks, *ema],
         )  # fmt: skip
     train_time = time.perf_counter() - start
     mlflow.set_tag(M.TAG_TIMING, cost.timing)
@@ -309,8 +285,9 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings,
     timings[M.EVAL_TIME] = time.perf_counter() - clock
     final = _final_metrics(model, data, logger, stopper is not None, scores, flops, train_time)
     final |= gpu | cost.metrics()  # cpu_time_s, cpu_ms_per_image, host_busy_other
-    if cfg.tta == "flip":
-        final[M.TEST_ACCURACY_TTA] = flip_tta_accuracy(model, data.x_test, data.y_test)
+    if cfg.tta != "none":
+        final[M.TEST_ACCURACY_TTA] = tta_accuracy(model, data.x_test, data.y_test, cfg.tta,
+                                                  EVAL_BATCH)  # fmt: skip
     clock = time.perf_counter()
     mlflow.log_metrics(final)
     overfit = M.is_overfit(final[M.OVERFIT_GAP], final[M.VAL_LOSS_RISE])
