@@ -48,10 +48,10 @@ def store(tmp_path_factory, session_cache):
     dataset = f"folder:{shapes_tree(tmp / 'shapes', per_class=12)}"
     real_build = benchmark.train.trial.build_model
 
-    def build_model(cfg, *args):
+    def build_model(cfg, *args, **kwargs):
         if cfg.depth == 2 and cfg.augmentation == "seed" and cfg.seed == 1:
             raise RuntimeError(BOOM)
-        return real_build(cfg, *args)
+        return real_build(cfg, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BENCHMARK_CACHE_DIR", str(session_cache))

@@ -122,10 +122,10 @@ def test_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, shared_data, 
 
     real_build = trial_mod.build_model
 
-    def build_or_oom(cfg, *args):
+    def build_or_oom(cfg, *args, **kwargs):
         if cfg.depth == 3:
             raise RuntimeError("OOM when allocating tensor (simulated)")
-        return real_build(cfg, *args)
+        return real_build(cfg, *args, **kwargs)
 
     monkeypatch.setattr(trial_mod, "build_model", build_or_oom)
     space = load_space(write_space(tmp_path, GRID))
@@ -151,7 +151,7 @@ def test_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, shared_data, 
 def test_max_failures_stops_with_a_summary(tmp_path, shared_data, monkeypatch):
     import benchmark.train.trial as trial_mod
 
-    def always_fail(cfg, *args):
+    def always_fail(cfg, *args, **kwargs):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(trial_mod, "build_model", always_fail)
