@@ -78,7 +78,7 @@ def _finished_trials() -> list:
 def test_a_tiny_lab_answers_every_task_first_and_a_rerun_trains_nothing(tmp_path, lab_dirs):
     data, spaces = lab_dirs
     out = _lab(data, spaces, "--datasets", "flowers17,cifar100,cifar10", "--out", "reports")
-    skipped = [line for line in out.splitlines() if "skipped" in line]
+    skipped = [line for line in out.splitlines() if ": skipped: " in line]
     assert len(skipped) == 1 and skipped[0].startswith("cifar10: skipped: "), out
     assert re.search(r"\[lab 4/4\] cifar100 task2: done in .* lab ETA", out), out
 
