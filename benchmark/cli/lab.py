@@ -89,7 +89,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     say(_closing(outcome))
     from benchmark.report import write_reports
 
-    for path in write_reports("all", args.out, skipped=skipped):
+    for path in write_reports("all", args.out, command=command_line(), skipped=skipped):
         say(str(path))
     return 0
 
