@@ -96,9 +96,9 @@ def test_every_shipped_space_dry_runs(path, tmp_path, shared_data):
     overrides = {"max_train_samples": 170 if space.dataset == "flowers17" else 200}
     data_dir = shared_data
     if space.dataset == "cifar100":
-        from test_datasets import _cifar100_archive
+        from archives import cifar100_archive
 
-        _cifar100_archive(tmp_path, per_class=5)
+        cifar100_archive(tmp_path, per_class=5)
         data_dir = tmp_path
     _dry_run(space, space.dataset, str(data_dir), overrides)
 
