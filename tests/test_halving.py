@@ -82,9 +82,9 @@ def test_next_job_samples_promotes_the_best_third_then_confirms_on_seeds():
              rec(3, 1, value=0.6, stage=H.CONFIRM, seed=2, n=9),
              rec(4, 1, value=0.7, stage=H.CONFIRM, seed=1, n=10),
              rec(4, 1, value=0.7, stage=H.CONFIRM, seed=2, n=11)]  # fmt: skip
-    assert H.next_job(p, recs, p.quotas) == ""
-    found, values = H.winner(p, recs)
-    assert found.params == {"x": 4} and values == [0.7, 0.7, 0.7]  # best mean, not best seed
+    assert H.next_job(p, recs, p.quotas) == H.Done("rungs and confirmation done")
+    found = H.winner(p, recs)
+    assert found.first.params == {"x": 4} and found.values == [0.7, 0.7, 0.7]  # best mean, not best seed
 
 
 def test_a_queued_trial_with_nothing_running_is_taken_not_waited_for():
@@ -143,7 +143,7 @@ def test_a_survivor_whose_own_trainings_outrun_the_time_left_is_passed_over():
     rank goes on instead, and the one after it when that one has started."""
     p = H.HalvingPlan((3, 9), (6, 2), 3, 2, 3, 1e9, 1.0, 1.0)
     recs = [rec(i, 0, value=i / 10, n=i) for i in range(6)]
-    costs = TL.Costs(1.0, 1.0, own={recs[5].key: 10.0})
+    costs = H.Costs(1.0, 1.0, own={recs[5].key: 10.0})
     # x=5 from rung 1 on: 9 epochs and 2 confirmations of 9, at 10 s an epoch: 273 s
     assert H.next_job(p, recs, p.quotas, 273, costs) == H.Job(rung=1, params={"x": 5})
     assert H.next_job(p, recs, p.quotas, 272, costs) == H.Job(rung=1, params={"x": 4})
@@ -158,7 +158,7 @@ def test_when_no_survivor_is_affordable_the_rung_below_s_best_is_confirmed():
     trained at full length on every seed (seed 0 too, its run there was shorter)."""
     p = H.HalvingPlan((3, 9), (4, 2), 3, 1, 3, 1e9, 1.0, 1.0)
     recs = [rec(i, 0, value=i / 10, n=i) for i in range(4)]
-    dear = TL.Costs(1.0, 1.0, own={r.key: 10.0 for r in recs})
+    dear = H.Costs(1.0, 1.0, own={r.key: 10.0 for r in recs})
     job = H.next_job(p, recs, p.quotas, 100, dear)  # each needs 3 x 91 s from rung 1 on
     assert job == H.Job(rung=1, stage=H.CONFIRM, seed=0, params={"x": 3})
 
@@ -168,7 +168,7 @@ def test_the_time_left_costs_known_survivors_and_finalists_as_themselves():
     recs = [rec(i, 0, value=i / 10, n=i) for i in range(6)]
     median = TL.fit(p, recs, 60, p.cost).need_s  # (60 s: no time to spare for growing)
     assert median == 2 * p.cost(9) + 4 * p.cost(9)  # rung 1, then 2 x 2 confirmations
-    costs = TL.Costs(1.0, 1.0, own={recs[5].key: 10.0})
+    costs = H.Costs(1.0, 1.0, own={recs[5].key: 10.0})
     # x=5 and x=4 lead rung 0: both go on, and are the finalists as ranked now
     assert TL.fit(p, recs, 303, costs).need_s == (91 + 10) + (2 * 91 + 2 * 10)
 
@@ -221,7 +221,7 @@ def test_time_to_spare_grows_the_last_rung_once_the_rung_before_has_finished():
 def test_past_its_budget_the_eta_is_the_confirmation_left_never_negative():
     """The cifar10-auto search, 155 of 150 minutes spent with two confirmations left,
     printed `ETA -1h55m`."""
-    from benchmark.search.rungs import Budget
+    from benchmark.search.state import Budget
 
     p = H.HalvingPlan((13, 40), (3, 2), 3, 2, 3, 150 * 60.0, 20.0, 5.0)
     budget = Budget(plan=p, spent_before=155 * 60.0)

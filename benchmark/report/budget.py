@@ -9,8 +9,9 @@ so its params differ from the full-length run's in exactly the settings scaling 
 the point leaves those out. `Study` (a search's runs and parents, whatever the strategy) is
 also what origin.py reads to say which search found the best configuration.
 
-May import benchmark.config, benchmark.metrics, benchmark.search.halving (stage names and
-scaling only: the report reads the search's constants, the search never imports the report)
+May import benchmark.config, benchmark.metrics, benchmark.search.halving and .names (stage names,
+scaling and the configuration key only: the report reads the search's constants, the search
+never imports the report)
 and benchmark.report.load, .stats, .markdown.
 """
 
@@ -26,6 +27,7 @@ from benchmark.report.load import TAG_PARENT, DatasetRuns, P, T, col, numbers, r
 from benchmark.report.markdown import table
 from benchmark.report.stats import DASH, best_row, mean_std, num, summarize
 from benchmark.search.halving import CONFIRM, EXPLORE, scaled_config
+from benchmark.search.names import config_key
 
 TAG_STUDY = "study_name"  # on trial runs and parent runs of a search
 WARM = "✱"  # marks a warm-started candidate (queued from an earlier study's run)
@@ -43,13 +45,16 @@ SCALED = _scaled_fields()
 
 
 def points(trials: pd.DataFrame) -> pd.Series:
-    """Each run's candidate: its params less the seed, derived sizes and the scaled settings."""
+    """Each run's candidate: its params less the seed, derived sizes and the scaled settings,
+    keyed as the search keys a configuration (benchmark.search.names.config_key)."""
     skip = {P(k) for k in ("seed", "filters", *M.SPLIT_SIZE_PARAMS, *SCALED)}
     cols = sorted(c for c in trials.columns if c.startswith("params.") and c not in skip)
     if not cols or trials.empty:
         return pd.Series("", index=trials.index, dtype=object)
-    keys = trials[cols].astype(object).where(trials[cols].notna(), "").astype(str)
-    return keys[cols[0]].str.cat(keys[cols[1:]], sep="\x1f") if len(cols) > 1 else keys[cols[0]]
+    values = trials[cols].astype(object).where(trials[cols].notna(), "").astype(str)
+    values.columns = [c.removeprefix("params.") for c in cols]
+    return pd.Series([config_key(row) for row in values.to_dict("records")], index=trials.index,
+                     dtype=object)  # fmt: skip
 
 
 def durations(df: pd.DataFrame) -> pd.Series:

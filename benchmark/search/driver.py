@@ -15,8 +15,6 @@ import os
 import statistics
 import time
 import traceback
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -28,15 +26,15 @@ from benchmark import metrics as M
 from benchmark import stop
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
-from benchmark.search import faults, integrity, rungs
+from benchmark.search import faults, integrity, names, rungs
 from benchmark.search.champion import crown_search
 from benchmark.search.cores import cores_for_slot, threads_per_trial
 from benchmark.search.halving import CONFIRM, Job, scaled_config
 from benchmark.search.parent import StudyParent
 from benchmark.search.parts import make_pruner, make_sampler
-from benchmark.search.rungs import Budget
 from benchmark.search.slots import Slot, drive
 from benchmark.search.space import SearchSpace
+from benchmark.search.state import Search
 from benchmark.search.storage import default_storage, make_storage, redact
 from benchmark.search.study import (
     already_done,
@@ -54,54 +52,6 @@ from benchmark.train.export import check_log_models
 from benchmark.train.isolate import TrialJob, isolated_default, run_isolated, stop_prestarted
 from benchmark.train.tracking import Tracking
 from benchmark.train.trial import DataCache, record_wall_time, run_trial
-
-
-@dataclass
-class Search:
-    """What one run of the search command works on: settings resolved once, the study."""
-
-    space: SearchSpace
-    dataset: str
-    data_dir: str | None
-    study_name: str
-    storage: str
-    store: Any
-    study: optuna.Study
-    base: dict[str, Any]  # dataset + CLI overrides, over the space's fixed settings
-    seeds: int  # per trial (grid, optuna); the finalists' seeds (halving)
-    total: int  # trials (or, halving, planned trainings)
-    timeout: float | None
-    epoch_budget: tuple[int, int, int] | None  # (max_epochs, epochs per run, seeds)
-    max_failures: int | None
-    workers: int
-    isolate: bool
-    role: str
-    tracking: Tracking  # where the parent run goes (the `mlflow run` run, if any)
-    log_models: str = "all"  # which trials keep their model: all | best | none
-    budget: Budget | None = None  # strategy halving: the plan and the time spent
-    tags: dict[str, str] | None = None  # on the parent and every trial run (the lab's task)
-
-    def settings(self) -> dict[str, Any]:
-        """The resolved settings, as the parent run's tags and params show them."""
-        space, halving = self.space, self.space.strategy == "halving"
-        resolved = {
-            "strategy": space.strategy, "dataset": self.dataset,
-            "space_file": _shown(space.path), "study_name": self.study_name,
-            "storage": redact(self.storage), "seeds": self.seeds, "n_trials": self.total,
-            "sampler": space.sampler if space.strategy != "grid" else "grid",
-            "pruner": space.pruner.get("type", "median") if space.strategy == "optuna"
-            else "none", "workers": self.workers,
-        }  # fmt: skip
-        if self.epoch_budget is not None:
-            resolved["max_epochs"] = self.epoch_budget[0]
-        if self.timeout is not None:  # the report's budget column reads it
-            resolved["timeout"] = self.timeout
-        if halving and self.budget is not None:
-            plan = self.budget.plan
-            resolved |= {"budget_minutes": round(plan.budget_s / 60, 2), "eta": plan.eta,
-                         "confirm_top": plan.confirm_top,
-                         "rung_epochs": "-".join(map(str, plan.epochs))}  # fmt: skip
-        return resolved
 
 
 def run_search(
@@ -270,7 +220,7 @@ class Objective:
         trial.set_user_attr("worker", WORKER)
         job = rungs.job_of(trial, slot.job) if search.budget is not None else None
         slot.trial_number = trial.number
-        slot.release()  # parameters chosen: the next slot may claim its trial
+        slot.chosen()  # parameters chosen: the next slot may claim its trial
         if (earlier := finished_with_params(trial.study, trial.number, params)) is not None:
             return self._duplicate(trial, earlier)  # TPE re-proposes categorical points
         try:
@@ -294,7 +244,7 @@ class Objective:
 
     def _duplicate(self, trial: optuna.Trial, earlier) -> float:
         """A seeded trial would only repeat itself: the earlier result stands."""
-        trial.set_user_attr("duplicate_of", earlier.number)
+        trial.set_user_attr(names.DUPLICATE_OF, earlier.number)
         trial.set_user_attr("run_name", earlier.user_attrs.get("run_name", ""))
         if earlier.state == TrialState.PRUNED:
             raise optuna.TrialPruned(f"same as pruned trial {earlier.number}")
@@ -317,7 +267,7 @@ class Objective:
         run_cfg = scaled_config(cfg, epochs).replace(seed=cfg.seed + job.seed)
         name = f"{cfg.run_name}-e{epochs}" + (f"-s{run_cfg.seed}" if job.stage == CONFIRM else "")
         tags |= {M.TAG_RUNG: str(job.rung), M.TAG_STAGE: job.stage}
-        if warm := trial.user_attrs.get("warm_start"):
+        if warm := trial.user_attrs.get(names.WARM_START):
             tags[M.TAG_WARM_START] = warm
         return [(run_cfg, name, tags)]
 
@@ -326,7 +276,7 @@ class Objective:
         """One run, in its own process (memory stays flat; the next one warms up) or here."""
         search = self.search
         if (done := faults.finished_before(trial, search.study_name, name)) is not None:
-            trial.set_user_attr(f"run_id_{rep}", done[0])  # a retry whose run had finished
+            trial.set_user_attr(names.run_id_attr(rep), done[0])  # a retry whose run had finished
             return done[1]
         if search.isolate:
             result = run_isolated(TrialJob(
@@ -346,23 +296,16 @@ class Objective:
             record_wall_time(result, time.time() - started)
         self.timings.append({k: result.metrics[k] for k in M.TIMING_METRICS
                              if k in result.metrics})  # fmt: skip
-        trial.set_user_attr(f"run_id_{rep}", result.run_id)
+        trial.set_user_attr(names.run_id_attr(rep), result.run_id)
         _release_memory(search.isolate)
         return result.objective  # the tested weights: last or best epoch
 
     def _failed(self, trial: optuna.Trial, exc: Exception) -> None:
         """The progress line says why; the traceback goes to the parent run, not stderr."""
-        trial.set_user_attr("fail_reason", (str(exc) or type(exc).__name__)[:500])
+        trial.set_user_attr(names.FAIL_REASON, (str(exc) or type(exc).__name__)[:500])
         self.client.log_text(self.parent_id, traceback.format_exc(),
                              f"failures/trial_{trial.number:04d}.txt")  # fmt: skip
         _release_memory(self.search.isolate)
-
-
-def _shown(path: str) -> str:
-    """A shipped space as `search_spaces/x.yaml` (same on every machine), others as given."""
-    p = Path(path).resolve()
-    root = Path(__file__).resolve().parents[2]
-    return str(p.relative_to(root)) if p.is_relative_to(root) else path
 
 
 def _release_memory(isolated: bool = False) -> None:

@@ -1,7 +1,8 @@
 """The dry run: every model of a space built, none trained, and the search's wall time
 estimated, the per-trial overhead included.
 
-A trial's wall time is overhead + tracing + epochs x epoch time. The epoch time is measured,
+A trial's wall time is overhead + tracing + epochs x epoch time (halving.Costs, the one cost
+model of the plan, its refits and this estimate). The epoch time is measured,
 not guessed: two real epochs (with validation, as a trial runs them) of the cheapest and the
 most expensive configuration, interpolated linearly in FLOPs for the others, plus each
 augmentation policy's own cost per epoch. The overhead (process hand-over, data, build,
@@ -10,7 +11,7 @@ from the finished trials the tracking store already holds when there are any (a 
 machine), else from this machine's measurements (TRIAL_OVERHEAD_S, EARLY_STOP_SHARE).
 
 May import: benchmark.models, benchmark.augment, the train stage, benchmark.metrics,
-benchmark.search.space, benchmark.search.summary.
+benchmark.search.halving (Costs), .space, .summary.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import mlflow
 from benchmark import metrics as M
 from benchmark.errors import UserError
 from benchmark.runfilter import literal
+from benchmark.search.halving import Costs
 from benchmark.search.space import SearchSpace
 from benchmark.search.summary import hms
 from benchmark.train.trial import load_for
@@ -141,7 +143,8 @@ def estimate(
             share = _stop_share(cfg)
             shares.append(share)
             epochs = cfg.epochs * (EARLY_STOP_SHARE if share is None else share)
-        seconds = (overhead + trace_s + epochs * (epoch_s + aug_cost[cfg.augmentation])) * seeds
+        cost = Costs(epoch_s=epoch_s + aug_cost[cfg.augmentation], overhead_s=overhead + trace_s)
+        seconds = cost(epochs) * seeds
         priced.append((cfg, params, flops, seconds))
     n = len(ok) if space.strategy != "optuna" else (n_trials or space.n_trials or 1)
     return Estimate(priced, n, seeds, len(data.x_train), len(probes), _how(overhead, seen, shares))

@@ -13,7 +13,10 @@ best 1/eta by validation accuracy; the last rung runs at full length. Then the t
 `confirm_top` are trained on the other seeds at full length and the winner is the best mean
 validation accuracy over seeds: a one-seed best is optimistic (the winner's curse).
 
-May import: benchmark.config (the search's other modules import this one).
+The cost model (`Costs`), the plan search (`largest_ladder`) and the typed answer of
+`next_job` (a Job, `Wait` or `Done`) live here once; survivor selection is
+benchmark.search.survivors.
+May import: benchmark.config, benchmark.search.names, .space (the settings), .survivors.
 """
 
 from __future__ import annotations
@@ -21,22 +24,48 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from benchmark.config import TrialConfig
+from benchmark.search import names
+from benchmark.search.space import HALVING_SEEDS, HalvingSettings
+from benchmark.search.survivors import rule_named
 
 EXPLORE, CONFIRM = "explore", "confirm"  # the tag benchmark.stage
-WAIT = "wait"  # next_job: nothing to start now, but trials that decide the next are running
 MAX_DUPLICATES = 3  # rung 0 ends when its sampler re-proposed this many times its quota
+DEFAULTS = HalvingSettings()  # declared once, with the space's other settings
+
+
+@dataclass(frozen=True)
+class Costs:
+    """The one cost model of a search: seconds of one training of `epochs` epochs = a fixed
+    part per trial (process hand-over, build, tracing, evaluation, logging) + epochs at the
+    configuration's own steady epoch time once it has trained (its `Record.key` in `own`),
+    else the average candidate's. The dry run prices each configuration with it, the plan
+    with the probe's figures, the refits with what the study's runs took.
+
+    Candidates differ by more than the median says: on the CIFAR-10 subset a k5 model with
+    two convolutions a block took about 76 s an epoch where the median was about 20 s:
+    promoted with 104 minutes left, its 40-epoch run and two confirmations needed about 150."""
+
+    epoch_s: float
+    overhead_s: float
+    own: Mapping[str, float] = field(default_factory=dict)
+
+    def __call__(self, epochs: float, key: str | None = None) -> float:
+        return self.overhead_s + epochs * self.own.get(key, self.epoch_s)
+
+
+Cost = Callable[..., float]  # cost(epochs, key=None): seconds of one training (a Costs)
 
 
 @dataclass(frozen=True)
 class HalvingPlan:
     """Rung r trains `quotas[r]` candidates for `epochs[r]` epochs; then the top
     `confirm_top` of the last rung train seeds 1..seeds-1 at `epochs[-1]`. Stored with the
-    study (JSON), with the budget and the costs it was planned from."""
+    study (JSON), with the budget, the costs it was planned from and the survivor rule."""
 
     epochs: tuple[int, ...]
     quotas: tuple[int, ...]
@@ -46,11 +75,12 @@ class HalvingPlan:
     budget_s: float
     epoch_s: float  # one epoch of an average candidate, measured by the probe
     overhead_s: float  # per trial: process hand-over, build, tracing, evaluation, logging
+    survivors: str = DEFAULTS.survivors  # benchmark.search.survivors: who goes on
 
     def cost(self, epochs: int, key: str | None = None) -> float:
-        """Planned seconds of one trial of `epochs` epochs (any configuration: the probe
-        timed an average one)."""
-        return self.overhead_s + epochs * self.epoch_s
+        """Planned seconds of one trial of `epochs` epochs (the probe timed an average
+        configuration: every one is costed alike until it has trained)."""
+        return Costs(self.epoch_s, self.overhead_s)(epochs, key)
 
     def total_s(self) -> float:
         explore = sum(q * self.cost(e) for e, q in zip(self.epochs, self.quotas, strict=True))
@@ -63,6 +93,10 @@ class HalvingPlan:
     def from_json(cls, text: str) -> HalvingPlan:
         raw = json.loads(text)
         return cls(**{**raw, "epochs": tuple(raw["epochs"]), "quotas": tuple(raw["quotas"])})
+
+    def order(self, records: Sequence[Record]) -> list[Record]:
+        """A rung's completed configurations, the first to go on first (the plan's rule)."""
+        return rule_named(self.survivors)(records)
 
     def lines(self) -> list[str]:
         """The plan as the search prints it before training."""
@@ -100,19 +134,27 @@ def quotas_for(n0: int, rungs: int, eta: int, confirm_top: int) -> tuple[int, ..
     return tuple(max(math.ceil(n0 / eta**r), min(confirm_top, n0)) for r in range(rungs))
 
 
-def plan_halving(
-    budget_s: float,
-    *,
-    epochs: int,
-    epoch_s: float,
-    overhead_s: float,
-    eta: int = 3,
-    min_epochs: int | None = None,
-    confirm_top: int = 2,
-    seeds: int = 3,
-    max_candidates: int | None = None,
-) -> HalvingPlan:
-    """The most rung-0 candidates whose rungs and confirmation fit `budget_s`.
+def largest_ladder(lo: int, hi: int, rungs: int, eta: int, confirm_top: int,
+                   fits: Callable[[tuple[int, ...]], bool]) -> tuple[int, ...] | None:  # fmt: skip
+    """The one plan search: the ladder `quotas_for(n0)` with the most rung-0 candidates
+    n0 in [lo, hi] that `fits` (cost grows with n0, so the first that does not fit ends
+    the search). Planning asks it of the budget, refits of the time left."""
+    best = None
+    for n0 in range(max(lo, 1), hi + 1):
+        ladder = quotas_for(n0, rungs, eta, confirm_top)
+        if not fits(ladder):
+            break
+        best = ladder
+    return best
+
+
+def plan_halving(budget_s: float, *, epochs: int, epoch_s: float, overhead_s: float,
+                 eta: int = DEFAULTS.eta, min_epochs: int | None = DEFAULTS.min_epochs,
+                 confirm_top: int = DEFAULTS.confirm_top, seeds: int = HALVING_SEEDS,
+                 max_candidates: int | None = None,
+                 survivors: str = DEFAULTS.survivors) -> HalvingPlan:  # fmt: skip
+    """The most rung-0 candidates whose rungs and confirmation fit `budget_s` (the
+    defaults are the space's: benchmark.search.space.HalvingSettings).
 
     With fewer rungs each candidate costs more, so the plan with the most rungs (down to
     `min_epochs`, default epochs/eta^2) is tried first; when not even `confirm_top`
@@ -122,22 +164,18 @@ def plan_halving(
     min_epochs = min_epochs or max(1, round(epochs / eta**2))
     all_rungs = rung_epochs(epochs, eta, min_epochs)
     cap = max_candidates or 10_000
-    plan = None
+
+    def plan(rungs: tuple[int, ...], quotas: tuple[int, ...]) -> HalvingPlan:
+        return HalvingPlan(rungs, quotas, eta, confirm_top, seeds, budget_s, epoch_s,
+                           overhead_s, survivors)  # fmt: skip
+
     for drop in range(len(all_rungs)):
         rungs = all_rungs[drop:]
-        for n0 in range(min(confirm_top, cap), cap + 1):
-            quotas = quotas_for(n0, len(rungs), eta, confirm_top)
-            candidate = HalvingPlan(rungs, quotas, eta, confirm_top, seeds, budget_s,
-                                    epoch_s, overhead_s)  # fmt: skip
-            if candidate.total_s() > budget_s:
-                break
-            plan = candidate
-        if plan is not None and (len(rungs) == 1 or plan.quotas[0] > plan.quotas[1]):
-            return plan
-        plan = None
-    rungs = all_rungs[-1:]
-    quotas = quotas_for(min(confirm_top, cap), 1, eta, confirm_top)
-    return HalvingPlan(rungs, quotas, eta, confirm_top, seeds, budget_s, epoch_s, overhead_s)
+        quotas = largest_ladder(min(confirm_top, cap), cap, len(rungs), eta, confirm_top,
+                                lambda q, r=rungs: plan(r, q).total_s() <= budget_s)  # fmt: skip
+        if quotas is not None and (len(rungs) == 1 or quotas[0] > quotas[1]):
+            return plan(rungs, quotas)
+    return plan(all_rungs[-1:], quotas_for(min(confirm_top, cap), 1, eta, confirm_top))
 
 
 def scaled_config(cfg: TrialConfig, epochs: int) -> TrialConfig:
@@ -155,9 +193,6 @@ def scaled_config(cfg: TrialConfig, epochs: int) -> TrialConfig:
     )
 
 
-Cost = Callable[..., float]  # cost(epochs, key=None): seconds of one training
-
-
 @dataclass(frozen=True)
 class Record:
     """One trial of the study as the scheduler sees it."""
@@ -169,10 +204,11 @@ class Record:
     state: str  # complete | running | waiting | failed | pruned
     value: float | None = None
     number: int = -1
+    run_id: str | None = None  # the MLflow run it trained (complete trials)
 
     @property
     def key(self) -> str:
-        return json.dumps(self.params, sort_keys=True, default=str)
+        return names.config_key(self.params)
 
 
 @dataclass(frozen=True)
@@ -185,9 +221,23 @@ class Job:
     params: dict[str, Any] | None = None
 
     def attrs(self) -> dict[str, Any]:
-        return {"halving_rung": self.rung, "halving_stage": self.stage, "halving_seed": self.seed}
+        return {names.RUNG: self.rung, names.STAGE: self.stage, names.SEED: self.seed}
 
 
+@dataclass(frozen=True)
+class Wait:
+    """Nothing to start now: trials that decide the next one are running."""
+
+
+@dataclass(frozen=True)
+class Done:
+    """Nothing left to start, and why (the search's stopped reason)."""
+
+    reason: str
+
+
+WAIT = Wait()
+Next = Job | Wait | Done  # next_job's answer (and the trial slots' with Job | None)
 STARTED = ("complete", "running", "waiting", "failed", "pruned")
 
 
@@ -201,21 +251,12 @@ def config_keys(records: Sequence[Record], states: Sequence[str] = STARTED) -> s
     return {r.key for r in records if r.state in states}
 
 
-def ranked(records: Sequence[Record]) -> list[Record]:
-    """Completed records, one per configuration (its best), best validation accuracy first."""
-    best: dict[str, Record] = {}
-    for r in records:
-        if r.state == "complete" and (r.key not in best or r.value > best[r.key].value):
-            best[r.key] = r
-    return sorted(best.values(), key=lambda r: (-r.value, r.number))
-
-
 def next_job(plan: HalvingPlan, records: Sequence[Record], quotas: Sequence[int],
-             left_s: float = math.inf, cost: Cost | None = None) -> Job | str:  # fmt: skip
-    """The next training, WAIT, or "" when the search is done (rungs and confirmation).
+             left_s: float = math.inf, cost: Cost | None = None) -> Next:  # fmt: skip
+    """The next training, WAIT, or Done when rungs and confirmation are done.
 
     A survivor is promoted only if its own trainings from here on (the rungs left and its
-    confirmation seeds, at its own cost) fit `left_s`; the next in rank takes its place.
+    confirmation seeds, at its own cost) fit `left_s`; the next in order takes its place.
 
     A queued trial with nothing running (an interrupted trial queued again on resume, a
     survivor queued by a worker stopped before it started it) is this worker's to take: no
@@ -239,7 +280,7 @@ def next_job(plan: HalvingPlan, records: Sequence[Record], quotas: Sequence[int]
 
 
 def _scheduled(plan: HalvingPlan, records: Sequence[Record], quotas: Sequence[int],
-               affordable: Callable[[Record, int], bool]) -> Job | str:  # fmt: skip
+               affordable: Callable[[Record, int], bool]) -> Next:  # fmt: skip
     """next_job's schedule: fill each rung in turn, survivors once the rung below is done.
     A rung no survivor could afford leaves the finalists to the rung below."""
     source: list[Record] = []  # the last rung that ran: where survivors come from
@@ -255,7 +296,7 @@ def _scheduled(plan: HalvingPlan, records: Sequence[Record], quotas: Sequence[in
             else:
                 if config_keys(source, ("running", "waiting")):
                     return WAIT  # survivors are chosen once the rung below has finished
-                going = [c for c in ranked(source) if c.key in started or affordable(c, r)]
+                going = [c for c in plan.order(source) if c.key in started or affordable(c, r)]
                 for rec in going[:quota]:
                     if rec.key not in started:
                         return Job(rung=r, params=rec.params)
@@ -270,46 +311,66 @@ def _duplicates(records: Sequence[Record]) -> int:
 
 
 def finalists(plan: HalvingPlan, records: Sequence[Record]) -> list[Record]:
-    """The top `confirm_top` of the last rung that completed anything."""
+    """The first `confirm_top` of the last rung that completed anything."""
     for r in reversed(range(len(plan.epochs))):
-        if ranked(at_rung(records, r)):
-            return ranked(at_rung(records, r))[: plan.confirm_top]
+        if ordered := plan.order(at_rung(records, r)):
+            return ordered[: plan.confirm_top]
     return []
 
 
-def _confirm_job(plan: HalvingPlan, records: Sequence[Record], last: Sequence[Record]) -> Job | str:
-    """Each finalist at full length on every seed; seed 0 is its last-rung run when that
-    rung was full length."""
+def full_length_seeds(plan: HalvingPlan, records: Sequence[Record], fin: Record,
+                      states: Sequence[str] = STARTED) -> dict[int, list[Record]]:  # fmt: skip
+    """A finalist's full-length trainings by seed: its confirmations, and seed 0's run at
+    the last rung when that rung was full length."""
+    full, out = plan.epochs[-1], {}
+    for r in records:
+        if r.key == fin.key and r.state in states and (
+            r.stage == CONFIRM or (r.seed == 0 and plan.epochs[r.rung] == full)
+        ):
+            out.setdefault(r.seed, []).append(r)
+    return out
+
+
+def _confirm_job(plan: HalvingPlan, records: Sequence[Record], last: Sequence[Record]) -> Next:
+    """Each finalist at full length on every seed."""
     if config_keys(last, ("running", "waiting")):
         return WAIT
-    full = plan.epochs[-1]
     pending = False
     for fin in finalists(plan, records):
+        done = full_length_seeds(plan, records, fin)
         for seed in range(plan.seeds):
-            done = [
-                r for r in records
-                if r.key == fin.key and r.seed == seed and r.state in STARTED
-                and (r.stage == CONFIRM or (seed == 0 and plan.epochs[r.rung] == full))
-            ]  # fmt: skip
-            if not done:
+            if seed not in done:
                 return Job(rung=len(plan.epochs) - 1, stage=CONFIRM, seed=seed, params=fin.params)
-            pending = pending or any(r.state in ("running", "waiting") for r in done)
-    return WAIT if pending else ""
+            pending = pending or any(r.state in ("running", "waiting") for r in done[seed])
+    return WAIT if pending else Done("rungs and confirmation done")
 
 
-def winner(plan: HalvingPlan, records: Sequence[Record]) -> tuple[Record, list[float]] | None:
-    """The finalist with the best mean validation accuracy over its full-length seeds, and
-    those values (seed order)."""
-    full = plan.epochs[-1]
+@dataclass(frozen=True)
+class Winner:
+    """The confirmed winner: its completed full-length trainings, seed order."""
+
+    seeds: list[Record]
+
+    @property
+    def values(self) -> list[float]:
+        return [r.value for r in self.seeds]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def first(self) -> Record:
+        return self.seeds[0]
+
+
+def winner(plan: HalvingPlan, records: Sequence[Record]) -> Winner | None:
+    """The one winner function: the finalist with the best mean validation accuracy over
+    its full-length seeds (a one-seed best is optimistic: the winner's curse)."""
     best = None
     for fin in finalists(plan, records):
-        values = {
-            r.seed: r.value for r in records
-            if r.key == fin.key and r.state == "complete"
-            and (r.stage == CONFIRM or plan.epochs[r.rung] == full)
-        }  # fmt: skip
-        if values:
-            scores = [values[s] for s in sorted(values)]
-            if best is None or statistics.fmean(scores) > statistics.fmean(best[1]):
-                best = (fin, scores)
+        done = full_length_seeds(plan, records, fin, ("complete",))
+        found = Winner([done[s][-1] for s in sorted(done)])
+        if done and (best is None or found.mean > best.mean):
+            best = found
     return best

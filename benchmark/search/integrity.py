@@ -15,7 +15,8 @@ cut back by a repair; a tracking store deleted). When a search starts:
   of every trial and attribute, `delete_study`, `create_study`, `add_trial` in the same
   order, so numbers stay): those trials go back as FAIL with an `interrupted` reason, which
   is how a stopped trial looks, and the resume logic queues each once with its parameters.
-May import: benchmark.metrics, benchmark.runfilter, benchmark.search.study, .journal, .storage.
+May import: benchmark.metrics, benchmark.runfilter, benchmark.search.study, .journal, .names,
+.storage.
 """
 
 from __future__ import annotations
@@ -39,10 +40,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from benchmark import metrics as M
 from benchmark.runfilter import literal
-from benchmark.search import journal
+from benchmark.search import journal, names
 from benchmark.search.space import Dimension, SearchSpace
 from benchmark.search.storage import journal_path, redact
-from benchmark.search.study import HALVING_ATTRS, grid_left, other_worker
+from benchmark.search.study import grid_left, other_worker
 
 LOST = "its runs are missing from the tracking store"  # the `interrupted` reason of a lost trial
 
@@ -122,7 +123,7 @@ def _objective(run: Any) -> float:
 
 
 def _key(params: dict[str, Any], attrs: dict[str, Any]) -> tuple:
-    return tuple(sorted(params.items())), tuple(attrs.get(a) for a in HALVING_ATTRS)
+    return names.config_key(params), tuple(attrs.get(a) for a in names.HALVING_ATTRS)
 
 
 def restorable(study: optuna.Study, space: SearchSpace, runs: list[Any],
@@ -163,8 +164,8 @@ def _job_of(run: Any, space: SearchSpace) -> tuple[dict[str, Any], dict[str, Any
         return params, {}
     tags = run.data.tags
     base = space.config(params, dataset=run.data.params.get("dataset", "cifar10")).seed
-    return params, {"halving_rung": int(tags[M.TAG_RUNG]), "halving_stage": tags[M.TAG_STAGE],
-                    "halving_seed": int(run.data.params["seed"]) - base}  # fmt: skip
+    return params, {names.RUNG: int(tags[M.TAG_RUNG]), names.STAGE: tags[M.TAG_STAGE],
+                    names.SEED: int(run.data.params["seed"]) - base}  # fmt: skip
 
 
 def _trial_of(group: Finished, space: SearchSpace, seeds: int, params: dict[str, Any],
@@ -180,7 +181,7 @@ def _trial_of(group: Finished, space: SearchSpace, seeds: int, params: dict[str,
     name = re.sub(r"(-e\d+)?(-s\d+)?$", "", first.info.run_name or "") if (halving or seeds > 1) \
         else first.info.run_name  # fmt: skip
     attrs = {"run_name": name, "restored": "from the tracking store", **job}
-    attrs |= {f"run_id_{i}": r.info.run_id for i, r in enumerate(runs)}
+    attrs |= {names.run_id_attr(i): r.info.run_id for i, r in enumerate(runs)}
     history = mlflow.MlflowClient().get_metric_history(first.info.run_id, M.OBJECTIVE)
     trial = optuna.trial.create_trial(
         value=statistics.fmean(_objective(r) for r in runs), params=params,

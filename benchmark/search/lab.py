@@ -198,7 +198,7 @@ def estimate_stages(stages: list[Stage], settings: LabSettings,
         if stage.task == TASK1:
             _estimate_tasks(stage, _next(stages, stage), settings, printer)
         elif stage.task == AUTO:
-            stage.estimate_s = 60.0 * float(stage.space.halving.get("budget_minutes") or 0)
+            stage.estimate_s = 60.0 * float(stage.space.halving.budget_minutes or 0)
 
 
 def _estimate_tasks(task1: Stage, task2: Stage, settings: LabSettings,

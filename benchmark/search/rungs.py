@@ -5,16 +5,15 @@ decides the next training from the storage alone (see halving.py for the method)
 Survivors and confirmations are `study.enqueue_trial(params, user_attrs=...)`, new
 candidates the sampler's own trials: Optuna's storage records every rung, and its sampler
 proposes every candidate.
-May import: benchmark.search.halving, .timeleft, .study, .space, .dryrun (the probe), .summary.
+May import: benchmark.search.halving, .names, .state, .timeleft, .study, .space, .dryrun (the
+probe).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import statistics
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
@@ -24,57 +23,28 @@ from optuna.trial import TrialState
 from benchmark import metrics as M
 from benchmark.errors import UserError
 from benchmark.runfilter import literal
+from benchmark.search import names
 from benchmark.search.dryrun import probe_space
 from benchmark.search.halving import (
-    WAIT,
+    CONFIRM,
+    Costs,
+    Done,
     HalvingPlan,
     Job,
+    Next,
     Record,
     next_job,
     plan_halving,
     winner,
 )
 from benchmark.search.space import SearchSpace
+from benchmark.search.state import Budget, Search
 from benchmark.search.study import recover_dead_trials
-from benchmark.search.timeleft import Costs, fit
-
-PLAN_ATTR, SPENT_ATTR = "halving_plan", "halving_spent_s"
-ETA, CONFIRM_TOP = 3, 2  # defaults of the space's `halving:` keys
-
-
-@dataclass
-class Budget:
-    """The study's plan and its wall-clock account: what earlier commands spent is stored in
-    the study, so a 150-minute search stopped after 100 minutes has 50 left when resumed."""
-
-    plan: HalvingPlan
-    spent_before: float
-    started: float = field(default_factory=time.monotonic)
-    notes: list[str] = field(default_factory=list)  # shrink notes already printed
-    need_s: float | None = None  # the trainings not yet started, at the measured costs
-
-    def eta(self) -> float:
-        """Seconds to the end: the trainings not yet started, at the measured costs. The
-        rungs were fitted to the time left, so what outruns it is confirmation, which is
-        never skipped: the search will take that long, budget or not (capping at the time
-        left printed a negative ETA once the budget was spent). Before any: the time left."""
-        return max(self.left(), 0.0) if self.need_s is None else self.need_s
-
-    def spent(self) -> float:
-        return self.spent_before + time.monotonic() - self.started
-
-    def left(self) -> float:
-        return self.plan.budget_s - self.spent()
-
-    def save(self, study: optuna.Study) -> None:
-        study.set_user_attr(SPENT_ATTR, self.spent())
-
-    def status(self) -> str:
-        return f"budget {self.spent() / 60:.1f}/{self.plan.budget_s / 60:.0f} min"
+from benchmark.search.timeleft import fit
 
 
 def stored_plan(study: optuna.Study) -> HalvingPlan | None:
-    text = study.user_attrs.get(PLAN_ATTR)
+    text = study.user_attrs.get(names.PLAN)
     return HalvingPlan.from_json(text) if text else None
 
 
@@ -85,24 +55,19 @@ def new_plan(space: SearchSpace, epochs: int, seeds: int, minutes: float,
     epoch_s, overhead_s = probe()
     opts = space.halving
     return plan_halving(
-        minutes * 60,
-        epochs=epochs,
-        epoch_s=epoch_s,
-        overhead_s=overhead_s,
-        eta=opts.get("eta", ETA),
-        min_epochs=opts.get("min_epochs"),
-        confirm_top=opts.get("confirm_top", CONFIRM_TOP),
-        seeds=seeds,
+        minutes * 60, epochs=epochs, epoch_s=epoch_s, overhead_s=overhead_s, eta=opts.eta,
+        min_epochs=opts.min_epochs, confirm_top=opts.confirm_top, seeds=seeds,
         max_candidates=len(space.grid_points()) if space.sampler == "grid" else None,
-    )
+        survivors=opts.survivors,
+    )  # fmt: skip
 
 
 def open_budget(study: optuna.Study, plan: HalvingPlan) -> Budget:
     """Store the plan once (a resumed study keeps its own; a new budget_minutes replaces
     only the total) and start this command's clock."""
     if stored_plan(study) is None:
-        study.set_user_attr(PLAN_ATTR, plan.to_json())
-    return Budget(plan=plan, spent_before=float(study.user_attrs.get(SPENT_ATTR, 0.0)))
+        study.set_user_attr(names.PLAN, plan.to_json())
+    return Budget(plan=plan, spent_before=float(study.user_attrs.get(names.SPENT, 0.0)))
 
 
 def records(study: optuna.Study) -> list[Record]:
@@ -113,14 +78,14 @@ def records(study: optuna.Study) -> list[Record]:
         attrs = t.user_attrs
         state = _STATES.get(t.state)
         if t.state == TrialState.FAIL:
-            state = "failed" if "fail_reason" in attrs else None
-        if state is None or "halving_rung" not in attrs:
+            state = "failed" if names.FAIL_REASON in attrs else None
+        if state is None or names.RUNG not in attrs:
             continue
         out.append(Record(
             params=t.params or t.system_attrs.get("fixed_params", {}),
-            rung=int(attrs["halving_rung"]), stage=attrs["halving_stage"],
-            seed=int(attrs.get("halving_seed", 0)), state=state, value=t.value,
-            number=t.number,
+            rung=int(attrs[names.RUNG]), stage=attrs[names.STAGE],
+            seed=int(attrs.get(names.SEED, 0)), state=state, value=t.value,
+            number=t.number, run_id=attrs.get(names.run_id_attr(0)),
         ))  # fmt: skip
     return out
 
@@ -139,8 +104,8 @@ MEASURED_AFTER = 5  # finished trials before their costs replace the probe's
 VALIDATION_SHARE = 0.15  # an epoch's validation pass, beside its training part (images_per_s)
 
 
-def measured_cost(study: optuna.Study, plan: HalvingPlan,
-                  recs: list[Record] | None = None) -> Costs:  # fmt: skip
+def measured_cost(study: optuna.Study, plan: HalvingPlan, recs: list[Record] | None = None,
+                  notes: list[str] | None = None) -> Costs:  # fmt: skip
     """Seconds of a trial of `epochs` epochs, from what the study's finished trial runs
     really took: the median seconds of a steady epoch (their training images over their
     `images_per_s`, which leaves out the first epoch's tracing, plus a validation pass) and
@@ -148,8 +113,15 @@ def measured_cost(study: optuna.Study, plan: HalvingPlan,
     model). From a short rung's totals alone, tracing and logging would read as slow epochs
     and shrink a plan of 100-epoch trainings for nothing. Until MEASURED_AFTER have finished,
     the probe's figures: the first few candidates say little about the average. A
-    configuration that has trained is costed at its own steady epoch (`Costs`)."""
-    runs = _finished_runs(study)
+    configuration that has trained is costed at its own steady epoch (`Costs`). When the
+    tracking store cannot be read, the probe's figures, and a line in `notes` says so."""
+    try:
+        runs = _finished_runs(study)
+    except mlflow.exceptions.MlflowException as exc:  # the store away for a moment
+        if notes is not None:
+            notes.append(f"costs: the tracking store could not be read ({str(exc)[:120]}); "
+                         "costing every training at the probe's figures")  # fmt: skip
+        runs = []
     steady = [(1 + VALIDATION_SHARE) * n / m[M.IMAGES_PER_S] for m, _, n, _ in runs]
     own = _own_epoch_s(recs if recs is not None else records(study), runs, steady)
     if len(runs) < MEASURED_AFTER:
@@ -174,14 +146,11 @@ def _own_epoch_s(recs: list[Record], runs: list, steady: list[float]) -> dict[st
 def _finished_runs(study: optuna.Study) -> list[tuple[dict[str, float], int, int, int | None]]:
     """(metrics, epochs trained, training images, Optuna trial number) of the study's
     finished trial runs that logged their times."""
-    try:
-        runs = mlflow.search_runs(
-            search_all_experiments=True, output_format="list",
-            filter_string=f"tags.study_name = {literal(study.study_name)} and "
-            "attributes.status = 'FINISHED'",
-        )  # fmt: skip
-    except mlflow.exceptions.MlflowException:  # the store away for a moment: the probe's
-        return []
+    runs = mlflow.search_runs(
+        search_all_experiments=True, output_format="list",
+        filter_string=f"tags.study_name = {literal(study.study_name)} and "
+        "attributes.status = 'FINISHED'",
+    )  # fmt: skip
     needed = {M.TRIAL_WALL_TIME, M.IMAGES_PER_S, M.STOPPED_EPOCH}
     return [
         (
@@ -202,20 +171,19 @@ def _number(tag: str | None) -> int | None:
     return int(tag) if tag and tag.isdigit() else None
 
 
-def decide(study: optuna.Study, budget: Budget, printer) -> Job | str:
-    """The next job, WAIT, or why the search is over; the quotas shrink to the time left."""
+def decide(study: optuna.Study, budget: Budget, printer) -> Next:
+    """The next job, WAIT, or Done with why; the quotas shrink to the time left. A note
+    (a shrink, a cost that could not be read) is printed once per command."""
     recs = records(study)
-    cost = measured_cost(study, budget.plan, recs)
+    notes: list[str] = []
+    cost = measured_cost(study, budget.plan, recs, notes)
     progress = fit(budget.plan, recs, budget.left(), cost)
     budget.need_s = progress.need_s
-    for note in progress.notes:
+    for note in notes + progress.notes:
         if note not in budget.notes:
             budget.notes.append(note)
             printer(note)
-    job = next_job(budget.plan, recs, progress.quotas, budget.left(), cost)
-    if job == "":
-        return "rungs and confirmation done"
-    return job
+    return next_job(budget.plan, recs, progress.quotas, budget.left(), cost)
 
 
 def prepare(study: optuna.Study, job: Job) -> None:
@@ -229,9 +197,9 @@ def job_of(trial: optuna.Trial, fallback: Job | None) -> Job:
     """The job a trial trains: its own attributes when it was queued (a survivor, a
     confirmation, a retried trial), else the slot's new-candidate job."""
     attrs = trial.user_attrs
-    if "halving_rung" in attrs:
-        return Job(rung=int(attrs["halving_rung"]), stage=attrs["halving_stage"],
-                   seed=int(attrs.get("halving_seed", 0)))  # fmt: skip
+    if names.RUNG in attrs:
+        return Job(rung=int(attrs[names.RUNG]), stage=attrs[names.STAGE],
+                   seed=int(attrs.get(names.SEED, 0)))  # fmt: skip
     job = fallback or Job(rung=0)
     for key, value in job.attrs().items():
         trial.set_user_attr(key, value)
@@ -243,12 +211,8 @@ def best(study: optuna.Study, plan: HalvingPlan) -> tuple[Any, list[float]] | No
     found = winner(plan, records(study))
     if found is None:
         return None
-    rec, values = found
-    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == rec.number)
-    first = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-             if t.params == rec.params and t.user_attrs.get("halving_seed", 0) == 0
-             and t.user_attrs.get("halving_rung") == len(plan.epochs) - 1]  # fmt: skip
-    return (first[0] if first else trial), values
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == found.first.number)
+    return trial, found.values
 
 
 def winner_run_ids(study: optuna.Study, budget: Budget | None) -> list[str] | None:
@@ -256,25 +220,15 @@ def winner_run_ids(study: optuna.Study, budget: Budget | None) -> list[str] | No
     if budget is None:
         return None
     found = winner(budget.plan, records(study))
-    if found is None:
-        return []
-    rec, _ = found
-    full = len(budget.plan.epochs) - 1
-    return [
-        t.user_attrs["run_id_0"]
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.params == rec.params and "run_id_0" in t.user_attrs
-        and (t.user_attrs.get("halving_stage") == "confirm"
-             or t.user_attrs.get("halving_rung") == full)
-    ]  # fmt: skip
+    return [] if found is None else [r.run_id for r in found.seeds if r.run_id]
 
 
 def where(trial: optuna.trial.FrozenTrial) -> str:
     """`rung 1` or `confirm seed 2`: the progress line's note of what a trial trained."""
     attrs = trial.user_attrs
-    if attrs.get("halving_stage") == "confirm":
-        return f"confirm seed {attrs.get('halving_seed', 0)}"
-    return f"rung {attrs.get('halving_rung', 0)}"
+    if attrs.get(names.STAGE) == CONFIRM:
+        return f"confirm seed {attrs.get(names.SEED, 0)}"
+    return f"rung {attrs.get(names.RUNG, 0)}"
 
 
 def planned_trainings(plan: HalvingPlan) -> int:
@@ -284,7 +238,7 @@ def planned_trainings(plan: HalvingPlan) -> int:
 # --- what the driver asks of a halving search --------------------------------------------
 
 
-def open_plan(search, minutes: float | None, printer) -> Budget:
+def open_plan(search: Search, minutes: float | None, printer) -> Budget:
     """The study's stored plan (a new `minutes` replaces its total), or a new one fitted to
     the budget from a timed probe; printed before any training."""
     space, study = search.space, search.study
@@ -297,7 +251,7 @@ def open_plan(search, minutes: float | None, printer) -> Budget:
                               lambda: probe_space(space, search.base, search.data_dir))  # fmt: skip
     elif minutes is not None and abs(minutes * 60 - plan.budget_s) > 1:
         plan = dataclasses.replace(plan, budget_s=minutes * 60)
-        search.study.set_user_attr(PLAN_ATTR, plan.to_json())
+        search.study.set_user_attr(names.PLAN, plan.to_json())
     budget = open_budget(study, plan)
     search.total = planned_trainings(plan)
     for line in plan.lines():
@@ -325,7 +279,7 @@ def plan_only(space: SearchSpace, *, dataset: str, data_dir: str | None = None,
 
 
 def _minutes(space: SearchSpace, given: float | None) -> float:
-    minutes = given or space.halving.get("budget_minutes")
+    minutes = given or space.halving.budget_minutes
     if minutes is None:
         raise UserError(
             "strategy halving needs a time budget: --budget-minutes N "
@@ -334,14 +288,14 @@ def _minutes(space: SearchSpace, given: float | None) -> float:
     return minutes
 
 
-def done_reason(search) -> str | None:
+def done_reason(search: Search) -> str | None:
     """Why a halving study has nothing left to train, or None."""
     recover_dead_trials(search.study, search.store)
     decision = decide(search.study, search.budget, lambda line: None)
-    return decision if isinstance(decision, str) and decision != WAIT else None
+    return decision.reason if isinstance(decision, Done) else None
 
 
-def best_filler(search):
+def best_filler(search: Search):
     """Under halving, the summary's best is the winner over seeds, not the best trial."""
     if search.budget is None:
         return None
@@ -360,4 +314,4 @@ def best_filler(search):
 
 
 def warm_start_wanted(space: SearchSpace, warm_start: bool | None) -> bool:
-    return space.halving.get("warm_start", True) if warm_start is None else warm_start
+    return space.halving.warm_start if warm_start is None else warm_start

@@ -2,7 +2,10 @@
 
 `--workers N` runs N slots as threads of the search process (each trial trains in its own
 process, so the threads only wait); one slot runs in the main thread, where Ctrl-C arrives.
-May import: benchmark.search.study, .rungs, .summary, benchmark.train.isolate.
+The answer to "what now" is typed once (benchmark.search.halving: a Job, `Wait` or `Done`;
+here also None: a plain trial of the sampler's), and a slot's claim on the study is one
+context manager (`Slot.claimed`).
+May import: benchmark.search.halving, .study, .rungs, .state, .summary, benchmark.train.isolate.
 """
 
 from __future__ import annotations
@@ -12,14 +15,17 @@ import resource
 import statistics
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import mlflow
 import psutil
 from optuna.trial import TrialState
 
 from benchmark.search import rungs
+from benchmark.search.halving import WAIT, Done, Job, Next
+from benchmark.search.state import Search
 from benchmark.search.study import (
     POLL_S,
     epochs_trained,
@@ -37,26 +43,34 @@ from benchmark.train.isolate import interrupt_busy, peak_trial_rss_mb
 class Slot:
     """One trial slot: which share of the cores its trials are pinned to, and the claim on
     the study it holds from its look at what is left until its trial has its parameters,
-    so two slots never take the same grid point or overshoot n_trials. The objective is
-    handed the slot and releases the claim itself (`release`)."""
+    so two slots never take the same grid point or overshoot n_trials."""
 
     index: int
     claim: threading.Lock
-    held: bool = False
     trial_number: int | None = None
-    job: Any = None  # strategy halving: what the next new trial trains
+    job: Job | None = None  # strategy halving: what the next new trial trains
+    held: bool = False
 
-    def acquire(self) -> None:
+    @contextmanager
+    def claimed(self) -> Iterator[Slot]:
+        """The claim, held for the block and released on every way out of it; the trial
+        calls `chosen` inside the block once it has its parameters, to let the next slot
+        claim its own while this one trains."""
         self.claim.acquire()
         self.held = True
+        try:
+            yield self
+        finally:
+            self.chosen()
 
-    def release(self) -> None:
+    def chosen(self) -> None:
+        """The trial has its parameters: the claim goes (once) to the next slot."""
         if self.held:
             self.held = False
             self.claim.release()
 
 
-def drive(search, objective, printer, parent=None) -> SearchSummary:
+def drive(search: Search, objective, printer, parent=None) -> SearchSummary:
     """Claim and run trials, `search.workers` at a time, until the grid is covered, the
     trials done, or the budget spent.
 
@@ -78,24 +92,22 @@ def drive(search, objective, printer, parent=None) -> SearchSummary:
     def run_slot(index: int = 0) -> None:
         slot = Slot(index=index, claim=state.claim)
         while not state.stop.is_set():
-            slot.acquire()
-            try:
-                reason = _next(search, state, slot, printer)
-                if reason == WAIT:
-                    slot.release()
-                    state.stop.wait(POLL_S)  # another worker's trial: wait for it or its heartbeat
-                    continue
-                if reason:
-                    summary.stopped_reason = summary.stopped_reason or reason
+            took = None
+            with slot.claimed():
+                decision = _next(search, state, slot, printer)
+                if isinstance(decision, Done):
+                    summary.stopped_reason = summary.stopped_reason or decision.reason
                     state.stop.set()
                     break
-                slot.trial_number = None
-                t0 = time.monotonic()
-                search.study.optimize(functools.partial(objective, slot=slot), n_trials=1,
-                                      catch=(Exception,), gc_after_trial=True)  # fmt: skip
-                took = time.monotonic() - t0
-            finally:
-                slot.release()
+                if decision != WAIT:
+                    slot.trial_number = None
+                    t0 = time.monotonic()
+                    search.study.optimize(functools.partial(objective, slot=slot), n_trials=1,
+                                          catch=(Exception,), gc_after_trial=True)  # fmt: skip
+                    took = time.monotonic() - t0
+            if took is None:  # another worker's trial: wait for it or its heartbeat
+                state.stop.wait(POLL_S)
+                continue
             _after_trial(search, slot.trial_number, took, summary, state, printer, parent)
 
     if search.workers == 1:  # the main thread: Ctrl-C arrives where the trial waits
@@ -104,9 +116,6 @@ def drive(search, objective, printer, parent=None) -> SearchSummary:
         _run_slots(run_slot, search.workers, state)
     summary.counts = trial_counts(search.study)
     return summary
-
-
-WAIT = "wait"  # _stop_reason: nothing to claim now, but trials still running
 
 
 @dataclass
@@ -122,31 +131,31 @@ class _DriveState:
     failures_in_row: int = 0
 
 
-def _next(search, state: _DriveState, slot: Slot, printer) -> str:
-    """Why no slot may start another trial ("" if this one may; WAIT if it may later);
-    under halving, the slot's job for the trial it starts (queued when it is a survivor)."""
+def _next(search: Search, state: _DriveState, slot: Slot, printer) -> Next | None:
+    """What this slot does now: Done (why no slot may start another trial), WAIT (one may
+    later), or start one: under halving the slot's Job (queued when it is a survivor),
+    else None (the sampler's next trial)."""
     if search.budget is None:
         return _stop_reason(search, state)
     recover_dead_trials(search.study, search.store)
     decision = rungs.decide(search.study, search.budget, printer)
-    if isinstance(decision, str):
-        return decision
-    rungs.prepare(search.study, decision)
-    slot.job = decision
-    return ""
+    if isinstance(decision, Job):
+        rungs.prepare(search.study, decision)
+        slot.job = decision
+    return decision
 
 
-def _stop_reason(search, state: _DriveState) -> str:
-    """Why no slot may start another trial ("" if one may; WAIT if it may later)."""
+def _stop_reason(search: Search, state: _DriveState) -> Next | None:
+    """Done or WAIT when no slot may start another trial now; None when one may."""
     study, space, total = search.study, search.space, search.total
     recover_dead_trials(study, search.store)
     counts = trial_counts(study)
     if space.strategy == "grid":
         left = grid_left(study, space)
         if not left["unclaimed"] and not left["waiting"]:
-            return WAIT if left["running"] else "grid covered"
+            return WAIT if left["running"] else Done("grid covered")
     elif counts["finished"] >= total:
-        return f"{total} trials done"
+        return Done(f"{total} trials done")
     elif counts["finished"] + counts["running"] >= total and not counts["waiting"]:
         return WAIT  # the last trials are running: one of them may yet fail and be retried
     if search.epoch_budget is not None:
@@ -156,13 +165,14 @@ def _stop_reason(search, state: _DriveState) -> str:
         if epochs_trained(study, seeds) + reserved + epochs * seeds > max_epochs:
             if running:
                 return WAIT
-            return f"epoch budget: {epochs_trained(study, seeds)} of {max_epochs} epochs used"
+            return Done(f"epoch budget: {epochs_trained(study, seeds)} of {max_epochs} "
+                        "epochs used")  # fmt: skip
     if search.timeout is not None and time.monotonic() - state.started > search.timeout:
-        return f"timeout {search.timeout:.0f} s"
-    return ""
+        return Done(f"timeout {search.timeout:.0f} s")
+    return None
 
 
-def _after_trial(search, number, took, summary, state: _DriveState, printer,
+def _after_trial(search: Search, number, took, summary, state: _DriveState, printer,
                  parent) -> None:  # fmt: skip
     """The progress line and the memory metrics for the trial a slot just ran."""
     study = search.study

@@ -21,12 +21,14 @@ from benchmark.choices import KERAS_PREFIX, problem
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
 from benchmark.search.parts import PRUNERS, SAMPLERS, pruner_options
+from benchmark.search.survivors import DEFAULT as DEFAULT_SURVIVORS
+from benchmark.search.survivors import RULES
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 STRATEGIES = ("grid", "optuna", "halving")
 TOP_KEYS = ("description", "dataset", "strategy", "fixed", "space", "seeds", "optuna", "budget",
             "halving")  # fmt: skip
-HALVING_KEYS = ("budget_minutes", "eta", "min_epochs", "confirm_top", "warm_start")
+HALVING_KEYS = ("budget_minutes", "eta", "min_epochs", "confirm_top", "warm_start", "survivors")
 HALVING_SEEDS = 3  # strategy halving: the finalists' seeds when the space names none
 DIM_KEYS = ("values", "low", "high", "log", "step")
 OPTUNA_KEYS = ("n_trials", "timeout", "max_epochs", "sampler", "startup_trials", "pruner")
@@ -54,6 +56,27 @@ class Dimension:
 
 
 @dataclass(frozen=True)
+class HalvingSettings:
+    """A halving search's settings, the space's `halving:` keys: their defaults are declared
+    here once (the plan, the dry run and the report read them from here)."""
+
+    budget_minutes: float | None = None  # the wall-clock budget, confirmation included
+    eta: int = 3  # each rung keeps 1/eta of the one below
+    min_epochs: int | None = None  # the shortest rung; None: epochs / eta^2
+    confirm_top: int = 2  # finalists trained on every seed
+    warm_start: bool = True  # the store's best earlier configurations join rung 0
+    survivors: str = DEFAULT_SURVIVORS  # benchmark.search.survivors: who goes on
+    given: tuple[str, ...] = ()  # the keys the file wrote
+
+    def digest_part(self) -> list[Any]:
+        """What of these decides which trials run, as the study's digest reads it: the keys
+        the file wrote only, so that a default declared later renames no study."""
+        out = [getattr(self, k) if k in self.given else None
+               for k in ("eta", "min_epochs", "confirm_top")]  # fmt: skip
+        return out + ([self.survivors] if "survivors" in self.given else [])
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     path: str
     text: str  # the file as written, logged as an artifact
@@ -69,18 +92,14 @@ class SearchSpace:
     startup_trials: int | None = None  # TPE's random trials before it models (Optuna: 10)
     pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
     budget: str = ""  # free text for reports: what the defaults were sized for
-    halving: dict[str, Any] = field(default_factory=dict)  # HALVING_KEYS, checked on load
+    halving: HalvingSettings = field(default_factory=HalvingSettings)
 
     @property
     def digest(self) -> str:
         """Changes when anything that decides which trials run changes (study identity)."""
         key = json.dumps(
             [self.strategy, self.fixed, [d.__dict__ for d in self.dimensions], self.seeds]
-            + (
-                [self.halving.get(k) for k in ("eta", "min_epochs", "confirm_top")]
-                if self.strategy == "halving"
-                else []
-            ),  # fmt: skip
+            + (self.halving.digest_part() if self.strategy == "halving" else []),
             sort_keys=True,
             default=str,
         )
@@ -233,9 +252,10 @@ def _optuna_options(raw: Mapping, strategy: str, bad) -> tuple[dict, str, dict]:
     return opt, sampler, pruner
 
 
-def _halving_options(opts: Any, bad) -> dict[str, Any]:
+def _halving_options(opts: Any, bad) -> HalvingSettings:
     """The `halving:` mapping: budget_minutes (> 0), eta (>= 2), min_epochs and confirm_top
-    (>= 1), warm_start (true/false); absent keys take the search's defaults."""
+    (>= 1), warm_start (true/false), survivors (a registered rule); absent keys take
+    HalvingSettings' defaults."""
     if not isinstance(opts, dict):
         raise bad(f"`halving` should be a mapping with keys {', '.join(HALVING_KEYS)}")
     _check_keys(opts, HALVING_KEYS, "halving.", bad)
@@ -249,7 +269,11 @@ def _halving_options(opts: Any, bad) -> dict[str, Any]:
         raise bad(f"halving.budget_minutes should be a positive number; got {minutes!r}")
     if not isinstance(opts.get("warm_start", True), bool):
         raise bad(f"halving.warm_start should be true or false; got {opts['warm_start']!r}")
-    return dict(opts)
+    if opts.get("survivors", DEFAULT_SURVIVORS) not in RULES:
+        raise bad(f"halving.survivors should be one of {', '.join(sorted(RULES))}; "
+                  f"got {opts['survivors']!r}")  # fmt: skip
+    given = {k: v for k, v in opts.items() if v is not None}
+    return HalvingSettings(**given, given=tuple(sorted(given)))
 
 
 def _check_keys(d: Mapping, allowed, where: str, bad) -> None:

@@ -1,6 +1,6 @@
 """What a study holds, read back: counts, grid coverage, epochs spent, dead workers' trials,
 and the MLflow parent runs of a study. Shared by the driver, the summary and the ablation.
-May import: benchmark.metrics, benchmark.stop, benchmark.search.space, benchmark.search.storage.
+May import: benchmark.metrics, benchmark.stop, benchmark.search.names, .space, .storage.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from benchmark import metrics as M
 from benchmark.runfilter import literal
+from benchmark.search import names
 from benchmark.search.space import SearchSpace
 from benchmark.search.storage import RETRY
 from benchmark.stop import WORKER
@@ -32,16 +33,13 @@ def study_name_for(space: SearchSpace, dataset: str, overrides: dict[str, Any]) 
     return f"{name}-{suffix}" if suffix else name
 
 
-HALVING_ATTRS = ("halving_rung", "halving_stage", "halving_seed")
-
-
 def finished_with_params(study, number: int, params: dict[str, Any]):
     """An earlier finished trial with these exact parameters (and, under halving, the same
     rung, stage and seed: a survivor's next rung is new work), if any."""
     mine = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
-    job = [mine.user_attrs.get(a) for a in HALVING_ATTRS]
+    job = [mine.user_attrs.get(a) for a in names.HALVING_ATTRS]
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        same_job = [t.user_attrs.get(a) for a in HALVING_ATTRS] == job
+        same_job = [t.user_attrs.get(a) for a in names.HALVING_ATTRS] == job
         if t.number != number and t.params == params and same_job:
             return t
     return None
@@ -96,18 +94,14 @@ def finished_by(study, trial) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if _finished(t) and order(t) <= mine)
 
 
-def _point_key(params: dict[str, Any]) -> tuple:
-    return tuple(sorted(params.items()))
-
-
 def grid_left(study, space: SearchSpace) -> dict[str, int]:
     """Grid points by state; a point is done once a trial with its params finished for real."""
-    points = {_point_key(p) for p in space.grid_points()}
+    points = {names.config_key(p) for p in space.grid_points()}
     done, running, waiting = set(), set(), 0
     for t in study.get_trials(deepcopy=False):
         if t.state == TrialState.WAITING:
             waiting += 1
-        key = _point_key(t.params)
+        key = names.config_key(t.params)
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
             t.state == TrialState.FAIL and "fail_reason" in t.user_attrs
         ):

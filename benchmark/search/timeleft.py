@@ -1,13 +1,14 @@
 """A halving plan fitted to the time left, at every step of the search: the quotas of the
 rungs not yet full shrink when time runs short (never the confirmation) and the last rung
-grows into time to spare, with each trained configuration costed at its own epoch time.
+grows into time to spare, with each trained configuration costed at its own epoch time
+(halving.Costs, the search's one cost model).
 
-May import: benchmark.search.halving.
+May import: benchmark.search.halving, .survivors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from benchmark.search.halving import (
@@ -19,26 +20,9 @@ from benchmark.search.halving import (
     at_rung,
     config_keys,
     finalists,
-    quotas_for,
-    ranked,
+    largest_ladder,
 )
-
-
-@dataclass(frozen=True)
-class Costs:
-    """Seconds of a training at the measured costs: a fixed part per trial, and epochs at
-    the configuration's own steady epoch time once it has trained (its `Record.key` in
-    `own`), else the median candidate's. Candidates differ by more than the median says: on
-    the CIFAR-10 subset a k5 model with two convolutions a block took about 76 s an epoch
-    where the median was about 20 s: promoted with 104 minutes left, its 40-epoch run and
-    two confirmations needed about 150."""
-
-    epoch_s: float
-    overhead_s: float
-    own: Mapping[str, float] = field(default_factory=dict)
-
-    def __call__(self, epochs: int, key: str | None = None) -> float:
-        return self.overhead_s + epochs * self.own.get(key, self.epoch_s)
+from benchmark.search.survivors import best_per_config
 
 
 @dataclass
@@ -57,7 +41,7 @@ def fit(plan: HalvingPlan, records: Sequence[Record], left_s: float, cost: Cost)
     at the measured costs); when none fits, cut rung 0's new candidates, then the middle
     rungs, then the last, down to `confirm_top`, and skip middle rungs not begun.
     Confirmation is never cut. Survivors and finalists already known are costed as
-    themselves (`Costs`). Time to spare (the probe overestimated) goes to the last rung:
+    themselves (`halving.Costs`). Time to spare (the probe overestimated) goes to the last rung:
     see `_grow_last`."""
     quotas = list(plan.quotas)
     started = [len(config_keys(at_rung(records, r))) for r in range(len(quotas))]
@@ -96,7 +80,7 @@ def _rung_need(plan: HalvingPlan, records: Sequence[Record], rung: int, quota: i
     ranks first as themselves, the rest (new candidates) at the median cost."""
     here = config_keys(at_rung(records, rung))
     slots = max(quota - len(here), 0)
-    below = ranked(at_rung(records, rung - 1)) if rung else []
+    below = plan.order(at_rung(records, rung - 1)) if rung else []
     known = [r.key for r in below[:quota] if r.key not in here][:slots]
     epochs = plan.epochs[rung]
     return sum(cost(epochs, key) for key in known) + (slots - len(known)) * cost(epochs)
@@ -133,7 +117,7 @@ def _grow_last(
             or any(r.stage == CONFIRM for r in records)):  # fmt: skip
         return False
     full, grown = cost(plan.epochs[-1]), False
-    most = len(ranked(before)) // 2  # still a halving: at most half the rung before
+    most = len(best_per_config(before)) // 2  # still a halving: at most half the rung before
     while quotas[last] < most and need() + 2 * full <= left_s:
         quotas[last] += 1
         grown = True
@@ -142,16 +126,21 @@ def _grow_last(
 
 def _replan(plan: HalvingPlan, started: list[int], need: Callable[[], float],
             quotas: list[int], left_s: float) -> list[int] | None:  # fmt: skip
-    """The largest ladder `quotas_for(n0)` (never below what has started, never above the
-    plan) whose remaining trainings fit; `need` reads `quotas` as they are set here."""
+    """The largest ladder of the plan's shape (never below what has started, never above
+    the plan) whose remaining trainings fit: `largest_ladder` over the time left; `need`
+    reads `quotas` as they are set here."""
     saved = list(quotas)
-    for n0 in range(plan.quotas[0], started[0] - 1, -1):
-        ladder = quotas_for(max(n0, 1), len(plan.quotas), plan.eta, plan.confirm_top)
+
+    def fits(ladder: tuple[int, ...]) -> bool:
         quotas[:] = [min(max(q, s), p) for q, s, p in zip(ladder, started, plan.quotas,
                                                            strict=True)]  # fmt: skip
-        if need() <= left_s:
-            fitted = list(quotas)
-            quotas[:] = saved
-            return fitted
+        return need() <= left_s
+
+    found = largest_ladder(started[0], plan.quotas[0], len(plan.quotas), plan.eta,
+                           plan.confirm_top, fits)  # fmt: skip
+    fitted = None
+    if found is not None:
+        fits(found)
+        fitted = list(quotas)
     quotas[:] = saved
-    return None
+    return fitted

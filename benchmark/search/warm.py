@@ -1,7 +1,7 @@
 """Warm start: the best configurations earlier searches in the tracking store found become a
 new halving study's first candidates (Optuna's `enqueue_trial`), this dataset's first, then
 other datasets' adapted to this space (a value this space cannot take drops the candidate).
-May import: benchmark.config, benchmark.metrics, benchmark.search.space, .halving.
+May import: benchmark.config, benchmark.metrics, benchmark.search.space, .halving, .names.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import optuna
 from benchmark import metrics as M
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
+from benchmark.search import names
 from benchmark.search.halving import Job
 from benchmark.search.space import Dimension, SearchSpace
 
@@ -71,11 +72,11 @@ def enqueue_warm_start(study: optuna.Study, space: SearchSpace, base: dict[str, 
     seen, chosen = set(), []
     for run in stored_best(base["dataset"]):
         point = adapted(run, space)
-        key = None if point is None else tuple(sorted(point.items()))
+        key = None if point is None else names.config_key(point)
         if point is None or key in seen:
             continue
         seen.add(key)
-        attrs = Job(rung=0).attrs() | {"warm_start": run.info.run_id}
+        attrs = Job(rung=0).attrs() | {names.WARM_START: run.info.run_id}
         study.enqueue_trial(point, user_attrs=attrs, skip_if_exists=False)
         chosen.append(run.info.run_id)
         if len(chosen) >= limit:
