@@ -84,7 +84,8 @@ def test_next_job_samples_promotes_the_best_third_then_confirms_on_seeds():
              rec(4, 1, value=0.7, stage=H.CONFIRM, seed=2, n=11)]  # fmt: skip
     assert H.next_job(p, recs, p.quotas) == H.Done("rungs and confirmation done")
     found = H.winner(p, recs)
-    assert found.first.params == {"x": 4} and found.values == [0.7, 0.7, 0.7]  # best mean, not best seed
+    # the best mean, not the best seed
+    assert found.first.params == {"x": 4} and found.values == [0.7, 0.7, 0.7]
 
 
 def test_a_queued_trial_with_nothing_running_is_taken_not_waited_for():

@@ -31,7 +31,7 @@ from typing import Any
 from benchmark.config import TrialConfig
 from benchmark.search import names
 from benchmark.search.space import HALVING_SEEDS, HalvingSettings
-from benchmark.search.survivors import rule_named
+from benchmark.search.survivors import SURVIVORS
 
 EXPLORE, CONFIRM = "explore", "confirm"  # the tag benchmark.stage
 MAX_DUPLICATES = 3  # rung 0 ends when its sampler re-proposed this many times its quota
@@ -96,7 +96,7 @@ class HalvingPlan:
 
     def order(self, records: Sequence[Record]) -> list[Record]:
         """A rung's completed configurations, the first to go on first (the plan's rule)."""
-        return rule_named(self.survivors)(records)
+        return SURVIVORS.get(self.survivors)(records)
 
     def lines(self) -> list[str]:
         """The plan as the search prints it before training."""

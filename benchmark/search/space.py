@@ -22,7 +22,7 @@ from benchmark.config import TrialConfig
 from benchmark.errors import UserError
 from benchmark.search.parts import PRUNERS, SAMPLERS, pruner_options
 from benchmark.search.survivors import DEFAULT as DEFAULT_SURVIVORS
-from benchmark.search.survivors import RULES
+from benchmark.search.survivors import SURVIVORS
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 STRATEGIES = ("grid", "optuna", "halving")
@@ -269,8 +269,8 @@ def _halving_options(opts: Any, bad) -> HalvingSettings:
         raise bad(f"halving.budget_minutes should be a positive number; got {minutes!r}")
     if not isinstance(opts.get("warm_start", True), bool):
         raise bad(f"halving.warm_start should be true or false; got {opts['warm_start']!r}")
-    if opts.get("survivors", DEFAULT_SURVIVORS) not in RULES:
-        raise bad(f"halving.survivors should be one of {', '.join(sorted(RULES))}; "
+    if opts.get("survivors", DEFAULT_SURVIVORS) not in SURVIVORS:
+        raise bad(f"halving.survivors should be one of {SURVIVORS.known()}; "
                   f"got {opts['survivors']!r}")  # fmt: skip
     given = {k: v for k, v in opts.items() if v is not None}
     return HalvingSettings(**given, given=tuple(sorted(given)))

@@ -7,7 +7,7 @@ first `confirm_top` of the last rung on every seed. That is the only place survi
 chosen, so a new way to choose them is one registered function here, named by a space's
 `halving: survivors:` key (docs/extending.md shows one, with its test).
 
-May import: benchmark.errors (below every other search module).
+May import: benchmark.registry (below every other search module).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from benchmark.errors import UserError
+from benchmark.registry import Registry
 
 
 class Record(Protocol):
@@ -29,25 +29,8 @@ class Record(Protocol):
 
 
 Rule = Callable[[Sequence[Record]], list[Record]]
-RULES: dict[str, Rule] = {}
+SURVIVORS: Registry[Rule] = Registry("survivor rule")
 DEFAULT = "top"
-
-
-def survivor_rule(name: str) -> Callable[[Rule], Rule]:
-    """Register `rule` as `halving: survivors: <name>`."""
-
-    def register(rule: Rule) -> Rule:
-        RULES[name] = rule
-        return rule
-
-    return register
-
-
-def rule_named(name: str) -> Rule:
-    """The registered rule, or one line naming those there are."""
-    if name not in RULES:
-        raise UserError(f"unknown survivor rule {name!r}; known: {', '.join(sorted(RULES))}")
-    return RULES[name]
 
 
 def best_per_config(records: Sequence[Record]) -> list[Record]:
@@ -60,14 +43,14 @@ def best_per_config(records: Sequence[Record]) -> list[Record]:
     return list(best.values())
 
 
-@survivor_rule("top")
+@SURVIVORS.register
 def top(records: Sequence[Record]) -> list[Record]:
     """Best validation accuracy first (ties: the earlier trial): successive halving as
     Jamieson & Talwalkar and Hyperband define it."""
     return sorted(best_per_config(records), key=lambda r: (-r.value, r.number))
 
 
-@survivor_rule("diverse")
+@SURVIVORS.register
 def diverse(records: Sequence[Record]) -> list[Record]:
     """The best of each model family first (families in the order of their best), then
     each family's second, and so on. Why: a short rung favours what learns fast; a family

@@ -1,0 +1,106 @@
+"""Survivor selection: one registered rule orders a rung, the scheduler promotes and confirms
+in that order (docs/extending.md copies the first test)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import textwrap
+
+import mlflow
+import optuna
+import pytest
+
+from benchmark.errors import UserError
+from benchmark.search import halving as H
+from benchmark.search import rungs
+from benchmark.search.space import load_space
+from benchmark.search.survivors import SURVIVORS, diverse, top
+
+
+def rec(x, model, value, rung=0, n=0) -> H.Record:
+    return H.Record(params={"x": x, "model": model}, rung=rung, stage=H.EXPLORE, seed=0,
+                    state="complete", value=value, number=n)  # fmt: skip
+
+
+def test_a_new_survivor_rule_is_one_registered_function(tmp_path):
+    @SURVIVORS.register
+    def worst_first(records):  # a rule: the rung's configurations, the first to go on first
+        return list(reversed(top(records)))
+
+    try:
+        space = tmp_path / "s.yaml"
+        space.write_text(textwrap.dedent("""\
+            strategy: halving
+            fixed: {epochs: 9}
+            space: {depth: {values: [1, 2, 3, 4, 5, 6]}}
+            halving: {budget_minutes: 5, survivors: worst_first}
+        """))
+        settings = load_space(space).halving
+        assert settings.survivors == "worst_first"
+        plan = H.HalvingPlan((3, 9), (6, 2), 3, 2, 3, 1e9, 1.0, 1.0, settings.survivors)
+        recs = [rec(i, "cnn", i / 10, n=i) for i in range(6)]
+        assert H.next_job(plan, recs, plan.quotas) == H.Job(rung=1, params=recs[0].params)
+        assert H.HalvingPlan.from_json(plan.to_json()).survivors == "worst_first"  # resumes
+    finally:
+        SURVIVORS.unregister("worst_first")
+
+
+def test_diverse_gives_each_model_family_a_place_before_any_gets_a_second():
+    """Residual nets under a long warm-up lose a short rung to plain CNNs: `top` would send
+    on only CNNs, `diverse` sends on the best of each family first."""
+    recs = [rec(1, "cnn", 0.60, n=1), rec(2, "cnn", 0.58, n=2), rec(3, "cnn", 0.57, n=3),
+            rec(4, "resnet", 0.50, n=4), rec(5, "resnet", 0.40, n=5)]  # fmt: skip
+    assert [r.params["x"] for r in top(recs)][:2] == [1, 2]
+    assert [r.params["x"] for r in diverse(recs)] == [1, 4, 2, 5, 3]
+    plan = H.HalvingPlan((3, 9), (5, 2), 3, 2, 3, 1e9, 1.0, 1.0, "diverse")
+    first = H.next_job(plan, recs, plan.quotas)
+    assert first == H.Job(rung=1, params={"x": 1, "model": "cnn"})
+    going = [*recs, rec(1, "cnn", 0.7, rung=1, n=6)]
+    assert H.next_job(plan, going, plan.quotas).params == {"x": 4, "model": "resnet"}
+
+
+def test_a_rule_reads_each_configuration_once_at_its_best():
+    twice = [rec(1, "cnn", 0.3, n=1), rec(1, "cnn", 0.6, n=2), rec(2, "cnn", 0.5, n=3)]
+    assert [(r.params["x"], r.value) for r in top(twice)] == [(1, 0.6), (2, 0.5)]
+
+
+def test_an_unknown_survivor_rule_is_one_line_naming_the_known(tmp_path):
+    space = tmp_path / "s.yaml"
+    space.write_text("strategy: halving\nspace: {depth: {values: [1, 2]}}\n"
+                     "halving: {survivors: best}\n")  # fmt: skip
+    with pytest.raises(UserError) as err:
+        load_space(space)
+    assert "halving.survivors should be one of top, diverse" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_halving_defaults_come_from_the_settings_and_rename_no_study(tmp_path):
+    """The defaults are declared once (space.HalvingSettings); a space that gives none keeps
+    the study name (digest) it had when the defaults lived in the scheduler."""
+    space = tmp_path / "s.yaml"
+    space.write_text("strategy: halving\nspace: {depth: {values: [1, 2]}}\n"
+                     "halving: {budget_minutes: 5}\n")  # fmt: skip
+    loaded = load_space(space)
+    assert (loaded.halving.eta, loaded.halving.confirm_top, loaded.halving.survivors) == (
+        3, 2, "top")  # fmt: skip
+    before = json.dumps(["halving", loaded.fixed, [d.__dict__ for d in loaded.dimensions],
+                         loaded.seeds, None, None, None], sort_keys=True, default=str)  # fmt: skip
+    assert loaded.digest == hashlib.sha256(before.encode()).hexdigest()[:8]
+    plan = H.plan_halving(600, epochs=9, epoch_s=1.0, overhead_s=1.0)
+    assert (plan.eta, plan.confirm_top, plan.seeds) == (3, 2, 3)
+
+
+def test_a_cost_that_cannot_be_read_is_said_in_one_line(monkeypatch):
+    """The tracking store away: the probe's figures, and one line that says so."""
+
+    def away(*args, **kwargs):
+        raise mlflow.exceptions.MlflowException("database is locked")
+
+    monkeypatch.setattr(mlflow, "search_runs", away)
+    study = optuna.create_study(direction="maximize", study_name="costs")
+    plan = H.HalvingPlan((3, 9), (6, 2), 3, 2, 3, 1e9, 2.0, 7.0)
+    notes: list[str] = []
+    costs = rungs.measured_cost(study, plan, [], notes)
+    assert (costs.epoch_s, costs.overhead_s) == (2.0, 7.0)
+    assert len(notes) == 1 and "database is locked" in notes[0] and "probe" in notes[0]
