@@ -30,6 +30,7 @@ from benchmark import metrics as M
 from benchmark.config import TrialConfig
 from benchmark.data import parse
 from benchmark.runfilter import literal
+from benchmark.search import names
 from benchmark.train.export import TAG_MODEL_URI
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ def crown_search(study, dataset: str, run_ids: Sequence[str] | None = None,
         best = _best_trial(study)
         if best is None:
             return None
-        run_ids = [best.user_attrs[k] for k in sorted(best.user_attrs) if k.startswith("run_id_")]
+        attrs = best.user_attrs
+        run_ids = [attrs[k] for k in sorted(attrs) if k.startswith(names.RUN_ID)]
     if not run_ids:
         return None
     client = mlflow.MlflowClient()
@@ -210,14 +212,14 @@ def _best_trial(study):
     if not complete:
         return None
     best = max(complete, key=lambda t: t.value)
-    if "duplicate_of" in best.user_attrs:
-        best = next(t for t in trials if t.number == best.user_attrs["duplicate_of"])
-    return best if "run_id_0" in best.user_attrs else None
+    if names.DUPLICATE_OF in best.user_attrs:
+        best = next(t for t in trials if t.number == best.user_attrs[names.DUPLICATE_OF])
+    return best if names.run_id_attr(0) in best.user_attrs else None
 
 
 def _study_run_ids(study) -> set[str]:
     return {v for t in study.get_trials(deepcopy=False)
-            for k, v in t.user_attrs.items() if k.startswith("run_id_")}  # fmt: skip
+            for k, v in t.user_attrs.items() if k.startswith(names.RUN_ID)}  # fmt: skip
 
 
 def _champion(client, name: str):

@@ -306,7 +306,7 @@ def best_filler(search: Search):
             return None
         trial, values = found
         summary.best_params, summary.best_value = trial.params, statistics.fmean(values)
-        summary.best_run_id = trial.user_attrs.get("run_id_0")
+        summary.best_run_id = trial.user_attrs.get(names.run_id_attr(0))
         summary.best_seeds = values
         return trial
 

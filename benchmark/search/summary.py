@@ -14,6 +14,7 @@ import mlflow
 from optuna.trial import TrialState
 
 from benchmark import metrics as M
+from benchmark.search import names
 from benchmark.search.space import SearchSpace
 from benchmark.search.study import best_trial, epochs_trained, study_parents
 
@@ -84,7 +85,7 @@ def progress_line(
     elif trial.state == TrialState.PRUNED:
         value = f"pruned at epoch {max(trial.intermediate_values, default=0)}"
     name = trial.user_attrs.get("run_name", str(trial.params))
-    if "duplicate_of" in trial.user_attrs:
+    if names.DUPLICATE_OF in trial.user_attrs:
         value += f" (as trial {trial.user_attrs['duplicate_of']}: not trained again)"
     return f"[{done}/{total}] {name}  {value}  in {took:.1f} s{budget}  ETA {hms(eta)}"
 
