@@ -128,3 +128,24 @@ def test_no_function_is_longer_than_a_screen_and_a_half():
         and node.end_lineno - node.lineno + 1 > 80
     }
     assert long == {}
+
+
+# No hidden state (issue 31): what a function changes lives in an object it is given, or, where
+# the state is truly the process's (signal handlers, patched classes), in one module-level
+# object whose docstring says why; never in module globals rebound through `global`.
+def global_statements(source: str, name: str = "<source>") -> list[str]:
+    """`name:line` of each `global` statement in `source`."""
+    return [f"{name}:{node.lineno}" for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Global)]  # fmt: skip
+
+
+def test_no_module_rebinds_its_globals():
+    found = [hit for p in sorted(PACKAGE.rglob("*.py"))
+             for hit in global_statements(p.read_text(), str(p.relative_to(PACKAGE)))]  # fmt: skip
+    assert found == []
+
+
+def test_the_global_check_finds_a_global_statement():
+    source = "_loaded = False\n\ndef load():\n    global _loaded\n    _loaded = True\n"
+    assert global_statements(source) == ["<source>:4"]
+    assert global_statements("# a global pool of workers\nx = 'global y'\n") == []
