@@ -284,7 +284,7 @@ class Objective:
             faults.interrupted(trial, exc)  # the next run of the command reruns it
             raise
         except stop.TrialKilled as exc:  # its process killed alone: retried once
-            if not faults.retry_killed(trial, exc):
+            if not faults.retry_killed(trial, exc, search.store):
                 self._failed(trial, exc)
             raise
         except Exception as exc:
@@ -325,7 +325,8 @@ class Objective:
                slot: Slot) -> float:  # fmt: skip
         """One run, in its own process (memory stays flat; the next one warms up) or here."""
         search = self.search
-        if (done := faults.finished_before(trial, search.study_name, name)) is not None:
+        if (done := faults.finished_before(trial, search.store, search.study_name,
+                                           name)) is not None:  # fmt: skip
             trial.set_user_attr(f"run_id_{rep}", done[0])  # a retry whose run had finished
             return done[1]
         if search.isolate:
@@ -333,7 +334,7 @@ class Objective:
                 cfg=cfg, data_dir=search.data_dir, run_name=name, tags=tags,
                 tracking_uri=mlflow.get_tracking_uri(), parent_run_id=self.parent_id,
                 storage=search.store if rep == 0 else None, study_name=search.study_name,
-                trial_id=trial._trial_id if rep == 0 else None, pruner=search.study.pruner,
+                trial_number=trial.number if rep == 0 else None, pruner=search.study.pruner,
                 cores=cores_for_slot(slot.index, search.workers), log_models=search.log_models,
             ), prestart_next=True, threads=threads_per_trial(search.workers),
                 keep=search.workers)  # fmt: skip

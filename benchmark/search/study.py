@@ -35,6 +35,21 @@ def study_name_for(space: SearchSpace, dataset: str, overrides: dict[str, Any]) 
 HALVING_ATTRS = ("halving_rung", "halving_stage", "halving_seed")
 
 
+def trial_id(store: optuna.storages.BaseStorage, study_name: str, number: int) -> int:
+    """The id `store` knows trial `number` of the study by: Optuna's public storage API (the
+    id a Trial object carries is private), so a trial process, given the number, finds it too."""
+    study_id = store.get_study_id_from_name(study_name)
+    return store.get_trial_id_from_study_id_trial_number(study_id, number)
+
+
+def stored_trial(
+    store: optuna.storages.BaseStorage, study_name: str, number: int
+) -> optuna.trial.FrozenTrial:
+    """The trial as `store` holds it now. A running Trial's `user_attrs` are its own copy
+    from when it started; this one has what the store has since."""
+    return store.get_trial(trial_id(store, study_name, number))
+
+
 def finished_with_params(study, number: int, params: dict[str, Any]):
     """An earlier finished trial with these exact parameters (and, under halving, the same
     rung, stage and seed: a survivor's next rung is new work), if any."""
@@ -140,7 +155,8 @@ def requeue_interrupted(study, store) -> None:
             and not psutil.pid_exists(int(w_pid))
         )
         if dead_local:
-            store.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            store.set_trial_state_values(trial_id(store, study.study_name, t.number),
+                                         state=TrialState.FAIL)  # fmt: skip
         interrupted = t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs
         if (dead_local or interrupted) and t.number not in retried:
             RETRY(study, t)

@@ -134,11 +134,8 @@ def _train(job: Any) -> TrialResult:
         pin_to_cores(job.cores)
     mlflow.set_tracking_uri(job.tracking_uri)
     callbacks = []
-    if job.trial_id is not None:
-        from benchmark.train.callbacks import PruningCallback
-
-        study = optuna.load_study(study_name=job.study_name, storage=job.storage, pruner=job.pruner)
-        callbacks.append(PruningCallback(optuna.Trial(study, job.trial_id)))
+    if job.trial_number is not None:
+        callbacks.append(_pruning(job))
     started = time.perf_counter()
     data = load_for(job.cfg, job.data_dir)
     timings[M.DATA_TIME] = time.perf_counter() - started
@@ -153,6 +150,18 @@ def _train(job: Any) -> TrialResult:
         verbose=0,
         log_models=job.log_models,
     )
+
+
+def _pruning(job: Any) -> Any:
+    """The callback that reports each epoch to the search's trial and prunes it: the trial
+    found by its number through the storage's public API, as the search holds it."""
+    from benchmark.train.callbacks import PruningCallback
+
+    store = job.storage
+    study = optuna.load_study(study_name=job.study_name, storage=store, pruner=job.pruner)
+    study_id = store.get_study_id_from_name(job.study_name)
+    trial_id = store.get_trial_id_from_study_id_trial_number(study_id, job.trial_number)
+    return PruningCallback(optuna.Trial(study, trial_id))
 
 
 def _reason(exc: BaseException) -> str:

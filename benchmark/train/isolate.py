@@ -47,9 +47,9 @@ class TrialJob:
     parent_run_id: str
     run_name: str
     tags: dict[str, str]
-    storage: optuna.storages.BaseStorage | None = None  # with study_name, trial_id: prune
+    storage: optuna.storages.BaseStorage | None = None  # with study_name, trial_number: prune
     study_name: str | None = None
-    trial_id: int | None = None
+    trial_number: int | None = None  # the trial's number (its id is looked up in `storage`)
     pruner: optuna.pruners.BasePruner | None = None
     cores: tuple[int, ...] | None = None  # CPUs to pin the trial to (--workers N), None: all
     log_models: str = "all"  # the search's --log-models: `none` keeps no model
