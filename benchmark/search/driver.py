@@ -51,7 +51,7 @@ from benchmark.search.warm import enqueue_warm_start
 from benchmark.stop import WORKER
 from benchmark.train.callbacks import PruningCallback
 from benchmark.train.export import check_log_models
-from benchmark.train.isolate import TrialJob, isolated_default, run_isolated, stop_prestarted
+from benchmark.train.isolate import TrialJob, TrialPool, isolated_default
 from benchmark.train.tracking import Tracking
 from benchmark.train.trial import DataCache, record_wall_time, run_trial
 
@@ -80,6 +80,7 @@ class Search:
     log_models: str = "all"  # which trials keep their model: all | best | none
     budget: Budget | None = None  # strategy halving: the plan and the time spent
     tags: dict[str, str] | None = None  # on the parent and every trial run (the lab's task)
+    pool: TrialPool | None = None  # the trial processes, while the slots run (_run_slots)
 
     def settings(self) -> dict[str, Any]:
         """The resolved settings, as the parent run's tags and params show them."""
@@ -243,10 +244,9 @@ def _run_slots(search: Search, parent: mlflow.ActiveRun, datasets: DataCache,
     _log_parent(search, parent)
     tracking = (mlflow.MlflowClient(), parent.info.run_id)
     objective = Objective(search, tracking, datasets)
-    try:
+    with TrialPool() as pool:  # closing it ends the warm processes of trials that will not come
+        search.pool = pool
         summary = drive(search, objective, printer, tracking)
-    finally:
-        stop_prestarted()  # the warm processes for trials that will not come
     summary.study_name, summary.storage = search.study_name, redact(search.storage)
     summary.timings = objective.timings
     mlflow.log_metrics({f"median_{k}": v for k, v in summary.median_timings().items()})
@@ -330,7 +330,7 @@ class Objective:
             trial.set_user_attr(f"run_id_{rep}", done[0])  # a retry whose run had finished
             return done[1]
         if search.isolate:
-            result = run_isolated(TrialJob(
+            result = search.pool.run(TrialJob(
                 cfg=cfg, data_dir=search.data_dir, run_name=name, tags=tags,
                 tracking_uri=mlflow.get_tracking_uri(), parent_run_id=self.parent_id,
                 storage=search.store if rep == 0 else None, study_name=search.study_name,

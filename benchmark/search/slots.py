@@ -2,7 +2,8 @@
 
 `--workers N` runs N slots as threads of the search process (each trial trains in its own
 process, so the threads only wait); one slot runs in the main thread, where Ctrl-C arrives.
-May import: benchmark.search.study, .rungs, .summary, benchmark.train.isolate.
+May import: benchmark.search.study, .rungs, .summary, benchmark.train.isolate. The trial
+processes are the search's `pool`, which the driver makes and closes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import psutil
@@ -30,7 +31,9 @@ from benchmark.search.study import (
     trial_counts,
 )
 from benchmark.search.summary import SearchSummary, progress_line
-from benchmark.train.isolate import interrupt_busy, peak_trial_rss_mb
+
+if TYPE_CHECKING:
+    from benchmark.train.isolate import TrialPool
 
 
 @dataclass
@@ -101,7 +104,7 @@ def drive(search, objective, printer, parent=None) -> SearchSummary:
     if search.workers == 1:  # the main thread: Ctrl-C arrives where the trial waits
         run_slot()
     else:
-        _run_slots(run_slot, search.workers, state)
+        _run_slots(run_slot, search.workers, state, search.pool)
     summary.counts = trial_counts(search.study)
     return summary
 
@@ -200,14 +203,15 @@ def _after_trial(search, number, took, summary, state: _DriveState, printer,
         client.log_batch(
             parent_id,
             metrics=[
-                mlflow.entities.Metric(k, v, now, step) for k, v in _memory_mb(state.rss).items()
+                mlflow.entities.Metric(k, v, now, step)
+                for k, v in _memory_mb(state.rss, search.pool).items()
             ],
         )
 
 
-def _run_slots(run_slot, workers: int, state: _DriveState) -> None:
+def _run_slots(run_slot, workers: int, state: _DriveState, pool: TrialPool) -> None:
     """`workers` slots as threads; the first exception (Ctrl-C included) stops them all and
-    is raised here once every slot has finished its trial."""
+    is raised here once every slot has finished its trial (`pool`: their trial processes)."""
     errors: list[BaseException] = []
 
     def guarded(index: int) -> None:
@@ -234,14 +238,14 @@ def _run_slots(run_slot, workers: int, state: _DriveState) -> None:
             interrupted = exc
             state.stop.set()
             time.sleep(2)  # a terminal's Ctrl-C reached the trials too; give them a moment
-            interrupt_busy()  # kill -INT of the search alone: pass it on to the trials
+            pool.interrupt_busy()  # kill -INT of the search alone: pass it on to the trials
     if interrupted is not None:
         raise interrupted
     if errors:
         raise errors[0]
 
 
-def _memory_mb(proc: psutil.Process) -> dict[str, float]:
+def _memory_mb(proc: psutil.Process, pool: TrialPool) -> dict[str, float]:
     """The search process's RSS now and at its peak, and the largest trial process's peak
     (children are reaped by the time we look, so their high-water mark is what is left)."""
     rss = proc.memory_info().rss / 2**20
@@ -249,5 +253,5 @@ def _memory_mb(proc: psutil.Process) -> dict[str, float]:
     # can lag the RSS just read by a fraction of a MB
     peak = max(rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    children = max(children, peak_trial_rss_mb())  # trial processes that still serve
+    children = max(children, pool.peak_trial_rss_mb)  # trial processes that still serve
     return {"rss_mb": rss, "peak_rss_mb": peak, "peak_trial_rss_mb": children}

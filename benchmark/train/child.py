@@ -30,9 +30,14 @@ if TYPE_CHECKING:
     from benchmark.train.trial import TrialResult
 
 
-def serve(jobs, send, tracking_uri: str, parent_pid: int, threads: int | None) -> None:
+def serve(jobs, send, tracking_uri: str, parent_pid: int, threads: int | None,
+          env: dict[str, str] | None = None) -> None:  # fmt: skip
     """The trial process: warm up, wait for a job, run it, report; again while the trials
-    are short and memory stays within bounds (the report says so), else exit."""
+    are short and memory stays within bounds (the report says so), else exit. `env`: the
+    environment to run in (its pool's, as when the pool was made), before anything reads it."""
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
     stop.install(deadline=False)  # SIGTERM / Ctrl-C: end the run KILLED, then report it
     quiet_store_errors()  # a full disk is reported once, by the search
     patience.install()  # before the job (its Optuna storage connects) arrives
