@@ -124,7 +124,9 @@ class TrialPool:
         self.spares: list[_Worker] = []  # warm, waiting for a job; the first is next in line
         self.busy: set[_Worker] = set()  # training a job right now
         self.lock = threading.Lock()
-        self.peak_trial_rss_mb = 0.0  # the largest peak RSS (MB) a trial process reported
+        # The largest peak RSS (MB) a trial process reported: those still serving count too,
+        # which RUSAGE_CHILDREN (only processes that exited) misses.
+        self.peak_trial_rss_mb = 0.0
 
     def __enter__(self) -> TrialPool:
         return self
