@@ -34,9 +34,21 @@ GONE = (
     "connection timed out",
     "no connection to the server",
 )
-_installed = False
-_warned = 0.0  # when the last "retrying" line was logged: one per outage, not per call
 log = logging.getLogger(__name__)
+
+
+class _Patience:
+    """Whether this process patched the store classes, and when it last said it is retrying.
+    One module-level instance (`_state`), on purpose: the patched classes are the process's
+    own (every store object of every thread uses them), so having patched them is a fact
+    about the process, and one line per outage means one whichever call met it first."""
+
+    def __init__(self) -> None:
+        self.installed = False
+        self.warned = 0.0  # when the last "retrying" line was logged: one per outage, not per call
+
+
+_state = _Patience()
 
 
 def lost_connection(exc: BaseException) -> bool:
@@ -75,9 +87,8 @@ def patient(fn: Callable) -> Callable:
 
 
 def _warn_once() -> None:
-    global _warned
-    if time.monotonic() - _warned > WAIT_S:
-        _warned = time.monotonic()
+    if time.monotonic() - _state.warned > WAIT_S:
+        _state.warned = time.monotonic()
         log.warning("database unreachable; retrying for up to %.0f s", WAIT_S)
 
 
@@ -90,10 +101,9 @@ def _patch(cls: type, extra: tuple[str, ...] = ()) -> None:
 
 def install() -> None:
     """Make MLflow's SQL tracking store and Optuna's RDB storage patient, once per process."""
-    global _installed
-    if _installed:
+    if _state.installed:
         return
-    _installed = True
+    _state.installed = True
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     from optuna.storages import RDBStorage
 

@@ -14,6 +14,7 @@ Light on purpose: the CLI and the spawned trial processes import it before Tenso
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sys
@@ -37,7 +38,6 @@ _ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is call
 _LOG_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [^\]]+\] ")
 _CONTINUATION = re.compile(r"^To enable the following instructions: .* compiler flags\.$")
 _CUINIT = "failed call to cuInit"  # no GPU (or no driver): the run's device tag says CPU anyway
-_loaded = False
 
 
 def quiet_environment() -> None:
@@ -87,14 +87,13 @@ def filtered_stderr() -> Iterator[None]:
                 sys.stderr.flush()
 
 
+@functools.cache
 def import_tensorflow() -> None:
-    """Import TensorFlow and list its devices quietly; a no-op after the first call."""
-    global _loaded
-    if _loaded:
-        return
+    """Import TensorFlow and list its devices quietly; a no-op after the first call that
+    returned (functools.cache keeps that fact: TensorFlow loads once per process, so the
+    record that it did is the process's, not any caller's)."""
     quiet_environment()
     with filtered_stderr():
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # CUDA is initialised (cuInit) on the first query
-    _loaded = True

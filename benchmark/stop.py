@@ -37,10 +37,6 @@ DEADLINE_S = 9.0  # after the first signal the process exits within this, whatev
 CHILD_GRACE_S = 4.0  # how long a stopped trial process gets to end its run before a kill
 RESUME = "run the same command to resume"
 
-_received: int | None = None  # the first stop signal this process got
-_stopping: Stopped | None = None  # why this process is stopping: a signal or a fault
-_said = threading.Event()  # the one line was printed (by finish or by the watchdog)
-
 
 class Stopped(KeyboardInterrupt):
     """The command was stopped from outside (`signum`) or by a fault (`line` says which:
@@ -60,6 +56,21 @@ class Stopped(KeyboardInterrupt):
     def exit_code(self) -> int:
         """128+signal, as a shell reports a process a signal ended; 1 for a fault."""
         return 128 + self.signum if self.signum else 1
+
+
+class _Stop:
+    """How far this process's stop has come. One module-level instance (`_state`), on
+    purpose: a signal is delivered to the process, its handler runs in whatever frame the
+    main thread is in, and the trial slots' threads, the watchdog and a fault's `halt` must
+    all see the same first stop, so this state cannot be handed down as an argument."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None  # the first stop signal this process got
+        self.stopping: Stopped | None = None  # why this process is stopping: a signal or a fault
+        self.said = threading.Event()  # the one line was printed (by finish or by the watchdog)
+
+
+_state = _Stop()
 
 
 def signal_name(signum: int | None) -> str:
@@ -108,27 +119,26 @@ def unblock() -> None:
 
 def received() -> int | None:
     """The stop signal this process got, or None."""
-    return _received
+    return _state.received
 
 
 def stopping() -> Stopped | None:
     """Why this process is stopping (the first signal, or a fault passed to `halt`), or None."""
-    return _stopping
+    return _state.stopping
 
 
 def halt(stopped: Stopped) -> Stopped:
     """Record a fault that stops the command (trials stopped because of it are not killed
     from outside); returns it, to be raised."""
-    global _stopping
-    if _stopping is None:
-        _stopping = stopped
+    if _state.stopping is None:
+        _state.stopping = stopped
     return stopped
 
 
 def as_stopped(exc: BaseException) -> Stopped:
     """A Ctrl-C that reached Python before install() (or another KeyboardInterrupt) reads as
     SIGINT."""
-    return exc if isinstance(exc, Stopped) else Stopped(_received or signal.SIGINT)
+    return exc if isinstance(exc, Stopped) else Stopped(_state.received or signal.SIGINT)
 
 
 def reason(exc: BaseException) -> str:
@@ -151,11 +161,10 @@ def _on_signal_no_deadline(signum: int, frame: FrameType | None) -> None:
 
 
 def _first(signum: int, watchdog: bool) -> None:
-    global _received, _stopping
-    if _received is not None:
+    if _state.received is not None:
         return  # the first signal's clean-up is under way
-    _received = signum
-    _stopping = _stopping or Stopped(signum)
+    _state.received = signum
+    _state.stopping = _state.stopping or Stopped(signum)
     if watchdog:
         timer = threading.Timer(DEADLINE_S, _give_up, args=(Stopped(signum),))
         timer.daemon = True
@@ -170,8 +179,8 @@ def _give_up(stopped: Stopped) -> None:
 
 
 def _say(stopped: Stopped) -> None:
-    if not _said.is_set():
-        _said.set()
+    if not _state.said.is_set():
+        _state.said.set()
         tail = "" if stopped.line else f"; {RESUME}"
         print(f"{stopped.reason}{tail}", file=sys.stderr, flush=True)
 
@@ -240,7 +249,7 @@ def stop_process(
     to end its run KILLED and say so on `results` (or to exit), then kill it: what is left
     of its exit (TensorFlow's teardown) would only delay ours."""
     with contextlib.suppress(ProcessLookupError, TypeError, OSError):
-        os.kill(process.pid, signum or _received or signal.SIGINT)
+        os.kill(process.pid, signum or _state.received or signal.SIGINT)
     with contextlib.suppress(OSError, EOFError):
         if results is not None and results.poll(CHILD_GRACE_S):
             results.recv()  # its run is ended: nothing more to wait for
@@ -255,7 +264,7 @@ def exit_now(code: int) -> None:
     """A stopped command ends here, skipping the interpreter's teardown (TensorFlow's,
     multiprocessing's joins: seconds) once its runs are ended and its line printed; a
     command that was not stopped returns."""
-    if _stopping is None:
+    if _state.stopping is None:
         return
     with contextlib.suppress(Exception):
         sys.stdout.flush()

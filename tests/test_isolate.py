@@ -14,7 +14,7 @@ from benchmark import metrics as M
 from benchmark.config import TrialConfig
 from benchmark.search import run_search
 from benchmark.search.space import load_space
-from benchmark.train.isolate import ChildTraceback, TrialJob, run_isolated
+from benchmark.train.isolate import ChildTraceback, TrialJob, TrialPool, run_isolated
 from benchmark.train.trial import TrialFailed
 
 # val_fraction is a data setting: the search checks the base point's data (0.1) before any
@@ -105,13 +105,11 @@ def test_child_traceback_is_the_cause_of_the_failure():
 def test_a_process_that_ran_a_short_trial_serves_the_next_one(tmp_path):
     """A search's short trials: the process that ran one takes the next, warm (the issue's
     8.9 s overhead a 3-s trial was TensorFlow starting in the next process behind it)."""
-    from benchmark.train import isolate
-
     cfg = TrialConfig.from_options(
         dataset=f"folder:{_folder(tmp_path / 'imgs')}", val_fraction=0.5, epochs=1,
         batch_size=4, depth=1, filters_base=4, dense_units=0,
     )  # fmt: skip
-    try:
+    with TrialPool() as pool:  # a search's: the driver makes it and closes it at the end
         with mlflow.start_run() as parent:
             pids = []
             for seed in (0, 1):
@@ -119,12 +117,10 @@ def test_a_process_that_ran_a_short_trial_serves_the_next_one(tmp_path):
                                tracking_uri=mlflow.get_tracking_uri(),
                                parent_run_id=parent.info.run_id, run_name=cfg.run_name,
                                tags={M.TAG_ROLE: "trial"})  # fmt: skip
-                result = run_isolated(job, prestart_next=True)
+                result = run_isolated(job, pool, prestart_next=True)
                 assert mlflow.get_run(result.run_id).info.status == "FINISHED"
-                pids.append(isolate._spares[0].process.pid)  # first in line for the next
+                pids.append(pool.spares[0].process.pid)  # first in line for the next
         assert pids[0] == pids[1]  # the same process ran both trials...
-        assert len(isolate._spares) == 2  # ...and the one warmed for a next trial still waits
-        assert isolate.peak_trial_rss_mb() > 100  # it reported its peak (a TF process)
-    finally:
-        isolate.stop_prestarted()
-    assert not isolate._spares
+        assert len(pool.spares) == 2  # ...and the one warmed for a next trial still waits
+        assert pool.peak_trial_rss_mb > 100  # it reported its peak (a TF process)
+    assert not pool.spares

@@ -4,6 +4,7 @@ imports it back (an import circle), so each stage can be read and tested without
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "benchmark"
@@ -128,3 +129,48 @@ def test_no_function_is_longer_than_a_screen_and_a_half():
         and node.end_lineno - node.lineno + 1 > 80
     }
     assert long == {}
+
+
+# No hidden state (issue 31): what a function changes lives in an object it is given, or, where
+# the state is truly the process's (signal handlers, patched classes), in one module-level
+# object whose docstring says why; never in module globals rebound through `global`.
+def global_statements(source: str, name: str = "<source>") -> list[str]:
+    """`name:line` of each `global` statement in `source`."""
+    return [f"{name}:{node.lineno}" for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Global)]  # fmt: skip
+
+
+def test_no_module_rebinds_its_globals():
+    found = [hit for p in sorted(PACKAGE.rglob("*.py"))
+             for hit in global_statements(p.read_text(), str(p.relative_to(PACKAGE)))]  # fmt: skip
+    assert found == []
+
+
+def test_the_global_check_finds_a_global_statement():
+    source = "_loaded = False\n\ndef load():\n    global _loaded\n    _loaded = True\n"
+    assert global_statements(source) == ["<source>:4"]
+    assert global_statements("# a global pool of workers\nx = 'global y'\n") == []
+
+
+# Only Optuna's public API (issue 31): a trial's id comes from the storage by study name and
+# trial number, its attributes from the storage or the study, never from the private fields
+# of Optuna's Trial and Study objects (they change between versions without notice).
+OPTUNA_PRIVATE = re.compile(r"\._(trial_id|storage|study_id)\b")
+
+
+def optuna_private_uses(source: str, name: str = "<source>") -> list[str]:
+    """`name:line: text` of each line of `source` that reads a private Optuna field."""
+    return [f"{name}:{i}: {line.strip()}" for i, line in enumerate(source.splitlines(), 1)
+            if OPTUNA_PRIVATE.search(line)]  # fmt: skip
+
+
+def test_only_optunas_public_api():
+    found = [hit for p in sorted(PACKAGE.rglob("*.py"))
+             for hit in optuna_private_uses(p.read_text(), _module_name(p))]  # fmt: skip
+    assert found == []
+
+
+def test_the_optuna_check_finds_private_fields():
+    source = "s = trial.study._storage\ni = trial._trial_id\nj = study._study_id\n"
+    assert [h.split(":")[1] for h in optuna_private_uses(source)] == ["1", "2", "3"]
+    assert optuna_private_uses("self._storage_url = store.get_trial(trial_id)\n") == []

@@ -49,7 +49,7 @@ from benchmark.search.warm import enqueue_warm_start
 from benchmark.stop import WORKER
 from benchmark.train.callbacks import PruningCallback
 from benchmark.train.export import check_log_models
-from benchmark.train.isolate import TrialJob, isolated_default, run_isolated, stop_prestarted
+from benchmark.train.isolate import TrialJob, TrialPool, isolated_default
 from benchmark.train.tracking import Tracking
 from benchmark.train.trial import DataCache, record_wall_time, run_trial
 
@@ -193,10 +193,9 @@ def _run_slots(search: Search, parent: mlflow.ActiveRun, datasets: DataCache,
     _log_parent(search, parent)
     tracking = (mlflow.MlflowClient(), parent.info.run_id)
     objective = Objective(search, tracking, datasets)
-    try:
+    with TrialPool() as pool:  # closing it ends the warm processes of trials that will not come
+        search.pool = pool
         summary = drive(search, objective, printer, tracking)
-    finally:
-        stop_prestarted()  # the warm processes for trials that will not come
     summary.study_name, summary.storage = search.study_name, redact(search.storage)
     summary.timings = objective.timings
     mlflow.log_metrics({f"median_{k}": v for k, v in summary.median_timings().items()})
@@ -234,7 +233,7 @@ class Objective:
             faults.interrupted(trial, exc)  # the next run of the command reruns it
             raise
         except stop.TrialKilled as exc:  # its process killed alone: retried once
-            if not faults.retry_killed(trial, exc):
+            if not faults.retry_killed(trial, exc, search.store):
                 self._failed(trial, exc)
             raise
         except Exception as exc:
@@ -275,15 +274,16 @@ class Objective:
                slot: Slot) -> float:  # fmt: skip
         """One run, in its own process (memory stays flat; the next one warms up) or here."""
         search = self.search
-        if (done := faults.finished_before(trial, search.study_name, name)) is not None:
+        if (done := faults.finished_before(trial, search.store, search.study_name,
+                                           name)) is not None:  # fmt: skip
             trial.set_user_attr(names.run_id_attr(rep), done[0])  # a retry whose run had finished
             return done[1]
         if search.isolate:
-            result = run_isolated(TrialJob(
+            result = search.pool.run(TrialJob(
                 cfg=cfg, data_dir=search.data_dir, run_name=name, tags=tags,
                 tracking_uri=mlflow.get_tracking_uri(), parent_run_id=self.parent_id,
                 storage=search.store if rep == 0 else None, study_name=search.study_name,
-                trial_id=trial._trial_id if rep == 0 else None, pruner=search.study.pruner,
+                trial_number=trial.number if rep == 0 else None, pruner=search.study.pruner,
                 cores=cores_for_slot(slot.index, search.workers), log_models=search.log_models,
             ), prestart_next=True, threads=threads_per_trial(search.workers),
                 keep=search.workers)  # fmt: skip

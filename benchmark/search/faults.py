@@ -23,7 +23,7 @@ import optuna
 from benchmark import metrics as M
 from benchmark import stop
 from benchmark.runfilter import literal
-from benchmark.search.study import grid_left
+from benchmark.search.study import grid_left, stored_trial
 from benchmark.train.diskspace import space_warning
 
 KILLS_RETRIED = 1  # a trial process killed alone is retried this many times
@@ -36,10 +36,13 @@ def interrupted(trial: optuna.Trial, exc: BaseException) -> None:
         trial.set_user_attr("interrupted", stop.reason(exc)[:500])
 
 
-def retry_killed(trial: optuna.Trial, exc: stop.TrialKilled) -> bool:
+def retry_killed(
+    trial: optuna.Trial, exc: stop.TrialKilled, store: optuna.storages.BaseStorage
+) -> bool:
     """Whether a trial whose process a signal killed is queued again (True: marked
-    interrupted) or fails as the configuration's own failure (False)."""
-    kills = int(trial.study._storage.get_trial(trial._trial_id).user_attrs.get("killed", 0))
+    interrupted) or fails as the configuration's own failure (False). `store`: the study's."""
+    stored = stored_trial(store, trial.study.study_name, trial.number)
+    kills = int(stored.user_attrs.get("killed", 0))
     if kills >= KILLS_RETRIED:
         return False
     trial.set_user_attr("killed", kills + 1)  # copied to the retry with the other attrs
@@ -48,11 +51,11 @@ def retry_killed(trial: optuna.Trial, exc: stop.TrialKilled) -> bool:
 
 
 def finished_before(
-    trial: optuna.Trial, study_name: str, run_name: str
+    trial: optuna.Trial, store: optuna.storages.BaseStorage, study_name: str, run_name: str
 ) -> tuple[str, float] | None:
     """(run id, objective) of a FINISHED run named `run_name` that an earlier attempt of this
-    retried trial logged, or None (not a retry, or nothing finished)."""
-    attrs = trial.study._storage.get_trial(trial._trial_id).system_attrs
+    retried trial logged, or None (not a retry, or nothing finished). `store`: the study's."""
+    attrs = stored_trial(store, study_name, trial.number).system_attrs
     earlier = {str(n) for n in attrs.get("retry_history", [])}
     if not earlier:
         return None

@@ -67,7 +67,7 @@ def finished_runs(study_name: str) -> list[Any]:
 
 def run_ids(trial: FrozenTrial) -> list[str]:
     """The runs a trial trained (`run_id_<i>`, one per seed)."""
-    return [v for k, v in trial.user_attrs.items() if re.fullmatch(r"run_id_\d+", k)]
+    return [v for k, v in trial.user_attrs.items() if re.fullmatch(names.RUN_ID + r"\d+", k)]
 
 
 def unreferenced(study: optuna.Study, runs: list[Any]) -> list[Any]:
@@ -233,7 +233,7 @@ def reopen(study: optuna.Study, store: Any, lost: list[FrozenTrial]) -> None:
 
 def _interrupted(t: FrozenTrial) -> FrozenTrial:
     """A lost trial as a stopped one looks: FAIL, no `fail_reason`, its run ids dropped."""
-    attrs = {k: v for k, v in t.user_attrs.items() if not re.fullmatch(r"run_id_\d+", k)}
+    attrs = {k: v for k, v in t.user_attrs.items() if not re.fullmatch(names.RUN_ID + r"\d+", k)}
     trial = optuna.trial.create_trial(
         state=TrialState.FAIL, params=t.params, distributions=t.distributions,
         user_attrs=attrs | {"interrupted": LOST}, system_attrs=t.system_attrs,

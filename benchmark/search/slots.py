@@ -6,6 +6,7 @@ The answer to "what now" is typed once (benchmark.search.halving: a Job, `Wait` 
 here also None: a plain trial of the sampler's), and a slot's claim on the study is one
 context manager (`Slot.claimed`).
 May import: benchmark.search.halving, .study, .rungs, .state, .summary, benchmark.train.isolate.
+The trial processes are the search's `pool`, which the driver makes and closes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import mlflow
 import psutil
@@ -36,7 +38,9 @@ from benchmark.search.study import (
     trial_counts,
 )
 from benchmark.search.summary import SearchSummary, progress_line
-from benchmark.train.isolate import interrupt_busy, peak_trial_rss_mb
+
+if TYPE_CHECKING:
+    from benchmark.train.isolate import TrialPool
 
 
 @dataclass
@@ -113,7 +117,7 @@ def drive(search: Search, objective, printer, parent=None) -> SearchSummary:
     if search.workers == 1:  # the main thread: Ctrl-C arrives where the trial waits
         run_slot()
     else:
-        _run_slots(run_slot, search.workers, state)
+        _run_slots(run_slot, search.workers, state, search.pool)
     summary.counts = trial_counts(search.study)
     return summary
 
@@ -210,14 +214,15 @@ def _after_trial(search: Search, number, took, summary, state: _DriveState, prin
         client.log_batch(
             parent_id,
             metrics=[
-                mlflow.entities.Metric(k, v, now, step) for k, v in _memory_mb(state.rss).items()
+                mlflow.entities.Metric(k, v, now, step)
+                for k, v in _memory_mb(state.rss, search.pool).items()
             ],
         )
 
 
-def _run_slots(run_slot, workers: int, state: _DriveState) -> None:
+def _run_slots(run_slot, workers: int, state: _DriveState, pool: TrialPool) -> None:
     """`workers` slots as threads; the first exception (Ctrl-C included) stops them all and
-    is raised here once every slot has finished its trial."""
+    is raised here once every slot has finished its trial (`pool`: their trial processes)."""
     errors: list[BaseException] = []
 
     def guarded(index: int) -> None:
@@ -244,14 +249,14 @@ def _run_slots(run_slot, workers: int, state: _DriveState) -> None:
             interrupted = exc
             state.stop.set()
             time.sleep(2)  # a terminal's Ctrl-C reached the trials too; give them a moment
-            interrupt_busy()  # kill -INT of the search alone: pass it on to the trials
+            pool.interrupt_busy()  # kill -INT of the search alone: pass it on to the trials
     if interrupted is not None:
         raise interrupted
     if errors:
         raise errors[0]
 
 
-def _memory_mb(proc: psutil.Process) -> dict[str, float]:
+def _memory_mb(proc: psutil.Process, pool: TrialPool) -> dict[str, float]:
     """The search process's RSS now and at its peak, and the largest trial process's peak
     (children are reaped by the time we look, so their high-water mark is what is left)."""
     rss = proc.memory_info().rss / 2**20
@@ -259,5 +264,5 @@ def _memory_mb(proc: psutil.Process) -> dict[str, float]:
     # can lag the RSS just read by a fraction of a MB
     peak = max(rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    children = max(children, peak_trial_rss_mb())  # trial processes that still serve
+    children = max(children, pool.peak_trial_rss_mb)  # trial processes that still serve
     return {"rss_mb": rss, "peak_rss_mb": peak, "peak_trial_rss_mb": children}

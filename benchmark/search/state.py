@@ -20,6 +20,7 @@ from benchmark.search import names
 from benchmark.search.halving import HalvingPlan
 from benchmark.search.space import SearchSpace
 from benchmark.search.storage import redact
+from benchmark.train.isolate import TrialPool
 from benchmark.train.tracking import Tracking
 
 
@@ -78,6 +79,7 @@ class Search:
     log_models: str = "all"  # which trials keep their model: all | best | none
     budget: Budget | None = None  # strategy halving: the plan and the time spent
     tags: dict[str, str] | None = None  # on the parent and every trial run (the lab's task)
+    pool: TrialPool | None = None  # the trial processes, while the slots run (driver)
 
     def settings(self) -> dict[str, Any]:
         """The resolved settings, as the parent run's tags and params show them."""

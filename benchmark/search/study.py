@@ -33,6 +33,21 @@ def study_name_for(space: SearchSpace, dataset: str, overrides: dict[str, Any]) 
     return f"{name}-{suffix}" if suffix else name
 
 
+def trial_id(store: optuna.storages.BaseStorage, study_name: str, number: int) -> int:
+    """The id `store` knows trial `number` of the study by: Optuna's public storage API (the
+    id a Trial object carries is private), so a trial process, given the number, finds it too."""
+    study_id = store.get_study_id_from_name(study_name)
+    return store.get_trial_id_from_study_id_trial_number(study_id, number)
+
+
+def stored_trial(
+    store: optuna.storages.BaseStorage, study_name: str, number: int
+) -> optuna.trial.FrozenTrial:
+    """The trial as `store` holds it now. A running Trial's `user_attrs` are its own copy
+    from when it started; this one has what the store has since."""
+    return store.get_trial(trial_id(store, study_name, number))
+
+
 def finished_with_params(study, number: int, params: dict[str, Any]):
     """An earlier finished trial with these exact parameters (and, under halving, the same
     rung, stage and seed: a survivor's next rung is new work), if any."""
@@ -62,7 +77,7 @@ def fits_budget(study: optuna.Study, max_epochs: int, epochs: int, seeds: int = 
 def _finished(t) -> bool:
     """Complete, pruned, or failed for a reason of its own (not an interruption)."""
     return t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-        t.state == TrialState.FAIL and "fail_reason" in t.user_attrs
+        t.state == TrialState.FAIL and names.FAIL_REASON in t.user_attrs
     )
 
 
@@ -103,7 +118,7 @@ def grid_left(study, space: SearchSpace) -> dict[str, int]:
             waiting += 1
         key = names.config_key(t.params)
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-            t.state == TrialState.FAIL and "fail_reason" in t.user_attrs
+            t.state == TrialState.FAIL and names.FAIL_REASON in t.user_attrs
         ):
             done.add(key)
         elif t.state == TrialState.RUNNING:
@@ -134,8 +149,9 @@ def requeue_interrupted(study, store) -> None:
             and not psutil.pid_exists(int(w_pid))
         )
         if dead_local:
-            store.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        interrupted = t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs
+            store.set_trial_state_values(trial_id(store, study.study_name, t.number),
+                                         state=TrialState.FAIL)  # fmt: skip
+        interrupted = t.state == TrialState.FAIL and names.FAIL_REASON not in t.user_attrs
         if (dead_local or interrupted) and t.number not in retried:
             RETRY(study, t)
             retried.add(t.number)
@@ -221,5 +237,5 @@ def best_trial(study, summary):
         return None
     best = max(complete, key=lambda t: t.value)
     summary.best_params, summary.best_value = best.params, best.value
-    summary.best_run_id = best.user_attrs.get("run_id_0")
+    summary.best_run_id = best.user_attrs.get(names.run_id_attr(0))
     return best

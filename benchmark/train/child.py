@@ -30,9 +30,14 @@ if TYPE_CHECKING:
     from benchmark.train.trial import TrialResult
 
 
-def serve(jobs, send, tracking_uri: str, parent_pid: int, threads: int | None) -> None:
+def serve(jobs, send, tracking_uri: str, parent_pid: int, threads: int | None,
+          env: dict[str, str] | None = None) -> None:  # fmt: skip
     """The trial process: warm up, wait for a job, run it, report; again while the trials
-    are short and memory stays within bounds (the report says so), else exit."""
+    are short and memory stays within bounds (the report says so), else exit. `env`: the
+    environment to run in (its pool's, as when the pool was made), before anything reads it."""
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
     stop.install(deadline=False)  # SIGTERM / Ctrl-C: end the run KILLED, then report it
     quiet_store_errors()  # a full disk is reported once, by the search
     patience.install()  # before the job (its Optuna storage connects) arrives
@@ -134,11 +139,8 @@ def _train(job: Any) -> TrialResult:
         pin_to_cores(job.cores)
     mlflow.set_tracking_uri(job.tracking_uri)
     callbacks = []
-    if job.trial_id is not None:
-        from benchmark.train.callbacks import PruningCallback
-
-        study = optuna.load_study(study_name=job.study_name, storage=job.storage, pruner=job.pruner)
-        callbacks.append(PruningCallback(optuna.Trial(study, job.trial_id)))
+    if job.trial_number is not None:
+        callbacks.append(_pruning(job))
     started = time.perf_counter()
     data = load_for(job.cfg, job.data_dir)
     timings[M.DATA_TIME] = time.perf_counter() - started
@@ -153,6 +155,18 @@ def _train(job: Any) -> TrialResult:
         verbose=0,
         log_models=job.log_models,
     )
+
+
+def _pruning(job: Any) -> Any:
+    """The callback that reports each epoch to the search's trial and prunes it: the trial
+    found by its number through the storage's public API, as the search holds it."""
+    from benchmark.train.callbacks import PruningCallback
+
+    store = job.storage
+    study = optuna.load_study(study_name=job.study_name, storage=store, pruner=job.pruner)
+    study_id = store.get_study_id_from_name(job.study_name)
+    trial_id = store.get_trial_id_from_study_id_trial_number(study_id, job.trial_number)
+    return PruningCallback(optuna.Trial(study, trial_id))
 
 
 def _reason(exc: BaseException) -> str:

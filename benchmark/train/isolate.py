@@ -13,7 +13,9 @@ SHORT_TRIAL_CPU_S of CPU time) with its memory within REUSE_GROWTH_MB (both in c
 what it held after its first one serves the search's next trial too, warm, then the next,
 until one is long or its memory grew past that bound. Long trials keep a fresh process each.
 
-This module is the search's side; benchmark/train/child.py is the trial process's.
+A search's trial processes belong to one TrialPool, which its driver makes and closes; a
+trial run alone (`run_isolated` without a pool) gets a pool of its own. This module is the
+search's side; benchmark/train/child.py is the trial process's.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -47,9 +50,9 @@ class TrialJob:
     parent_run_id: str
     run_name: str
     tags: dict[str, str]
-    storage: optuna.storages.BaseStorage | None = None  # with study_name, trial_id: prune
+    storage: optuna.storages.BaseStorage | None = None  # with study_name, trial_number: prune
     study_name: str | None = None
-    trial_id: int | None = None
+    trial_number: int | None = None  # the trial's number (its id is looked up in `storage`)
     pruner: optuna.pruners.BasePruner | None = None
     cores: tuple[int, ...] | None = None  # CPUs to pin the trial to (--workers N), None: all
     log_models: str = "all"  # the search's --log-models: `none` keeps no model
@@ -80,16 +83,16 @@ class _Worker:
     `threads` (None: TensorFlow's default, every core) sizes the process's TensorFlow and
     tf.data thread pools; with `--workers N` the job's `cores` pin the process to its
     slot's share of the cores (see search.cores.threads_per_trial for why not fewer
-    threads)."""
+    threads). `env` is the environment the process runs in (its pool's)."""
 
-    def __init__(self, tracking_uri: str, threads: int | None = None) -> None:
+    def __init__(self, tracking_uri: str, threads: int | None, env: dict[str, str]) -> None:
         ctx = multiprocessing.get_context("spawn")  # fork after TF started threads is unsafe
-        self.key = _worker_key(tracking_uri, threads)
+        self.key = (tracking_uri, threads)  # the jobs it may serve (see TrialPool._take)
         job_read, self.job_write = ctx.Pipe(duplex=False)  # (receiving end, sending end)
         self.results, result_write = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
             target=serve,
-            args=(job_read, result_write, tracking_uri, os.getpid(), threads),
+            args=(job_read, result_write, tracking_uri, os.getpid(), threads, env),
             daemon=True,
         )
         with stop.blocked():  # until the child's own handler is in place (see stop.blocked)
@@ -104,142 +107,167 @@ class _Worker:
         self.process.join(timeout=10)
 
 
-def _keep_warm(worker: _Worker) -> None:
-    """A worker that may serve another short trial: first in line for the next one."""
-    with _lock:
-        _spares.insert(0, worker)
+class TrialPool:
+    """The trial processes of one search: the warm ones waiting for its next trials (one per
+    trial slot, each started while a trial trains), the ones training now, and the largest
+    peak RSS they reported. The search's driver makes one and closes it at the end
+    (`with TrialPool() as pool:`), which ends the warm processes nobody will use.
 
+    Every process of the pool runs in the environment of the moment the pool was made
+    (`env`), whatever os.environ holds when the process starts, so a warm process serves
+    any job with its store and thread count. Slots are threads of the search process, hence
+    the lock.
+    """
 
-# Warm workers for the next trials of this search: one per trial slot (--workers N), each
-# started while a trial trains. Slots are threads of the search process, hence the lock.
-_spares: list[_Worker] = []
-_busy: set[_Worker] = set()  # workers training a job right now
-_lock = threading.Lock()
-_peak_trial_mb = [0.0]  # the largest peak RSS a trial process reported (it may still live)
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self.env = dict(os.environ if env is None else env)
+        self.spares: list[_Worker] = []  # warm, waiting for a job; the first is next in line
+        self.busy: set[_Worker] = set()  # training a job right now
+        self.lock = threading.Lock()
+        # The largest peak RSS (MB) a trial process reported: those still serving count too,
+        # which RUSAGE_CHILDREN (only processes that exited) misses.
+        self.peak_trial_rss_mb = 0.0
 
+    def __enter__(self) -> TrialPool:
+        return self
 
-def peak_trial_rss_mb() -> float:
-    """The largest peak RSS (MB) of the trial processes so far, those still serving included
-    (RUSAGE_CHILDREN counts only the ones that exited)."""
-    return _peak_trial_mb[0]
+    def __exit__(self, *exc: object) -> None:
+        self.stop_prestarted()
 
-
-def _worker_key(tracking_uri: str, threads: int | None = None) -> tuple:
-    """A warm worker serves only a job with the store, thread count and environment it was
-    started with (less what MLflow sets for itself: its telemetry session id comes and goes
-    in os.environ, and made every warm worker look stale)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_ENV)}
-    return tracking_uri, threads, tuple(sorted(env.items()))
-
-
-_OWN_ENV = ("_MLFLOW_TELEMETRY",)  # os.environ entries a library changes on its own
-
-
-def prestart(tracking_uri: str, threads: int | None = None, keep: int = 1) -> None:
-    """Start a trial process now (it warms up while others train), keeping at most `keep`
-    warm ones: one per trial slot is enough."""
-    key = _worker_key(tracking_uri, threads)
-    with _lock:
-        stale = [w for w in _spares if w.key != key]
+    def prestart(self, tracking_uri: str, threads: int | None = None, keep: int = 1) -> None:
+        """Start a trial process now (it warms up while others train), keeping at most `keep`
+        warm ones: one per trial slot is enough. Warm ones for another store or thread count
+        are stopped."""
+        key = (tracking_uri, threads)
+        with self.lock:
+            stale = [w for w in self.spares if w.key != key]
+            for w in stale:
+                self.spares.remove(w)
+            if len(self.spares) < keep:
+                self.spares.append(_Worker(tracking_uri, threads, self.env))
         for w in stale:
-            _spares.remove(w)
-        if len(_spares) < keep:
-            _spares.append(_Worker(tracking_uri, threads))
-    for w in stale:
-        w.stop()
+            w.stop()
 
+    def stop_prestarted(self) -> None:
+        """End the warm workers nobody will use (the search is over, or its settings changed)."""
+        with self.lock:
+            spares = list(self.spares)
+            self.spares.clear()
+        for w in spares:
+            w.stop()
 
-def stop_prestarted() -> None:
-    """End the warm workers nobody will use (the search is over, or its settings changed)."""
-    with _lock:
-        spares = list(_spares)
-        _spares.clear()
-    for w in spares:
-        w.stop()
+    def interrupt_busy(self) -> int:
+        """Ctrl-C the trial processes that are training: what a terminal's Ctrl-C does, for a
+        search interrupted by a signal to itself alone (kill -INT). Returns how many."""
+        with self.lock:
+            busy = [w for w in self.busy if w.process.is_alive()]
+        for w in busy:
+            try:
+                os.kill(w.process.pid, stop.received() or signal.SIGINT)
+            except (ProcessLookupError, TypeError):
+                pass
+        return len(busy)
 
+    def _take(self, tracking_uri: str, threads: int | None) -> _Worker:
+        """A warm worker for this store and thread count, or a new one; marked busy."""
+        key = (tracking_uri, threads)
+        with self.lock:
+            worker = next((w for w in self.spares if w.key == key and w.process.is_alive()),
+                          None)  # fmt: skip
+            if worker is not None:
+                self.spares.remove(worker)
+        return worker or _Worker(tracking_uri, threads, self.env)
 
-def interrupt_busy() -> int:
-    """Ctrl-C the trial processes that are training: what a terminal's Ctrl-C does, for a
-    search interrupted by a signal to itself alone (kill -INT). Returns how many."""
-    with _lock:
-        busy = [w for w in _busy if w.process.is_alive()]
-    for w in busy:
+    def _done(self, worker: _Worker, peak_mb: float, again: bool) -> None:
+        """A worker that may serve another short trial is first in line for the next one;
+        any other gets EOF, which ends it. No join: its exit (TF and MLflow teardown) takes
+        seconds and overlaps the next trial; active_children() reaps it later."""
+        with self.lock:
+            self.peak_trial_rss_mb = max(self.peak_trial_rss_mb, peak_mb)
+            if again:
+                self.spares.insert(0, worker)
+        if not again:
+            worker.job_write.close()
+        multiprocessing.active_children()
+
+    def run(
+        self, job: TrialJob, prestart_next: bool = False, threads: int | None = None,
+        keep: int = 1,
+    ) -> TrialResult:  # fmt: skip
+        """The trial's result, or the exception the trial raised in the child, re-raised here.
+
+        A failure comes back as TrialFailed (the child's one-line reason) caused by a
+        ChildTraceback that holds the child's whole traceback. `prestart_next` starts the
+        next trial's process as soon as this one has its job, keeping at most `keep` warm.
+        `threads` caps the trial process's thread pools.
+        """
+        from benchmark.train.trial import TrialFailed
+
+        worker = self._take(job.tracking_uri, threads)
         try:
-            os.kill(w.process.pid, stop.received() or signal.SIGINT)
-        except (ProcessLookupError, TypeError):
-            pass
-    return len(busy)
+            worker.job_write.send(job)
+        except (BrokenPipeError, OSError):
+            worker.stop()  # it died while waiting; a fresh one takes the job
+            worker = _Worker(job.tracking_uri, threads, self.env)
+            worker.job_write.send(job)
+        with self.lock:
+            self.busy.add(worker)
+        if prestart_next:
+            self.prestart(job.tracking_uri, threads, keep)
+        child, receive = worker.process, worker.results
+        try:
+            message = receive.recv()  # EOFError: the child died without a word (OOM killer...)
+        except EOFError:
+            child.join()
+            _died(child, TrialFailed, job.tags.get("worker", ""))
+        except KeyboardInterrupt:  # SIGTERM / Ctrl-C: pass it on, let it end its run KILLED
+            stop.stop_process(child, receive)
+            raise
+        finally:
+            with self.lock:
+                self.busy.discard(worker)
+        wall = time.time() - job.created_at  # the trial is over once its message is here
+        kind, payload, again, peak_mb = message
+        # a search's next trial will come: this process may take it
+        self._done(worker, peak_mb, again and prestart_next)
+        return self._outcome(kind, payload, wall)
 
+    def _outcome(self, kind: str, payload: Any, wall: float) -> TrialResult:
+        """The child's message as the trial's result, or as the exception it stands for."""
+        from benchmark.train.trial import TrialFailed, TrialResult, record_wall_time
 
-def _take_worker(tracking_uri: str, threads: int | None) -> _Worker:
-    key = _worker_key(tracking_uri, threads)
-    with _lock:
-        worker = next((w for w in _spares if w.key == key and w.process.is_alive()), None)
-        if worker is not None:
-            _spares.remove(worker)
-    return worker or _Worker(tracking_uri, threads)
+        if kind == "ok":
+            return record_wall_time(TrialResult(**payload), wall)
+        if kind == "pruned":
+            raise optuna.TrialPruned(payload)
+        if kind == "interrupted":  # the search's stop reached it, or a signal to it alone
+            signum = signal.Signals[payload or "SIGINT"]
+            if (why := stop.stopping()) is None:
+                raise stop.TrialKilled(f"trial process stopped by {signum.name}", signum)
+            raise stop.Stopped(why.signum, why.line)
+        if kind == "full":  # a full disk: stop the other trials too, the search stops at once
+            from benchmark.train.diskspace import DiskFull
+
+            full = stop.halt(DiskFull(*payload))
+            self.interrupt_busy()
+            raise full
+        reason, child_traceback = payload
+        raise TrialFailed(reason) from ChildTraceback(child_traceback)
 
 
 def run_isolated(
-    job: TrialJob, prestart_next: bool = False, threads: int | None = None, keep: int = 1
-) -> TrialResult:
-    """The trial's result, or the exception the trial raised in the child, re-raised here.
-
-    A failure comes back as TrialFailed (the child's one-line reason) caused by a
-    ChildTraceback that holds the child's whole traceback. `prestart_next` starts the next
-    trial's process as soon as this one has its job, keeping at most `keep` warm (call
-    stop_prestarted() at the end). `threads` caps the trial process's thread pools.
-    """
-    from benchmark.train.trial import TrialFailed, TrialResult, record_wall_time
-
-    worker = _take_worker(job.tracking_uri, threads)
-    try:
-        worker.job_write.send(job)
-    except (BrokenPipeError, OSError):
-        worker.stop()  # it died while waiting; a fresh one takes the job
-        worker = _Worker(job.tracking_uri, threads)
-        worker.job_write.send(job)
-    with _lock:
-        _busy.add(worker)
-    if prestart_next:
-        prestart(job.tracking_uri, threads, keep)
-    child, receive = worker.process, worker.results
-    try:
-        message = receive.recv()  # EOFError: the child died without a word (OOM killer...)
-    except EOFError:
-        child.join()
-        _died(child, TrialFailed, job.tags.get("worker", ""))
-    except KeyboardInterrupt:  # SIGTERM / Ctrl-C: pass it on, let it end its run KILLED
-        stop.stop_process(child, receive)
-        raise
-    finally:
-        with _lock:
-            _busy.discard(worker)
-    wall = time.time() - job.created_at  # the trial is over once its message is here
-    kind, payload, again, peak_mb = message
-    _peak_trial_mb[0] = max(_peak_trial_mb[0], peak_mb)
-    if again and prestart_next:  # a search's next trial will come: this process may take it
-        _keep_warm(worker)
-    else:  # EOF ends it. No join: its exit (TF and MLflow teardown) takes seconds and
-        worker.job_write.close()  # overlaps the next trial; active_children() reaps it later
-    multiprocessing.active_children()
-    if kind == "ok":
-        return record_wall_time(TrialResult(**payload), wall)
-    if kind == "pruned":
-        raise optuna.TrialPruned(payload)
-    if kind == "interrupted":  # the search's stop reached it, or a signal to it alone
-        signum = signal.Signals[payload or "SIGINT"]
-        if (why := stop.stopping()) is None:
-            raise stop.TrialKilled(f"trial process stopped by {signum.name}", signum)
-        raise stop.Stopped(why.signum, why.line)
-    if kind == "full":  # a full disk: stop the other trials too, the search stops at once
-        from benchmark.train.diskspace import DiskFull
-
-        full = stop.halt(DiskFull(*payload))
-        interrupt_busy()
-        raise full
-    reason, child_traceback = payload
-    raise TrialFailed(reason) from ChildTraceback(child_traceback)
+    job: TrialJob, pool: TrialPool | None = None, *, prestart_next: bool = False,
+    threads: int | None = None, keep: int = 1,
+) -> TrialResult:  # fmt: skip
+    """`pool.run(job, ...)`: the trial in a process of `pool` (a search's, which keeps the
+    next trial's process warm). Without a pool, one trial alone: a pool of its own, closed
+    when the trial ends, so there is no warm process to start for a next one."""
+    if pool is None:
+        if prestart_next:
+            raise ValueError("prestart_next needs a pool that outlives this trial")
+        with TrialPool() as own:
+            return own.run(job, threads=threads)
+    return pool.run(job, prestart_next=prestart_next, threads=threads, keep=keep)
 
 
 def _died(child, failed: type[Exception], worker: str) -> None:
