@@ -4,7 +4,8 @@ estimated, the per-trial overhead included.
 A trial's wall time is overhead + tracing + epochs x epoch time (halving.Costs, the one cost
 model of the plan, its refits and this estimate). The epoch time is measured,
 not guessed: two real epochs (with validation, as a trial runs them) of the cheapest and the
-most expensive configuration, interpolated linearly in FLOPs for the others, plus each
+most expensive configuration of each model family (each `keras:` architecture apart),
+interpolated linearly in FLOPs for the others of its family, plus each
 augmentation policy's own cost per epoch. The overhead (process hand-over, data, build,
 evaluation, logging) and, under early stopping, the share of epochs trials really run come
 from the finished trials the tracking store already holds when there are any (a user's own
@@ -137,7 +138,7 @@ def estimate(
         if params is None:
             priced.append((cfg, None, flops, 0.0))
             continue
-        epoch_s, trace_s = _interpolate(probes, flops)
+        epoch_s, trace_s = _interpolate(probes, cfg, flops)
         epochs = cfg.epochs
         if cfg.early_stopping_patience:
             share = _stop_share(cfg)
@@ -147,7 +148,8 @@ def estimate(
         seconds = cost(epochs) * seeds
         priced.append((cfg, params, flops, seconds))
     n = len(ok) if space.strategy != "optuna" else (n_trials or space.n_trials or 1)
-    return Estimate(priced, n, seeds, len(data.x_train), len(probes), _how(overhead, seen, shares))
+    timed = sum(map(len, probes.values()))
+    return Estimate(priced, n, seeds, len(data.x_train), timed, _how(overhead, seen, shares))
 
 
 def _how(overhead: float, seen: int, shares: list[float | None]) -> str:
@@ -166,14 +168,34 @@ def _how(overhead: float, seen: int, shares: list[float | None]) -> str:
     return how
 
 
-def _probes(data, rows: list[tuple[Any, int]]) -> list[Probe]:
-    """Two timed epochs of the cheapest and of the dearest (config, FLOPs): the line that
-    prices every other configuration by its FLOPs (one probe when they cost the same)."""
-    cheap, dear = min(rows, key=lambda r: r[1]), max(rows, key=lambda r: r[1])
-    probes = [_probe(cheap[0], data, cheap[1])]
-    if dear[1] > cheap[1]:
-        probes.append(_probe(dear[0], data, dear[1]))
-    return probes
+Probes = dict[str, list[Probe]]  # by cost_group
+
+
+def cost_group(cfg) -> str:
+    """The configurations one line of epoch seconds against FLOPs prices: a family (cnn,
+    resnet), and each `keras:` architecture alone. Why apart: seconds per FLOP differ by
+    family (depthwise convolutions, squeeze-excite), so one line through a CNN and a
+    MobileNet priced every other configuration wrong."""
+    from benchmark.presets import family_of
+
+    family = family_of(cfg.model)
+    return cfg.model if family.startswith("keras:") else family
+
+
+def _probes(data, rows: list[tuple[Any, int]]) -> Probes:
+    """Two timed epochs of the cheapest and of the dearest (config, FLOPs) of each cost
+    group: the line that prices the group's other configurations by their FLOPs (one probe
+    when they cost the same)."""
+    groups: dict[str, list[tuple[Any, int]]] = {}
+    for row in rows:
+        groups.setdefault(cost_group(row[0]), []).append(row)
+    out: Probes = {}
+    for group, members in groups.items():
+        cheap, dear = min(members, key=lambda r: r[1]), max(members, key=lambda r: r[1])
+        out[group] = [_probe(cheap[0], data, cheap[1])]
+        if dear[1] > cheap[1]:
+            out[group].append(_probe(dear[0], data, dear[1]))
+    return out
 
 
 def _probe(cfg, data, flops: int) -> Probe:
@@ -206,8 +228,10 @@ def _probe(cfg, data, flops: int) -> Probe:
     return Probe(flops=flops, epoch_s=times[1], trace_s=max(times[0] - times[1], 0.0))
 
 
-def _interpolate(probes: list[Probe], flops: int) -> tuple[float, float]:
-    """Epoch and tracing seconds at `flops`: a line through the probes (one probe: a point)."""
+def _interpolate(by_group: Probes, cfg, flops: int) -> tuple[float, float]:
+    """Epoch and tracing seconds of `cfg` at `flops`: a line through its cost group's probes
+    (one probe: a point)."""
+    probes = by_group[cost_group(cfg)]
     if len(probes) == 1:
         return probes[0].epoch_s, probes[0].trace_s
     a, b = probes
@@ -313,9 +337,9 @@ def probe_space(
     policies = {cfg.augmentation for cfg, _ in rows}
     aug_cost = {a: _augmentation_s(a, data, rows[0][0]) for a in policies}
     epoch_s = statistics.fmean(
-        _interpolate(probes, flops)[0] + aug_cost[cfg.augmentation] for cfg, flops in rows
+        _interpolate(probes, cfg, flops)[0] + aug_cost[cfg.augmentation] for cfg, flops in rows
     )
-    trace_s = statistics.fmean(_interpolate(probes, flops)[1] for _, flops in rows)
+    trace_s = statistics.fmean(_interpolate(probes, cfg, flops)[1] for cfg, flops in rows)
     overhead, _ = _history(M.OVERHEAD_TIME)
     return epoch_s, (TRIAL_OVERHEAD_S if overhead is None else overhead) + trace_s
 
