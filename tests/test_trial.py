@@ -84,3 +84,28 @@ def test_a_failing_trial_marks_its_run_failed_with_the_reason(cifar_small, monke
     assert run.info.status == "FAILED"
     assert run.data.tags[M.TAG_STATUS_REASON] == "out of memory (simulated)"
     assert run.data.tags[M.TAG_TRIAL_STATE] == "failed"
+
+
+def test_a_dataset_input_another_process_inserted_first_is_logged_on_the_second_try(
+    monkeypatch,
+):
+    """Two workers' trials log the same new dataset at once: MLflow's look-then-insert lets
+    one insert fail on the unique key (a trial failed so on PostgreSQL); it is tried again."""
+    import numpy as np
+
+    from benchmark.train import export
+
+    real, calls = mlflow.log_input, []
+
+    def racing(ds, context=None):
+        calls.append(context)
+        if len(calls) == 1:
+            raise mlflow.exceptions.MlflowException("(UniqueViolation) duplicate key value")
+        return real(ds, context=context)
+
+    monkeypatch.setattr(mlflow, "log_input", racing)
+    ds = mlflow.data.from_numpy(np.zeros((2, 4, 4, 3), np.uint8), targets=np.zeros(2), name="d")
+    with mlflow.start_run() as run:
+        export.log_input_once(ds, "training")
+    logged = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+    assert calls == ["training", "training"] and [d.dataset.name for d in logged] == ["d"]

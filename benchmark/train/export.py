@@ -69,8 +69,19 @@ def log_dataset_inputs(data: Dataset) -> None:
             ds = mlflow.data.from_numpy(
                 x, targets=y, source=data.source, name=f"{data.name}-{split}", digest=data.digest
             )
-        mlflow.log_input(ds, context=context)
+        log_input_once(ds, context)
     mark_experiment(mlflow.active_run().info.experiment_id)
+
+
+def log_input_once(ds, context: str) -> None:
+    """`mlflow.log_input`, tried a second time when it fails. Why: MLflow's SQL store looks
+    for the dataset, then inserts it; two trial processes of a fresh experiment (two workers
+    on PostgreSQL) both found none and one insert failed on the unique key (measured: a
+    trial failed with `UniqueViolation`). The second try finds the row the other wrote."""
+    try:
+        mlflow.log_input(ds, context=context)
+    except mlflow.exceptions.MlflowException:
+        mlflow.log_input(ds, context=context)
 
 
 def mark_experiment(experiment_id: str) -> None:
