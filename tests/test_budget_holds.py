@@ -22,8 +22,9 @@ OVERHEAD_S = 5.0
 
 
 def simulate(budget_s: float, epoch_s: dict[int, float], probe_epoch_s: float,
-             accuracy: dict[int, float]) -> tuple[float, list[H.Record]]:  # fmt: skip
-    """Run one worker's search to its end on a clock; the seconds it took and its records.
+             accuracy: dict[int, float]) -> tuple[float, list, H.HalvingPlan]:  # fmt: skip
+    """Run one worker's search to its end on a clock; the seconds it took, its records and
+    its plan.
     Candidate x (the sampler's x-th) trains at `epoch_s[x]` an epoch to `accuracy[x]`."""
     plan = H.plan_halving(budget_s, epochs=27, epoch_s=probe_epoch_s, overhead_s=OVERHEAD_S,
                           max_candidates=len(epoch_s))  # fmt: skip
@@ -35,7 +36,7 @@ def simulate(budget_s: float, epoch_s: dict[int, float], probe_epoch_s: float,
         costs = H.Costs(median, OVERHEAD_S, own)
         job = H.next_job(plan, recs, TL.fit(plan, recs, left, costs).quotas, left, costs)
         if isinstance(job, H.Done):
-            return clock, recs
+            return clock, recs, plan
         assert isinstance(job, H.Job)  # one worker: nothing runs while it decides
         x = job.params["x"] if job.params else len({r.key for r in recs if r.rung == 0})
         clock += OVERHEAD_S + plan.epochs[job.rung] * epoch_s[x]
@@ -59,7 +60,7 @@ def cohort(n: int, dear: int | None, factor: float = 4.0) -> tuple[dict, dict]:
 @pytest.mark.parametrize("dear", [None, 0, 5])
 def test_a_halving_search_ends_within_its_budget_plus_ten_percent(budget_min, dear):
     epoch_s, accuracy = cohort(40, dear)
-    took, recs = simulate(budget_min * 60, epoch_s, probe_epoch_s=1.0, accuracy=accuracy)
+    took, recs, _ = simulate(budget_min * 60, epoch_s, probe_epoch_s=1.0, accuracy=accuracy)
     assert took <= 1.1 * budget_min * 60, f"{took / 60:.1f} of {budget_min} min"
     confirmed = [r for r in recs if r.stage == H.CONFIRM]
     assert confirmed  # the budget held with the confirmation in it, not by skipping it
@@ -76,11 +77,8 @@ def test_a_dear_leader_is_confirmed_when_it_fits_and_passed_over_when_it_does_no
 
 
 def _plan_and_records(budget_min: float, epoch_s, accuracy):
-    budget_s = budget_min * 60
-    plan = H.plan_halving(budget_s, epochs=27, epoch_s=1.0, overhead_s=OVERHEAD_S,
-                          max_candidates=len(epoch_s))  # fmt: skip
-    took, recs = simulate(budget_s, epoch_s, 1.0, accuracy)
-    assert took <= 1.1 * budget_s
+    took, recs, plan = simulate(budget_min * 60, epoch_s, 1.0, accuracy)
+    assert took <= 1.1 * budget_min * 60
     return plan, recs
 
 
@@ -89,5 +87,5 @@ def test_a_probe_that_underestimates_every_epoch_still_holds_the_budget():
     the refits from measured costs shrink the rungs, the confirmation still fits."""
     epoch_s, accuracy = cohort(40, dear=7)
     slow = {x: 1.5 * s for x, s in epoch_s.items()}
-    took, recs = simulate(15 * 60, slow, probe_epoch_s=1.0, accuracy=accuracy)
+    took, recs, _ = simulate(15 * 60, slow, probe_epoch_s=1.0, accuracy=accuracy)
     assert took <= 1.1 * 15 * 60 and any(r.stage == H.CONFIRM for r in recs)
