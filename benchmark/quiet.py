@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import re
 import sys
@@ -85,6 +86,29 @@ def filtered_stderr() -> Iterator[None]:
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
+
+
+_RETRACING = "triggered tf.function retracing"
+
+
+class _NoRetracing(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _RETRACING not in record.getMessage()
+
+
+@contextlib.contextmanager
+def no_retracing_warning() -> Iterator[None]:
+    """Drop TensorFlow's "N out of the last M calls ... triggered tf.function retracing"
+    warning inside the block. Why: the dry run and the halving probe fit several models in
+    one process on purpose, each with its own tf.function, and TensorFlow counts those as
+    retracing of one function; a trial process fits one model, where the warning stays."""
+    logger = logging.getLogger("tensorflow")  # TensorFlow's Python logger (tf.get_logger())
+    drop = _NoRetracing()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 @functools.cache

@@ -56,3 +56,26 @@ def test_importing_tensorflow_the_projects_way_prints_nothing(tmp_path):
                          text=True, timeout=300, env={**env, "PYTHONPATH": str(REPO)})  # fmt: skip
     assert out.returncode == 0 and out.stdout == "ok\n", out.stderr[-3000:]
     assert out.stderr == ""
+
+
+RETRACING = ("5 out of the last 29 calls to <function TensorFlowTrainer._make_function.<locals>."
+             "multi_step_on_iterator at 0x7fc64a8d8400> triggered tf.function retracing. "
+             "Tracing is expensive ...")  # fmt: skip  (printed by a lab's cost probes)
+
+
+def test_the_probes_retracing_warning_is_dropped_and_other_warnings_kept(caplog):
+    """The dry run's probes fit several models in one process: TensorFlow's retracing
+    warning for that is not the user's problem; any other TensorFlow warning still shows,
+    and after the probes the retracing warning shows again."""
+    import logging
+
+    from benchmark.quiet import no_retracing_warning
+
+    tf_logger = logging.getLogger("tensorflow")  # what tf.get_logger() returns
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        with no_retracing_warning():
+            tf_logger.warning(RETRACING)
+            tf_logger.warning("a real TensorFlow warning")
+        assert [r.getMessage() for r in caplog.records] == ["a real TensorFlow warning"]
+        tf_logger.warning(RETRACING)
+    assert caplog.records[-1].getMessage() == RETRACING

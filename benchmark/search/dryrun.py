@@ -26,6 +26,7 @@ from typing import Any
 import mlflow
 
 from benchmark import metrics as M
+from benchmark import quiet
 from benchmark.errors import UserError
 from benchmark.runfilter import literal
 from benchmark.search.halving import Costs
@@ -222,8 +223,9 @@ def _probe(cfg, data, flops: int) -> Probe:
 
     train = train_dataset(data.x_train, data.y_train, cfg.batch_size, 0, None, n_soft)
     val = eval_dataset(data.x_val, data.y_val, EVAL_BATCH, n_soft)
-    model.fit(train, validation_data=val, epochs=2, verbose=0, shuffle=False,
-              callbacks=[Clock()])  # fmt: skip
+    with quiet.no_retracing_warning():  # several models fit in this one process
+        model.fit(train, validation_data=val, epochs=2, verbose=0, shuffle=False,
+                  callbacks=[Clock()])  # fmt: skip
     _release()
     return Probe(flops=flops, epoch_s=times[1], trace_s=max(times[0] - times[1], 0.0))
 
