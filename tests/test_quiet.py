@@ -58,9 +58,11 @@ def test_importing_tensorflow_the_projects_way_prints_nothing(tmp_path):
     assert out.stderr == ""
 
 
-RETRACING = ("5 out of the last 29 calls to <function TensorFlowTrainer._make_function.<locals>."
-             "multi_step_on_iterator at 0x7fc64a8d8400> triggered tf.function retracing. "
-             "Tracing is expensive ...")  # fmt: skip  (printed by a lab's cost probes)
+RETRACING = (  # as a lab's cost probes printed it
+    "5 out of the last 29 calls to <function TensorFlowTrainer._make_function.<locals>."
+    "multi_step_on_iterator at 0x7fc64a8d8400> triggered tf.function retracing. "
+    "Tracing is expensive ..."
+)
 
 
 def test_the_probes_retracing_warning_is_dropped_and_other_warnings_kept(caplog):
