@@ -18,7 +18,7 @@ what they import), never the CLI or a search. Its modules, each importing only t
 - findings: the findings in words
 - matters: What matters (fANOVA per study) and Reference points
 - summary: the JSON summary of the best configuration
-- speed: time to accuracy (seconds to a validation accuracy, from the per-epoch curves)
+- speed: time to accuracy (the least training time whose mean test accuracy reaches a threshold)
 - figures: the PNG figures and augmentation previews
 - build: one report per dataset, write_reports
 

@@ -78,7 +78,7 @@ def build_report(runs: DatasetRuns, out: Path, command: str | None = None) -> Re
         header(runs, command),
         "## Findings\n\n" + findings(board, effects),
         "## Leaderboard\n\n" + leaderboard(marked(board)) + hand_note(board) + legend(runs, ids),
-        time_to_accuracy_section(board, quickest := fastest(board, runs.main)),
+        time_to_accuracy_section(board, quickest := fastest(board)),
         "## What matters\n\n" + matters_by_study(runs),
         *budget_section(studies),
         "## Augmentation effect\n\n" + effect_table(effects),
