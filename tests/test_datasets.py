@@ -146,6 +146,7 @@ def test_download_uses_keras_get_file_with_upstream_md5(tmp_path, monkeypatch):
         return str(dest)
 
     monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    monkeypatch.setattr("benchmark.data.upstream.reachable", lambda url: None)  # "online"
     ds = load_dataset("cifar100", val_fraction=0.2)
     assert calls == [
         (
@@ -155,6 +156,27 @@ def test_download_uses_keras_get_file_with_upstream_md5(tmp_path, monkeypatch):
         )
     ]
     assert ds.source.startswith("https://www.cs.toronto.edu/") and ds.n_classes == 100
+
+
+def test_offline_a_missing_archive_is_one_line_and_keras_prints_nothing(monkeypatch, capsys):
+    """No connection to the host: the one-line error, and not Keras' "Downloading data
+    from URL" above it (Keras prints that before it tries)."""
+    keras = pytest.importorskip("keras")
+
+    def offline(address, timeout=None):
+        raise OSError(-2, "Name or service not known")
+
+    def get_file(*args, **kwargs):
+        raise AssertionError("Keras was asked to download although the host is unreachable")
+
+    monkeypatch.setattr("benchmark.data.upstream.socket.create_connection", offline)
+    monkeypatch.setattr(keras.utils, "get_file", get_file)
+    with pytest.raises(UserError) as err:
+        load_dataset("cifar100", val_fraction=0.2)
+    message = str(err.value)
+    assert "\n" not in message and "cifar-100-python.tar.gz not found in" in message
+    assert "Name or service not known" in message and "--data-dir DIR" in message
+    assert capsys.readouterr().out == ""
 
 
 # ---------------------------------------------------------------------------- flowers17
@@ -336,6 +358,7 @@ def test_missing_data_offline_names_file_and_flag(tmp_path, monkeypatch):
         raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr("benchmark.data.upstream.reachable", lambda url: None)  # then fails
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError) as err:
         load_dataset("cifar10", data_dir=tmp_path / "empty")

@@ -12,6 +12,8 @@ Imports: benchmark.errors, benchmark.data.archive and benchmark.data.cache.
 from __future__ import annotations
 
 import os
+import socket
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +107,16 @@ def one_line(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def reachable(url: str, timeout_s: float = 10.0) -> None:
+    """Raise OSError unless `url`'s host takes a connection. Why ask first: Keras prints
+    "Downloading data from URL" before it tries, so offline every missing dataset printed
+    that line above the one-line error that already names the URL."""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    with socket.create_connection((parts.hostname or "", port), timeout=timeout_s):
+        pass
+
+
 def download(fname: str, url: str, md5: str, keras_dir: Path) -> Path:
     """Download into the Keras cache via `keras.utils.get_file` (checks the md5).
 
@@ -113,6 +125,7 @@ def download(fname: str, url: str, md5: str, keras_dir: Path) -> Path:
     """
     import keras
 
+    reachable(url)
     keras_dir.mkdir(parents=True, exist_ok=True)  # else Keras falls back to /tmp/.keras
     path = keras.utils.get_file(
         fname, origin=url, file_hash=md5, cache_subdir="datasets", cache_dir=str(keras_dir.parent)
