@@ -146,6 +146,17 @@ def test_stages_follow_the_lab_and_task_2_waits_for_task_1(tmp_path, lab_dirs):
     assert plan_lines(stages, {"cifar100": "no archive"})[-2].startswith("cifar100 (all)")
 
 
+def test_an_interrupted_stage_plans_only_what_is_left():
+    from benchmark.search.lab import Stage
+
+    stages = [Stage("cifar10", "task1", trainings=48, left=15, estimate_s=1800.0),
+              Stage("cifar10", "task2", trainings=3, estimate_s=300.0)]  # fmt: skip
+    lines = plan_lines(stages, {})
+    assert re.match(r"^cifar10 task1\s+15 of 48\s+30\.0\s+to run$", lines[1]), lines
+    assert re.match(r"^cifar10 task2\s+3\s+5\.0\s+to run$", lines[2]), lines
+    assert lines[-1] == "total: 2 of 2 stage(s) to run, 18 trainings planned, estimated 35m00s"
+
+
 @pytest.mark.parametrize("given, says", [
     ({"datasets": ("flowers17", "mnist")}, "lab datasets are cifar10, cifar100, flowers17"),
     ({"seeds": 1}, "2 or more seeds"),

@@ -17,7 +17,6 @@ May import the search stage's modules and the stages before it, never the report
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -78,6 +77,7 @@ class Stage:
     space: SearchSpace | None = None
     study_name: str | None = None
     trainings: int = 0  # planned (auto: the plan's, once it is made)
+    left: int | None = None  # of those, still to train when the lab began (None: all)
     estimate_s: float = 0.0
     done: bool = False  # complete before this run of the lab began
 
@@ -214,7 +214,8 @@ def _estimate_tasks(task1: Stage, task2: Stage, settings: LabSettings,
     printer(f"{task1.dataset}: timing two epochs of its cheapest and dearest nets ...")
     est = estimate(task1.space, dataset=task1.dataset, data_dir=settings.data_dir,
                    overrides=settings.overrides, seeds=settings.seeds)  # fmt: skip
-    task1.estimate_s = 0.0 if task1.done else est.total_s * _left(task1)
+    share = 0.0 if task1.done else _left(task1)
+    task1.left, task1.estimate_s = round(task1.trainings * share), est.total_s * share
     priced = [r[3] for r in est.rows if r[1] is not None and r[0].augmentation != "none"]
     task2.estimate_s = statistics.fmean(priced or [est.per_training_s * settings.seeds])
 
@@ -222,12 +223,13 @@ def _estimate_tasks(task1: Stage, task2: Stage, settings: LabSettings,
 def _left(stage: Stage) -> float:
     """The share of a grid stage's points its study has not finished (an interrupted stage
     resumes with the rest)."""
+    from benchmark.search.study import grid_left
+
     study, _ = _load_study(stage.study_name)
     if study is None:
         return 1.0
-    finished = {json.dumps(t.params, sort_keys=True) for t in study.get_trials(deepcopy=False)
-                if t.state.name == "COMPLETE"}  # fmt: skip
-    return 1.0 - len(finished) / max(len(stage.space.grid_points()), 1)
+    points = grid_left(study, stage.space)
+    return (points["unclaimed"] + points["running"]) / max(len(stage.space.grid_points()), 1)
 
 
 def _next(stages: list[Stage], stage: Stage) -> Stage:
@@ -239,14 +241,20 @@ def plan_lines(stages: list[Stage], skipped: dict[str, str]) -> list[str]:
     lines = [f"{'stage':20} {'trainings':>9} {'est. min':>9}  state"]
     for s in stages:
         trainings = str(s.trainings) if s.trainings else "budget"
+        if s.left is not None and 0 < s.left < s.trainings:  # an interrupted stage
+            trainings = f"{s.left} of {s.trainings}"
         state = "complete: skipped" if s.done else "to run"
         lines.append(f"{s.name:20} {trainings:>9} {s.estimate_s / 60:>9.1f}  {state}")
     lines += [f"{d + ' (all)':20} {'-':>9} {'-':>9}  skipped: no data" for d in skipped]
     left = [s for s in stages if not s.done]
     total = sum(s.estimate_s for s in left)
     lines.append(f"total: {len(left)} of {len(stages)} stage(s) to run, "
-                 f"{sum(s.trainings for s in left)} trainings planned, estimated {hms(total)}")
+                 f"{sum(_to_train(s) for s in left)} trainings planned, estimated {hms(total)}")
     return lines
+
+
+def _to_train(stage: Stage) -> int:
+    return stage.trainings if stage.left is None else stage.left
 
 
 # --- running ------------------------------------------------------------------------------
