@@ -38,6 +38,22 @@ TENSORFLOW_COMMANDS = frozenset(
 )
 
 
+class OnceEach(logging.Filter):
+    """Each distinct message once: the lab loads a dataset for its plan, its probe and each
+    stage's search, and said "dataset 'cifar10' from ..." every time, in one process."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from benchmark import quiet
 
@@ -47,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Two INFO lines per trial about the system-metrics thread starting and stopping would
     # bury the progress lines; its warnings and errors still show.
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+    logging.getLogger("benchmark.data.load").addFilter(OnceEach())
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(_dashes(sys.argv[1:] if argv is None else argv))
