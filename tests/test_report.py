@@ -658,3 +658,27 @@ def test_real_report_reads_by_ids_in_short_lines(store, report):
     assert not {p.name for p in (out / slug(dataset)).glob("*.png")} - {
         p.name for p in paths
     }  # every figure of the folder is the report's
+
+
+def test_importances_print_no_optuna_study_line(caplog):
+    """fANOVA needs an in-memory Optuna study: the report writes no "A new study created in
+    memory" line per study to the terminal (the lab printed one per dataset)."""
+    import logging
+
+    import optuna
+    import pandas as pd
+
+    from benchmark.report.matters import importances
+
+    done = pd.DataFrame({
+        "params.depth": ["2", "3"] * 6, "params.augmentation": ["none"] * 6 + ["lab"] * 6,
+        "metrics.val_accuracy": [0.5 + 0.01 * i for i in range(12)],
+    })  # fmt: skip
+    optuna.logging.enable_propagation()  # Optuna's own handler writes where pytest cannot see
+    try:
+        with caplog.at_level(logging.INFO, logger="optuna"):
+            found = importances(done, ["depth", "augmentation"])
+    finally:
+        optuna.logging.disable_propagation()
+    assert set(found) == {"depth", "augmentation"} and sum(found.values()) == pytest.approx(1)
+    assert not [r for r in caplog.records if "A new study created" in r.getMessage()]

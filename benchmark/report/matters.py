@@ -156,7 +156,12 @@ def importances(done: pd.DataFrame, dims: list[str]) -> dict[str, float]:
         d: optuna.distributions.CategoricalDistribution(sorted(set(keys[d]), key=_sort_key))
         for d in dims
     }
-    study = optuna.create_study(direction="maximize")
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory"
+    try:
+        study = optuna.create_study(direction="maximize")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     for i in keys[dims[0]].index:
         study.add_trial(
             optuna.trial.create_trial(
