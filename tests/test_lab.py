@@ -159,6 +159,24 @@ def test_an_interrupted_stage_plans_only_what_is_left():
     assert lines[-1] == "total: 2 of 2 stage(s) to run, 18 trainings planned, estimated 35m00s"
 
 
+@pytest.mark.parametrize("dataset, size", [("cifar10", 32), ("flowers17", 64)])
+def test_task_2_is_priced_as_its_own_net_once_task_1_has_chosen_it(dataset, size):
+    """Task 1's estimate prices each configuration (built at the data's image size); task 2,
+    once known, takes its base configuration's price, not the mean augmented one."""
+    from benchmark.search.ablation import ablation_space
+    from benchmark.search.lab import Stage, task2_price
+    from benchmark.search.space import load_space
+
+    space = load_space(REPO / "search_spaces" / f"{dataset}.yaml")
+    point = next(p for p in space.grid_points() if p["augmentation"] == "seed")
+    cfg = space.config(point, dataset=dataset).replace(image_size=size)  # as estimate() does
+    task1 = Stage(dataset, "task1", space=space, prices={cfg.run_name: 517.0, "other": 1.0})
+    fixed = {**space.fixed, **{k: v for k, v in point.items() if k != "augmentation"}}
+    task2 = Stage(dataset, "task2", space=ablation_space(fixed, 3, ["seed_shift_grayscale"]))
+    assert task2_price(task1, task2, LabSettings(datasets=(dataset,))) == 517.0
+    assert task2_price(Stage(dataset, "task1"), task2, LabSettings(datasets=(dataset,))) is None
+
+
 @pytest.mark.parametrize("given, says", [
     ({"datasets": ("flowers17", "mnist")}, "lab datasets are cifar10, cifar100, flowers17"),
     ({"seeds": 1}, "2 or more seeds"),
