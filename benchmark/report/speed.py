@@ -21,18 +21,10 @@ import pandas as pd
 
 from benchmark import metrics as M
 from benchmark.report.markdown import table
-from benchmark.report.stats import CONFIRM_SEEDS, DASH, mean_std, num
+from benchmark.report.stats import DASH, full_seed_rows, mean_std, num
 
 THRESHOLDS = (0.70, 0.80, 0.85)  # issue 30's: the milestone 0.80 and the goal 0.85 on CIFAR-10
 TITLE = "## Time to accuracy"
-
-
-def full_seed_rows(board: pd.DataFrame) -> pd.DataFrame:
-    """The configurations measured on the board's full seed count (up to CONFIRM_SEEDS)."""
-    if board.empty:
-        return board
-    need = min(CONFIRM_SEEDS, int(board["n"].max()))
-    return board[board["n"] >= need]
 
 
 def time_to_accuracy(board: pd.DataFrame, target: float) -> dict[str, Any] | None:
