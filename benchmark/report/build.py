@@ -172,6 +172,6 @@ def write_reports(
             boards[name] = rep.board
         readme = out / "README.md"
         skipped = {d: why for d, why in (skipped or {}).items() if d not in by_dataset}
-        text = index(boards, lead=lab_index(labs, skipped))
+        text = index(boards, lead=lab_index(labs, skipped), command=command)
         readme.write_text(readable(text), encoding="utf-8")
     return [*written, readme]
