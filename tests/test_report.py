@@ -682,3 +682,25 @@ def test_importances_print_no_optuna_study_line(caplog):
         optuna.logging.disable_propagation()
     assert set(found) == {"depth", "augmentation"} and sum(found.values()) == pytest.approx(1)
     assert not [r for r in caplog.records if "A new study created" in r.getMessage()]
+
+
+def test_findings_measure_test_time_augmentation_pairwise():
+    """Each configuration scored its own weights with and without TTA: the finding is the
+    mean paired change, its interval, how many it helped, and the best one's two scores."""
+    from benchmark.report.findings import findings
+
+    board = pd.DataFrame({
+        "label": ["a", "b", "c"], "n": 3, M.VAL_ACCURACY: [0.8, 0.7, 0.6],
+        M.TEST_ACCURACY: [0.80, 0.70, 0.60], M.TEST_ACCURACY_TTA: [0.82, 0.71, 0.59],
+        M.PARAM_COUNT: [1, 2, 3], M.TRAIN_TIME: [1.0, 2, 3], "overfit": "no", "aug": "none",
+        "arch_label": ["a", "b", "c"],
+    })  # fmt: skip
+    scored = (M.VAL_ACCURACY, M.TEST_ACCURACY, M.TEST_ACCURACY_TTA, M.TRAIN_TIME)
+    board = board.assign(**{m + ":std": 0.01 for m in scored}, **{m + ":n": 3 for m in scored})
+    text = findings(board, [])
+    line = next(p for p in text.split("\n\n") if p.startswith("**Test-time augmentation.**"))
+    assert "On the 3 configuration(s) that scored it, it changed test accuracy by +0.0067" in line
+    assert "95% CI [" in line and "raised it on 2 of 3" in line
+    assert "the best configuration's 0.8000 ± 0.0100 becomes 0.8200 ± 0.0100" in line
+    untested = findings(board.assign(**{M.TEST_ACCURACY_TTA: np.nan}), [])
+    assert "Test-time augmentation" not in untested

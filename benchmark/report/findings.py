@@ -1,6 +1,6 @@
-"""The findings in words: the best model, what augmentation did, who overfits, and how
-accuracy relates to parameters and training time (a trend is claimed only from enough
-configurations; the Pareto front is always named).
+"""The findings in words: the best model, what augmentation did, what test-time augmentation
+bought, who overfits, and how accuracy relates to parameters and training time (a trend is
+claimed only from enough configurations; the Pareto front is always named).
 
 May import benchmark.metrics and benchmark.report.stats only.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from benchmark import metrics as M
 from benchmark.report.stats import (
@@ -66,6 +67,8 @@ def findings(board: pd.DataFrame, effects: list[Effect]) -> str:
             "model, so that is not the winner."
         )
     out.append(_augmentation_sentence(effects))
+    if tta := _tta_sentence(board, best):
+        out.append(tta)
     over = board[board["overfit"].map(lambda v: v == "yes" or (" yes" in v and v[0] != "0"))]
     if len(over):
         names = ", ".join(f"`{x}`" for x in over["label"][:MAX_NAMED])
@@ -142,6 +145,30 @@ def _augmentation_sentence(effects: list[Effect]) -> str:
         else "helped some architectures, not others"
     )  # fmt: skip
     return f"**Augmentation {verdict}.** " + " ".join(parts)
+
+
+def _tta_sentence(board: pd.DataFrame, best: pd.Series) -> str:
+    """Test-time augmentation, measured pairwise: each configuration that scored it (`--tta`)
+    tested the same weights with and without it, so Δ = TTA − plain is the views' effect
+    alone; its mean over configurations, with a paired t-interval. Empty when none scored it.
+    A measure of the views, never a choice: validation still picks the model."""
+    if M.TEST_ACCURACY_TTA not in board:
+        return ""
+    d = (board[M.TEST_ACCURACY_TTA] - board[M.TEST_ACCURACY]).dropna()
+    if d.empty:
+        return ""
+    text = (
+        f"**Test-time augmentation.** On the {len(d)} configuration(s) that scored it, it "
+        f"changed test accuracy by {num(d.mean(), 4, True)} on average"
+    )
+    if len(d) >= 2 and d.std() > 0:
+        lo, hi = stats.t.interval(CI_LEVEL, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
+        text += f" ({CI_LEVEL:.0%} CI [{num(lo, 4, True)}, {num(hi, 4, True)}])"
+    text += f" and raised it on {int((d > 0).sum())} of {len(d)}"
+    if best.name in d.index:
+        text += (f"; the best configuration's {mean_std(best, M.TEST_ACCURACY)} becomes "
+                 f"{mean_std(best, M.TEST_ACCURACY_TTA)}")  # fmt: skip
+    return text + " (the same weights, scored as the mean over views of each image)."
 
 
 def _relation(what: str, more: str, less: str, xs: pd.Series, board: pd.DataFrame) -> str:
