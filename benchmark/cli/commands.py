@@ -86,16 +86,26 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from benchmark.augment import policy_names
+    from benchmark.config import parse_param
     from benchmark.data import DATASETS
     from benchmark.search import ablation_space, best_of_latest_search
+    from benchmark.search.ablation import VARY_DEFAULT, check_setting, part_values, same_step_rate
     from benchmark.train.tracking import prepare_tracking
 
     DATASETS.get(args.dataset)  # folder:PATH resolves too: its path is read when loading
+    vary = args.vary or VARY_DEFAULT
+    check_setting(vary)
+    given = [parse_param(v.strip()) for v in args.values.split(",")] if args.values else None
     tracking = prepare_tracking(args.experiment, dataset=args.dataset)
     run_id, fixed = best_of_latest_search(args.dataset)
-    print(f"ablating the best run {run_id} of the latest {args.dataset} search: {fixed}")
-    return _run_search(ablation_space(fixed, args.seeds or 1, policy_names()), args, tracking,
-                       role="ablation")  # fmt: skip
+    if vary == "batch_size":
+        fixed = same_step_rate(fixed)
+    values = policy_names() if vary == VARY_DEFAULT and given is None else None
+    values = values or part_values(fixed, vary, given)
+    print(f"ablating the best run {run_id} of the latest {args.dataset} search, {vary} at "
+          f"{', '.join(map(str, values))}: {fixed}")  # fmt: skip
+    space = ablation_space(fixed, args.seeds or 1, values, vary=vary)
+    return _run_search(space, args, tracking, role="ablation")
 
 
 def _run_search(space, args: argparse.Namespace, tracking, **extra) -> int:

@@ -266,6 +266,7 @@ examples:
     "ablate": """\
 example:
   python -m benchmark ablate --dataset cifar10 --data-dir ../shared/data --seeds 3
+  python -m benchmark ablate --dataset flowers17 --data-dir ../shared/data --seeds 3 --vary ema
   mlflow run . -e ablate -P dataset=cifar10""",
     "report": """\
 example:
@@ -280,6 +281,22 @@ examples:
 example:
   python -m benchmark efficiency --dataset flowers17 --data-dir ../shared/data --replay 20""",
 }
+
+
+def _add_ablate_parser(add) -> None:
+    """`ablate`: the search's options (no space of its own), and the setting it varies."""
+    ablate = add("ablate", help="best configuration of the latest search x one setting varied",
+                 epilog=EPILOGS["ablate"])  # fmt: skip
+    _add_search_options(ablate, space=False)
+    ablate.add_argument(
+        "--vary", type=argtypes.optional(str), default=None, metavar="SETTING",
+        help="the setting varied (default augmentation: every policy); a recipe part: ema "
+        "(0, 0.99), label_smoothing (0, 0.2), batch_size (the winner's and 4x, the rate "
+        "scaled linearly), or any setting with --values",
+    )  # fmt: skip
+    ablate.add_argument("--values", type=argtypes.optional(str), default=None, metavar="V1,V2",
+                        help="the values tried (the winner's own is not added)")  # fmt: skip
+    ablate.set_defaults(func=cmd_ablate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -310,10 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_options(search)
     search.set_defaults(func=cmd_search)
 
-    ablate = add("ablate", help="best architecture of the latest search x policies",
-                 epilog=EPILOGS["ablate"])  # fmt: skip
-    _add_search_options(ablate, space=False)
-    ablate.set_defaults(func=cmd_ablate)
+    _add_ablate_parser(add)
     add_report_parser(sub)
     for more in (add_predict_parser, add_lab_parser, add_check_parser):
         more(add)

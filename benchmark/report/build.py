@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.errors import UserError
+from benchmark.report.ablation import ablation_title, ablations
 from benchmark.report.budget import budget_section, search_studies
 from benchmark.report.figures import TOP_CURVES, draw_figures, prune_figures
 from benchmark.report.findings import findings
@@ -25,7 +26,6 @@ from benchmark.report.ids import board_with_ids, dataset_ids, legend, with_ids
 from benchmark.report.lab import lab_index, lab_section, lab_summary
 from benchmark.report.load import DatasetRuns, load_runs, slug, split_by_dataset, tracking
 from benchmark.report.markdown import (
-    ablations,
     effect_table,
     failures,
     index,
@@ -93,7 +93,7 @@ def build_report(runs: DatasetRuns, out: Path, command: str | None = None) -> Re
     fails, fail_files = where_it_fails(best_row(board) if len(board) else None, fig_dir)
     parts.append("## Where it fails\n\n" + fails)
     if runs.ablation_ids:
-        parts.append("## Ablation: augmentation policies on one architecture\n\n" + ablations(runs))
+        parts.append(ablation_title(runs) + "\n\n" + ablations(runs))
     rel = fig_dir.name
     shown = [f"![{CAPTIONS.get(f.name, f.stem.replace('_', ' '))}]({rel}/{f.name})" for f in files]
     parts.append("## Figures\n\n" + ("\n\n".join(shown) if shown else "No completed trials."))

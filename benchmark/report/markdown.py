@@ -19,7 +19,6 @@ from benchmark.report.stats import (
     CI_LEVEL,
     DASH,
     Effect,
-    augmentation_effects,
     best_row,
     confirmed,
     epoch_range,
@@ -28,7 +27,6 @@ from benchmark.report.stats import (
     num,
     shown_order,
     spearman,
-    summarize,
     with_ci,
 )
 
@@ -160,37 +158,6 @@ def effect_table(effects: list[Effect]) -> str:
         "seeds. A negative Δ overfit gap means less overfitting.\n\n"
         + table(heads, rows, right=range(3, 6))
     )
-
-
-def ablations(runs: DatasetRuns) -> str:
-    """One table per ablation parent run, the latest first."""
-    parents = runs.parents.set_index("run_id")
-    parts = []
-    ids = sorted(runs.ablation_ids, key=lambda i: (parents.loc[i, "start_time"], i), reverse=True)
-    for pid in ids:
-        board = summarize(runs.children_of([pid]))
-        title = f"Ablation run `{pid}` ({utc(parents.loc[pid, 'start_time'])})"
-        if board.empty:
-            parts.append(f"{title}: no completed trials.")
-            continue
-        vs_none = {e.aug_label: e.test for e in augmentation_effects(board)}
-        rows = []
-        for r in board.to_dict("records"):
-            vs = vs_none.get(str(r["label"]))
-            rows.append([
-                r["label"], r["aug"], r["arch_label"], mean_std(r, M.VAL_ACCURACY),
-                mean_std(r, M.TEST_ACCURACY), with_ci(vs) if vs else DASH,
-                mean_std(r, M.OVERFIT_GAP), r["overfit"], *cost_cells(r), str(r["n"]),
-            ])  # fmt: skip
-        heads = ("id | augmentation | architecture | val acc | test acc | Δ test vs none | "
-                 "overfit gap | overfit | train time (s) | images/s | CPU ms/image | "
-                 "seeds")  # fmt: skip
-        parts.append(
-            f"{title}, ranked by validation accuracy:\n\n"
-            + table(heads, rows, right=(3, 4, 5, 6, 8, 9, 10, 11))
-            + contended_note(board)
-        )
-    return "\n\n".join(parts)
 
 
 def failures(runs: DatasetRuns) -> str:

@@ -1,0 +1,110 @@
+"""The ablation tables: one per ablation parent run, the latest first. An ablation fixes the
+best configuration of a search and varies one setting (`ablate --vary`): the augmentation
+policy (lab task 2: Δ against no augmentation, per architecture) or a part of the training
+recipe (EMA, label smoothing, the batch with its rate scaled: Δ against the part's lowest
+value, which is "off" for the parts and the winner's own batch for batch_size).
+
+Which setting an ablation varied is read from its runs (the one logged param besides the seed
+that differs between them), so stores written before `--vary` existed read as before.
+
+May import benchmark.metrics, benchmark.config and benchmark.report.load, .markdown, .stats.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from benchmark import metrics as M
+from benchmark.config import TrialConfig, parse_param
+from benchmark.report.load import DatasetRuns, P, col
+from benchmark.report.markdown import contended_note, cost_cells, table, utc
+from benchmark.report.stats import (
+    DASH,
+    augmentation_effects,
+    delta_ci,
+    mean_std,
+    summarize,
+    with_ci,
+)
+
+NOT_VARIED = {"seed", "dataset"}  # the seed differs between the runs of one value anyway
+TITLE = "## Ablation: augmentation policies on one architecture"
+TITLE_PARTS = "## Ablations: one setting varied on the best configuration"
+
+
+def ablation_title(runs: DatasetRuns) -> str:
+    """The section's title: the lab's when every ablation varied the policy."""
+    varied = {varied_setting(runs.children_of([pid])) for pid in runs.ablation_ids}
+    return TITLE if varied <= {"augmentation", None} else TITLE_PARTS
+
+
+def ablations(runs: DatasetRuns) -> str:
+    """One table per ablation parent run, the latest first."""
+    parents = runs.parents.set_index("run_id")
+    parts = []
+    ids = sorted(runs.ablation_ids, key=lambda i: (parents.loc[i, "start_time"], i), reverse=True)
+    for pid in ids:
+        children = runs.children_of([pid])
+        board = summarize(children)
+        title = f"Ablation run `{pid}` ({utc(parents.loc[pid, 'start_time'])})"
+        if board.empty:
+            parts.append(f"{title}: no completed trials.")
+            continue
+        setting = varied_setting(children)
+        if setting in (None, "augmentation"):
+            parts.append(f"{title}, ranked by validation accuracy:\n\n" + _policy_table(board))
+        else:
+            parts.append(f"{title}, `{setting}` varied:\n\n"
+                         + _part_table(board, children, setting))  # fmt: skip
+    return "\n\n".join(parts)
+
+
+def varied_setting(children: pd.DataFrame) -> str | None:
+    """The setting (a TrialConfig field besides the seed) whose value differs between the
+    runs; None when every run has the same (lab task 2's single policy)."""
+    for name in TrialConfig.field_names():
+        if name not in NOT_VARIED and col(children, P(name)).dropna().nunique() > 1:
+            return name
+    return None
+
+
+def _policy_table(board: pd.DataFrame) -> str:
+    vs_none = {e.aug_label: e.test for e in augmentation_effects(board)}
+    rows = []
+    for r in board.to_dict("records"):
+        vs = vs_none.get(str(r["label"]))
+        rows.append([
+            r["label"], r["aug"], r["arch_label"], mean_std(r, M.VAL_ACCURACY),
+            mean_std(r, M.TEST_ACCURACY), with_ci(vs) if vs else DASH,
+            mean_std(r, M.OVERFIT_GAP), r["overfit"], *cost_cells(r), str(r["n"]),
+        ])  # fmt: skip
+    heads = ("id | augmentation | architecture | val acc | test acc | Δ test vs none | "
+             "overfit gap | overfit | train time (s) | images/s | CPU ms/image | seeds")
+    return table(heads, rows, right=(3, 4, 5, 6, 8, 9, 10, 11)) + contended_note(board)
+
+
+def _part_table(board: pd.DataFrame, children: pd.DataFrame, setting: str) -> str:
+    """One row per value of `setting`, in its order, each against the lowest value (a
+    Welch 95% CI over seeds); the TTA score beside the plain one."""
+    value_of = col(children, P(setting)).groupby(children["config"]).first().map(parse_param)
+    board = board.assign(_value=board["config"].map(value_of))
+    board = board.sort_values("_value", key=_sortable, ignore_index=True)
+    base = board.iloc[0]
+    rows = []
+    for i, r in enumerate(board.to_dict("records")):
+        vs = with_ci(delta_ci(base, r, M.TEST_ACCURACY)) if i else DASH
+        rows.append([
+            r["label"], str(r["_value"]), mean_std(r, M.VAL_ACCURACY),
+            mean_std(r, M.TEST_ACCURACY), vs, mean_std(r, M.TEST_ACCURACY_TTA),
+            mean_std(r, M.OVERFIT_GAP), r["overfit"], *cost_cells(r), str(r["n"]),
+        ])  # fmt: skip
+    heads = (f"id | {setting} | val acc | test acc | Δ test vs {base['_value']} | "
+             "test acc TTA | overfit gap | overfit | train time (s) | images/s | CPU ms/image | "
+             "seeds")
+    return table(heads, rows, right=tuple(range(2, 12))) + contended_note(board)
+
+
+def _sortable(values: pd.Series) -> pd.Series:
+    """Numbers by value, text after them by name: the lowest value is the baseline."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    return numeric if numeric.notna().all() else values.astype(str)

@@ -1,0 +1,101 @@
+"""`ablate --vary`: the best configuration with one part of its training recipe varied
+(issue 30's EMA, label smoothing, larger batch with a scaled rate), each value against the
+part's lowest in the report; the values are checked before anything trains."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+from benchmark import metrics as M
+from benchmark.cli import main
+from benchmark.config import TrialConfig
+from benchmark.errors import UserError
+from benchmark.report import load_runs, write_reports
+from benchmark.report.ablation import TITLE_PARTS, ablations, varied_setting
+from benchmark.report.load import split_by_dataset
+from benchmark.search.ablation import ablation_space, part_values, same_step_rate
+
+WINNER = {"model": "cnn", "depth": 3, "ema": 0.0, "label_smoothing": 0.1, "batch_size": 64,
+          "learning_rate": 0.02, "augmentation": "shift_flip"}  # fmt: skip
+
+
+def test_a_part_is_tried_off_and_at_the_literatures_value_beside_the_winners_own():
+    assert part_values(WINNER, "ema", None) == [0.0, 0.99]
+    assert part_values(WINNER, "label_smoothing", None) == [0.1, 0.0, 0.2]  # its own first
+    assert part_values(WINNER, "batch_size", None) == [64, 256]
+    assert part_values(WINNER, "label_smoothing", [0.05]) == [0.05]  # as given
+    space = ablation_space(WINNER, 3, [0.0, 0.99], vary="ema")
+    assert [p["ema"] for p in space.grid_points()] == [0.0, 0.99]
+    assert "ema" not in space.fixed and space.fixed["augmentation"] == "shift_flip"
+    assert space.seeds == 3
+
+
+@pytest.mark.parametrize("vary, given, says", [
+    ("emma", None, "--vary 'emma' is not a setting; one of: "),
+    ("seed", None, "--vary 'seed' is not a setting"),
+    ("weight_decay", None, "--vary weight_decay needs --values (e.g. --values "),
+    ("ema", [1.5], "ema"),
+])  # fmt: skip
+def test_a_bad_part_or_value_is_one_line_before_anything_trains(vary, given, says):
+    with pytest.raises(UserError, match=r"^[^\n]*$") as err:
+        part_values(WINNER, vary, given)
+    assert says in str(err.value)
+
+
+def test_a_larger_batch_keeps_the_winners_step_at_its_own_batch_and_scales_the_rest():
+    fixed = same_step_rate(WINNER)
+    own = TrialConfig.from_options(**fixed)
+    big = TrialConfig.from_options(**{**fixed, "batch_size": 256})
+    assert fixed["lr_scaling"] == "linear"
+    assert own.peak_learning_rate == pytest.approx(0.02)  # the rate it won with
+    assert big.peak_learning_rate == pytest.approx(0.08)  # Goyal et al.: 4x the batch, 4x
+
+
+def test_ablate_refuses_an_unknown_part_with_one_line_and_exit_2(tmp_path, capsys):
+    code = main(["ablate", "--dataset", "cifar10", "--vary", "emma"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--vary 'emma' is not a setting" in err[0]
+
+
+# ema -> per seed test accuracy (TTA beside it)
+EMA_RUNS = {"0.99": [0.74, 0.75, 0.76], "0.0": [0.70, 0.71, 0.72]}
+
+
+@pytest.fixture
+def ema_ablation() -> str:
+    """An ablation parent and its runs, as `ablate --vary ema --seeds 3` logs them, in the
+    test's own SQLite store (conftest points MLflow at it)."""
+    client = MlflowClient()
+    parent = client.create_run("0", run_name="ablation")
+    client.log_batch(parent.info.run_id, tags=[
+        RunTag(M.TAG_ROLE, "ablation"), RunTag(M.TAG_DATASET, "cifar10")])  # fmt: skip
+    client.set_terminated(parent.info.run_id)
+    for ema, tests in EMA_RUNS.items():
+        for seed, test in enumerate(tests):
+            run = client.create_run("0", run_name="d3-k3-w64-aug=none",
+                                    tags={"mlflow.parentRunId": parent.info.run_id})  # fmt: skip
+            metrics = {M.VAL_ACCURACY: test, M.BEST_VAL_ACCURACY: test, M.TEST_ACCURACY: test,
+                       M.TEST_ACCURACY_TTA: test + 0.01, M.TRAIN_TIME: 10.0}  # fmt: skip
+            params = {"dataset": "cifar10", "depth": "3", "ema": ema, "seed": str(seed)}
+            client.log_batch(run.info.run_id,
+                             metrics=[Metric(k, v, 0, 3) for k, v in metrics.items()],
+                             params=[Param(k, v) for k, v in params.items()],
+                             tags=[RunTag(M.TAG_TRIAL_STATE, "complete"),
+                                   RunTag(M.TAG_TIMING, "clean")])  # fmt: skip
+            client.set_terminated(run.info.run_id)
+    return parent.info.run_id
+
+
+def test_the_report_puts_each_value_against_the_parts_lowest(ema_ablation, tmp_path):
+    runs = split_by_dataset(load_runs())["cifar10"]
+    assert varied_setting(runs.children_of([ema_ablation])) == "ema"
+    text = ablations(runs)
+    assert "`ema` varied" in text and "| Δ test vs 0.0 |" in text and "test acc TTA" in text
+    rows = [line for line in text.splitlines() if line.startswith("| d3-")]
+    assert [r.split("|")[2].strip() for r in rows] == ["0.0", "0.99"]  # off first
+    assert "+0.0400 [" in rows[1]  # 0.75 - 0.71, with its interval
+    write_reports("cifar10", tmp_path / "r")
+    assert TITLE_PARTS in (tmp_path / "r" / "cifar10.md").read_text()
