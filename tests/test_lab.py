@@ -149,6 +149,25 @@ def test_stages_follow_the_lab_and_task_2_waits_for_task_1(tmp_path, lab_dirs):
     assert plan_lines(stages, {"cifar100": "no archive"})[-2].startswith("cifar100 (all)")
 
 
+def test_a_budget_factor_scales_each_auto_search_and_names_another_study():
+    """On a CPU 2x slower than the one the budgets were sized on, `--budget-factor 2` gives
+    each auto search twice its minutes; its plan is stored with the study, so it is another."""
+    from benchmark.search.lab import AUTO, estimate_stages
+
+    spaces = REPO / "search_spaces"
+    plain, doubled = (
+        [s for s in plan_stages(LabSettings(datasets=("flowers17",), spaces=spaces, auto=True,
+                                            budget_factor=f), ["flowers17"]) if s.task == AUTO][0]
+        for f in (1.0, 2.0)
+    )  # fmt: skip
+    assert doubled.space.halving.budget_minutes == 2 * plain.space.halving.budget_minutes == 150
+    assert doubled.study_name != plain.study_name and "-budget150-" in doubled.study_name
+    estimate_stages([doubled], LabSettings(datasets=("flowers17",)), print)
+    assert doubled.estimate_s == 150 * 60
+    with pytest.raises(UserError, match="--budget-factor must be above 0; got 0"):
+        LabSettings(budget_factor=0)
+
+
 def test_an_interrupted_stage_plans_only_what_is_left():
     from benchmark.search.lab import Stage
 

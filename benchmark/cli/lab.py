@@ -53,6 +53,10 @@ def add_lab_parser(add: Callable[..., argparse.ArgumentParser]) -> argparse.Argu
                    help="override every stage's training images (a quick run)")
     p.add_argument("--auto", type=argtypes.boolean, nargs="?", const=True, default=False,
                    metavar="BOOL", help="also run each dataset's *-auto.yaml halving search")
+    p.add_argument("--budget-factor", type=argtypes.optional(float), default=None,
+                   metavar="F", help="each auto search's time budget times F (default 1: "
+                   "the spaces' budgets, sized on a 2-core AVX-512 CPU; an AVX2-only CPU trains "
+                   "about 2x slower: 2)")  # fmt: skip
     p.add_argument("--dry-run", type=argtypes.boolean, nargs="?", const=True, default=False,
                    metavar="BOOL", help="print the stages, trainings and minutes; train nothing")
     p.add_argument("--out", default="reports", help="reports folder (default: reports)")
@@ -74,6 +78,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         datasets=args.datasets or lab.LAB_DATASETS,
         data_dir=args.data_dir or os.environ.get(DATA_ENV), seeds=args.seeds or 3,
         epochs=args.epochs, max_train_samples=args.max_train_samples, auto=args.auto,
+        budget_factor=1.0 if args.budget_factor is None else args.budget_factor,
         **({"spaces": Path(args.spaces)} if args.spaces else {}),
     )  # fmt: skip
     say = functools.partial(print, flush=True)

@@ -49,6 +49,9 @@ class LabSettings:
     max_train_samples: int | None = None
     auto: bool = False
     spaces: Path = SPACES_DIR  # where `<dataset>.yaml` (task 1) and `<dataset>-auto.yaml` are
+    # Each auto search's time budget times this: the spaces' budgets were sized on a 2-core
+    # AVX-512 CPU, and one that trains 2x slower (AVX2 only) gets a ladder of 2 candidates.
+    budget_factor: float = 1.0
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.datasets if d not in LAB_DATASETS]
@@ -57,6 +60,8 @@ class LabSettings:
                             f"{','.join(self.datasets) or 'none'}")  # fmt: skip
         if self.seeds < 2:
             raise UserError(f"the lab needs 2 or more seeds for its intervals; got {self.seeds}")
+        if not self.budget_factor > 0:
+            raise UserError(f"--budget-factor must be above 0; got {self.budget_factor:g}")
 
     @property
     def overrides(self) -> dict[str, Any]:
@@ -128,7 +133,7 @@ def plan_stages(settings: LabSettings, datasets: list[str]) -> list[Stage]:
                 path = Path(settings.spaces) / f"{dataset}-auto.yaml"
                 if not path.is_file():
                     continue  # no auto space for this dataset (cifar100)
-                stage.space = load_space(path)
+                stage.space = scaled_budget(load_space(path), settings.budget_factor)
             else:
                 stage.space = task2_space(stages[-1], settings)
             if stage.space is not None:
@@ -139,11 +144,24 @@ def plan_stages(settings: LabSettings, datasets: list[str]) -> list[Stage]:
     return stages
 
 
+def scaled_budget(space: SearchSpace, factor: float) -> SearchSpace:
+    """The auto space with its time budget times `factor` (the plan fits its rungs to it)."""
+    if factor == 1:
+        return space
+    minutes = float(space.halving.budget_minutes or 0) * factor
+    return dataclasses.replace(space, halving=dataclasses.replace(space.halving,
+                                                                  budget_minutes=minutes))
+
+
 def study_name(stage: Stage, settings: LabSettings) -> str:
-    """`lab-<task>-` + the name `search` would give the same space, overrides and seeds."""
+    """`lab-<task>-` + the name `search` would give the same space, overrides and seeds; an
+    auto search given another budget is another study (its plan, fitted to the budget, is
+    stored with the study)."""
     from benchmark.search.study import study_name_for
 
     given = settings.overrides | {"seeds": settings.seeds}
+    if stage.task == AUTO and settings.budget_factor != 1:
+        given["budget"] = f"{stage.space.halving.budget_minutes:g}"
     return f"lab-{stage.task}-{study_name_for(stage.space, stage.dataset, given)}"
 
 
