@@ -62,6 +62,7 @@ GPU_TIME = "gpu_time_s"  # on a GPU: the fit's wall time holding it
 GPU_MEMORY_PEAK = "gpu_memory_peak_mb"  # on a GPU: TensorFlow's allocator peak in the fit
 GPU_UTILIZATION = "gpu_utilization_pct"  # on a GPU: mean nvidia-smi utilization in the fit
 TAG_TIMING = "timing"  # clean | contended: other processes' load during fit (cost.py)
+TIMING_CLEAN, TIMING_CONTENDED = "clean", "contended"  # its values
 TAG_TF = "tensorflow_version"
 TAG_KERAS = "keras_version"
 TAG_DIGEST = "dataset_digest"

@@ -104,3 +104,34 @@ def test_a_cost_that_cannot_be_read_is_said_in_one_line(monkeypatch):
     costs = rungs.measured_cost(study, plan, [], notes)
     assert (costs.epoch_s, costs.overhead_s) == (2.0, 7.0)
     assert len(notes) == 1 and "database is locked" in notes[0] and "probe" in notes[0]
+
+
+def test_a_trial_timed_beside_other_load_does_not_price_the_rest_of_the_search():
+    """Six finished runs in a real store: five clean at 1 s an epoch (100 images at 115
+    images/s, validation included) and one beside other load at 10. The contended one
+    neither moves the median nor prices its configuration: one 2x-slowed rung-0 trial once
+    shrank a 150-minute plan of 5 candidates to 1."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    from benchmark import metrics as M
+
+    study = optuna.create_study(direction="maximize", study_name="priced")
+    client, recs = MlflowClient(), []
+    for n in range(6):
+        contended = n == 5
+        run = client.create_run("0", tags={"study_name": "priced", "optuna_trial": str(n),
+                                           M.TAG_TIMING: "contended" if contended else "clean"})
+        images_per_s = 11.5 if contended else 115.0
+        metrics = {M.TRIAL_WALL_TIME: 10.0 * (10 if contended else 1) + 5.0,
+                   M.IMAGES_PER_S: images_per_s, M.STOPPED_EPOCH: 10.0}  # fmt: skip
+        client.log_batch(run.info.run_id, metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()],
+                         params=[Param("train_size", "100")])  # fmt: skip
+        client.set_terminated(run.info.run_id)
+        recs.append(rec(n, "cnn", 0.5, n=n))
+    plan = H.HalvingPlan((3, 9), (6, 2), 3, 2, 3, 1e9, 2.0, 7.0)
+    costs = rungs.measured_cost(study, plan, recs)
+    assert costs.epoch_s == pytest.approx(1.0)  # the clean runs' median, not the probe's 2.0
+    assert costs.overhead_s == pytest.approx(5.0)
+    assert recs[5].key not in costs.own and costs(10, recs[5].key) == pytest.approx(15.0)
+    assert costs(10, recs[0].key) == pytest.approx(15.0)

@@ -145,7 +145,10 @@ def _own_epoch_s(recs: list[Record], runs: list, steady: list[float]) -> dict[st
 
 def _finished_runs(study: optuna.Study) -> list[tuple[dict[str, float], int, int, int | None]]:
     """(metrics, epochs trained, training images, Optuna trial number) of the study's
-    finished trial runs that logged their times."""
+    finished trial runs that logged their times, those timed beside other load (tag
+    `timing=contended`) left out: one 6-epoch trial slowed 2x by a neighbour costed its
+    configuration at 2x for the rest of the search, and shrank a 150-minute plan of 5
+    candidates to 1."""
     runs = mlflow.search_runs(
         search_all_experiments=True, output_format="list",
         filter_string=f"tags.study_name = {literal(study.study_name)} and "
@@ -164,6 +167,7 @@ def _finished_runs(study: optuna.Study) -> list[tuple[dict[str, float], int, int
         and r.data.metrics[M.STOPPED_EPOCH] > 0
         and r.data.metrics[M.IMAGES_PER_S] > 0
         and "train_size" in r.data.params
+        and r.data.tags.get(M.TAG_TIMING) != M.TIMING_CONTENDED
     ]
 
 

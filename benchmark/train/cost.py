@@ -49,7 +49,7 @@ def own_cpu_s(proc: psutil.Process | None = None) -> float:
 
 def timing_tag(busy_other: float, cores: int) -> str:
     """`clean` when other processes kept less than CLEAN_OTHER_CORES cores busy on average."""
-    return "clean" if busy_other * cores < CLEAN_OTHER_CORES else "contended"
+    return M.TIMING_CLEAN if busy_other * cores < CLEAN_OTHER_CORES else M.TIMING_CONTENDED
 
 
 class CostMeter(keras.callbacks.Callback):
