@@ -225,12 +225,21 @@ def _load_study(name: str) -> tuple[optuna.Study | None, Any]:
 def estimate_stages(stages: list[Stage], settings: LabSettings,
                     printer: Callable[[str], None]) -> None:  # fmt: skip
     """Each stage gets its trainings and, when it is left to run, its estimated seconds: tasks
-    1 and 2 from the dry run's timed epochs, auto as its time budget."""
+    1 and 2 from the dry run's timed epochs, auto as what is left of its time budget."""
     for stage in stages:
         if stage.task == TASK1:
             _estimate_tasks(stage, _next(stages, stage), settings, printer)
         elif stage.task == AUTO:
             stage.estimate_s = 60.0 * float(stage.space.halving.budget_minutes or 0)
+            stage.estimate_s = max(stage.estimate_s - _spent_s(stage), 0.0)
+
+
+def _spent_s(stage: Stage) -> float:
+    """Seconds of its budget a halving stage's earlier commands spent (0 for a new one)."""
+    from benchmark.search.names import SPENT
+
+    study, _ = _load_study(stage.study_name) if stage.study_name else (None, None)
+    return float(study.user_attrs.get(SPENT, 0.0)) if study is not None else 0.0
 
 
 def _estimate_tasks(task1: Stage, task2: Stage, settings: LabSettings,
