@@ -135,3 +135,28 @@ def test_a_trial_timed_beside_other_load_does_not_price_the_rest_of_the_search()
     assert costs.overhead_s == pytest.approx(5.0)
     assert recs[5].key not in costs.own and costs(10, recs[5].key) == pytest.approx(15.0)
     assert costs(10, recs[0].key) == pytest.approx(15.0)
+
+
+def test_a_candidate_that_learned_nothing_does_not_go_on():
+    """17 Flowers, time short, rungs kept at 2: a diverged CNN (val accuracy 1/17, what
+    always guessing one class scores) is passed over, so rung 1 trains the resnet alone;
+    a rung where nothing learned still goes on (the search ends with a winner)."""
+    plan = H.HalvingPlan((6, 25), (2, 2), 4, 2, 3, 1e9, 2.0, 7.0, chance=1 / 17)
+    rung0 = [rec(0, "resnet", 0.0676, n=0), rec(1, "cnn", 1 / 17, n=1)]
+    assert [r.params["model"] for r in plan.order(rung0)] == ["resnet"]
+    job = H.next_job(plan, rung0, list(plan.quotas), 1e9, plan.cost)
+    assert job.rung == 1 and job.params["model"] == "resnet"
+    started = [*rung0, H.Record(params=job.params, rung=1, stage=H.EXPLORE, seed=0,
+                                state="complete", value=0.69, number=2)]  # fmt: skip
+    assert H.next_job(plan, started, list(plan.quotas), 1e9, plan.cost).stage == H.CONFIRM
+    dead = [rec(0, "resnet", 1 / 17, n=0), rec(1, "cnn", 0.05, n=1)]
+    assert len(plan.order(dead)) == 2
+    assert H.HalvingPlan.from_json(plan.to_json()).chance == pytest.approx(1 / 17)
+
+
+def test_chance_is_what_guessing_the_commonest_validation_class_scores(shared_data):
+    from benchmark.search.dryrun import chance_accuracy
+    from benchmark.search.space import SPACES_DIR
+
+    space = load_space(SPACES_DIR / "flowers17-auto.yaml")
+    assert chance_accuracy(space, {"dataset": "flowers17"}, str(shared_data)) == 1 / 17

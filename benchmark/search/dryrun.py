@@ -308,6 +308,15 @@ def _release() -> None:
     gc.collect()
 
 
+def chance_accuracy(space: SearchSpace, base: dict[str, Any], data_dir: str | None) -> float:
+    """Validation accuracy of always guessing the validation split's commonest class: what a
+    candidate that learned nothing scores (1/17 on 17 Flowers' balanced split)."""
+    import numpy as np
+
+    counts = np.bincount(load_for(space.config({}, **base), data_dir).y_val)
+    return float(counts.max() / counts.sum()) if counts.sum() else 0.0
+
+
 def probe_space(
     space: SearchSpace, base: dict[str, Any], data_dir: str | None, samples: int = 48
 ) -> tuple[float, float]:

@@ -24,7 +24,7 @@ from benchmark import metrics as M
 from benchmark.errors import UserError
 from benchmark.runfilter import literal
 from benchmark.search import names
-from benchmark.search.dryrun import probe_space
+from benchmark.search.dryrun import chance_accuracy, probe_space
 from benchmark.search.halving import (
     CONFIRM,
     Costs,
@@ -256,6 +256,11 @@ def open_plan(search: Search, minutes: float | None, printer) -> Budget:
     elif minutes is not None and abs(minutes * 60 - plan.budget_s) > 1:
         plan = dataclasses.replace(plan, budget_s=minutes * 60)
         search.study.set_user_attr(names.PLAN, plan.to_json())
+    if not plan.chance:  # a new plan, or one stored before chance was
+        plan = dataclasses.replace(plan, chance=chance_accuracy(space, search.base,
+                                                                search.data_dir))
+        if stored_plan(study) is not None:
+            study.set_user_attr(names.PLAN, plan.to_json())
     budget = open_budget(study, plan)
     search.total = planned_trainings(plan)
     for line in plan.lines():
