@@ -54,7 +54,7 @@ def test_plan_fits_its_budget_and_keeps_a_third_each_rung():
 def test_a_tiny_budget_drops_short_rungs_and_says_it_overruns():
     p = plan(8)  # 2 x 3 full-length trainings alone take 9 min
     assert p.epochs == (81,) and p.quotas == (2,) and p.total_s() > 8 * 60
-    assert "planned" in p.lines()[-1]
+    assert "planned" in p.lines()[-2] and p.lines()[-1].startswith("no halving: ")
 
 
 def test_a_grid_space_caps_candidates_at_its_points():
@@ -357,3 +357,18 @@ def test_kill_mid_rung_then_rerun_trains_no_configuration_twice_at_a_rung(tmp_pa
             for t in done]  # fmt: skip
     assert len(keys) == len(set(keys))
     assert any(k[2] == "confirm" for k in keys)
+
+
+def test_a_budget_that_fits_no_ladder_says_so_and_what_one_would_need():
+    """flowers17-auto on this AVX2 CPU (12.97 s an epoch): 150 minutes fit only 2 candidates
+    trained straight at 100 epochs, which is no halving; the plan says so and names the
+    minutes of the cheapest ladder. 187.5 minutes fit a 15-candidate ladder, said plainly."""
+    args = dict(epochs=100, epoch_s=12.97, overhead_s=35.8, eta=4, min_epochs=6, confirm_top=2)
+    flat = H.plan_halving(150 * 60, **args)
+    assert flat.epochs == (100,) and flat.quotas == (2,)
+    assert flat.ladder_s > flat.budget_s
+    assert flat.lines()[-1].startswith("no halving: ") and "151.3 min" in flat.lines()[-1]
+    assert H.HalvingPlan.from_json(flat.to_json()).ladder_s == flat.ladder_s
+    ladder = H.plan_halving(187.5 * 60, **args)
+    assert ladder.epochs == (6, 25, 100) and ladder.quotas[0] == 15 and not ladder.ladder_s
+    assert not any(line.startswith("no halving") for line in ladder.lines())

@@ -21,6 +21,7 @@ May import: benchmark.config, benchmark.search.names, .space (the settings), .su
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -76,10 +77,8 @@ class HalvingPlan:
     epoch_s: float  # one epoch of an average candidate, measured by the probe
     overhead_s: float  # per trial: process hand-over, build, tracing, evaluation, logging
     survivors: str = DEFAULTS.survivors  # benchmark.search.survivors: who goes on
-    # Validation accuracy of always guessing the validation split's commonest class: a
-    # candidate at or below it learned nothing and goes on only if none learned anything
-    # (0: not known; plans stored before it was).
-    chance: float = 0.0
+    chance: float = 0.0  # val accuracy of guessing the commonest class (0: not known)
+    ladder_s: float = 0.0  # when the budget fitted no ladder: what the cheapest one needs
 
     def cost(self, epochs: int, key: str | None = None) -> float:
         """Planned seconds of one trial of `epochs` epochs (the probe timed an average
@@ -100,9 +99,8 @@ class HalvingPlan:
 
     def order(self, records: Sequence[Record]) -> list[Record]:
         """A rung's completed configurations, the first to go on first (the plan's rule),
-        those that learned nothing left out. Why: when time runs short a rung may keep as
-        many as it had, and a diverged candidate (Adam at 0.07 without batch norm, val
-        accuracy 1/17 on 17 Flowers) went on to 25 epochs by default."""
+        those at or below `chance` left out unless none is above: when time ran short a rung
+        kept all it had, and a diverged CNN (val accuracy 1/17) went on to 25 epochs."""
         ranked = SURVIVORS.get(self.survivors)(records)
         if not self.chance:
             return ranked
@@ -125,6 +123,10 @@ class HalvingPlan:
             f"planned {_m(self.total_s())} of a {_m(self.budget_s)} budget (eta {self.eta}; "
             f"{self.epoch_s:.2f} s an epoch, {self.overhead_s:.1f} s a trial)"
         )
+        if self.ladder_s:
+            out.append(f"no halving: at these costs the budget fits no shorter rung, so every "
+                       f"candidate trains at full length; a ladder needs about "
+                       f"{_m(self.ladder_s)} (--budget-minutes; lab: --budget-factor)")  # fmt: skip
         return out
 
 
@@ -185,8 +187,15 @@ def plan_halving(budget_s: float, *, epochs: int, epoch_s: float, overhead_s: fl
         quotas = largest_ladder(min(confirm_top, cap), cap, len(rungs), eta, confirm_top,
                                 lambda q, r=rungs: plan(r, q).total_s() <= budget_s)  # fmt: skip
         if quotas is not None and (len(rungs) == 1 or quotas[0] > quotas[1]):
-            return plan(rungs, quotas)
-    return plan(all_rungs[-1:], quotas_for(min(confirm_top, cap), 1, eta, confirm_top))
+            break
+    else:
+        rungs, quotas = all_rungs[-1:], quotas_for(min(confirm_top, cap), 1, eta, confirm_top)
+    chosen = plan(rungs, quotas)
+    if len(rungs) == 1 < len(all_rungs) and cap > confirm_top:  # the budget fitted no ladder
+        ladder = next(q for n in range(confirm_top + 1, cap + 1)
+                      if (q := quotas_for(n, 2, eta, confirm_top))[0] > q[1])  # fmt: skip
+        chosen = dataclasses.replace(chosen, ladder_s=plan(all_rungs[-2:], ladder).total_s())
+    return chosen
 
 
 def scaled_config(cfg: TrialConfig, epochs: int) -> TrialConfig:
