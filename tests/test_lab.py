@@ -161,10 +161,10 @@ def test_a_budget_factor_scales_each_auto_search_and_names_another_study():
                                             budget_factor=f), ["flowers17"]) if s.task == AUTO][0]
         for f in (1.0, 2.0)
     )  # fmt: skip
-    assert doubled.space.halving.budget_minutes == 2 * plain.space.halving.budget_minutes == 150
-    assert doubled.study_name != plain.study_name and "-budget150-" in doubled.study_name
+    assert doubled.space.halving.budget_minutes == 2 * plain.space.halving.budget_minutes == 200
+    assert doubled.study_name != plain.study_name and "-budget200-" in doubled.study_name
     estimate_stages([doubled], LabSettings(datasets=("flowers17",)), print)
-    assert doubled.estimate_s == 150 * 60
+    assert doubled.estimate_s == 200 * 60
     import optuna
 
     from benchmark.search.names import SPENT
@@ -173,7 +173,7 @@ def test_a_budget_factor_scales_each_auto_search_and_names_another_study():
     store = make_storage(default_storage(doubled.study_name))  # where `search` keeps it
     optuna.create_study(study_name=doubled.study_name, storage=store).set_user_attr(SPENT, 864)
     estimate_stages([doubled], LabSettings(datasets=("flowers17",)), print)
-    assert doubled.estimate_s == 150 * 60 - 864  # resumed: what is left of the budget
+    assert doubled.estimate_s == 200 * 60 - 864  # resumed: what is left of the budget
     with pytest.raises(UserError, match="--budget-factor must be above 0; got 0"):
         LabSettings(budget_factor=0)
 
