@@ -99,3 +99,29 @@ def test_the_report_puts_each_value_against_the_parts_lowest(ema_ablation, tmp_p
     assert "+0.0400 [" in rows[1]  # 0.75 - 0.71, with its interval
     write_reports("cifar10", tmp_path / "r")
     assert TITLE_PARTS in (tmp_path / "r" / "cifar10.md").read_text()
+
+
+@pytest.mark.slow
+def test_ablate_vary_batch_size_trains_the_winner_at_its_own_step_and_4x(tmp_path, shared_data,
+                                                                          capsys):  # fmt: skip
+    """As a user runs it: a one-point search, then `ablate --vary batch_size`: the winner's
+    batch and 4x, every other setting the winner's, the rate given per 256 images so the
+    winner's own batch steps at the rate it won with."""
+    space = tmp_path / "one.yaml"
+    space.write_text("strategy: grid\nfixed: {epochs: 1, depth: 2, filters_max: 16, "
+                     "batch_size: 16, learning_rate: 0.002, augmentation: shift}\n"
+                     "space: {dense_units: {values: [16]}}\n")  # fmt: skip
+    data = ["--dataset", "cifar10", "--data-dir", str(shared_data), "--max-train-samples", "200"]
+    assert main(["search", "--space", str(space), *data]) == 0
+    assert main(["ablate", "--vary", "batch_size", *data]) == 0
+    assert "batch_size at 16, 64:" in capsys.readouterr().out
+    parent = MlflowClient().search_runs(
+        [e.experiment_id for e in MlflowClient().search_experiments()],
+        filter_string=f"tags.{M.TAG_ROLE} = 'ablation'")[0]  # fmt: skip
+    under = f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    kids = MlflowClient().search_runs([parent.info.experiment_id], filter_string=under)
+    params = sorted((k.data.params for k in kids), key=lambda p: int(p["batch_size"]))
+    assert [p["batch_size"] for p in params] == ["16", "64"]
+    assert {p["lr_scaling"] for p in params} == {"linear"}
+    assert {p["augmentation"] for p in params} == {"shift"}  # the winner's, not varied
+    assert float(params[0]["learning_rate"]) == pytest.approx(0.002 * 256 / 16)
