@@ -8,6 +8,7 @@ import json
 import textwrap
 
 import mlflow
+import numpy as np
 import optuna
 import pytest
 
@@ -142,7 +143,8 @@ def test_a_candidate_that_learned_nothing_does_not_go_on():
     always guessing one class scores) is passed over, so rung 1 trains the resnet alone;
     a rung where nothing learned still goes on (the search ends with a winner)."""
     plan = H.HalvingPlan((6, 25), (2, 2), 4, 2, 3, 1e9, 2.0, 7.0, chance=1 / 17)
-    rung0 = [rec(0, "resnet", 0.0676, n=0), rec(1, "cnn", 1 / 17, n=1)]
+    as_logged = float(np.float32(20 / 340))  # Keras' accuracy: float32, above 1/17 in float64
+    rung0 = [rec(0, "resnet", 0.0676, n=0), rec(1, "cnn", as_logged, n=1)]
     assert [r.params["model"] for r in plan.order(rung0)] == ["resnet"]
     job = H.next_job(plan, rung0, list(plan.quotas), 1e9, plan.cost)
     assert job.rung == 1 and job.params["model"] == "resnet"

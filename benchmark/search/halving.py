@@ -35,6 +35,7 @@ from benchmark.search.space import HALVING_SEEDS, HalvingSettings
 from benchmark.search.survivors import SURVIVORS
 
 EXPLORE, CONFIRM = "explore", "confirm"  # the tag benchmark.stage
+CHANCE_TOLERANCE = 1e-6  # float32 rounding of an accuracy, far below one image of any split
 MAX_DUPLICATES = 3  # rung 0 ends when its sampler re-proposed this many times its quota
 DEFAULTS = HalvingSettings()  # declared once, with the space's other settings
 
@@ -104,7 +105,8 @@ class HalvingPlan:
         ranked = SURVIVORS.get(self.survivors)(records)
         if not self.chance:
             return ranked
-        learned = [r for r in ranked if r.value is not None and r.value > self.chance]
+        bar = self.chance + CHANCE_TOLERANCE  # Keras' float32 1/17 is above the float64 one
+        learned = [r for r in ranked if r.value is not None and r.value > bar]
         return learned or ranked
 
     def lines(self) -> list[str]:
