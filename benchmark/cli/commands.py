@@ -100,8 +100,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     run_id, fixed = best_of_latest_search(args.dataset)
     if vary == "batch_size":
         fixed = same_step_rate(fixed)
-    values = policy_names() if vary == VARY_DEFAULT and given is None else None
-    values = values or part_values(fixed, vary, given)
+    if vary == VARY_DEFAULT and given is None:
+        values = policy_names()  # lab task 2: every policy
+    else:
+        values = part_values(fixed, vary, given)
     print(f"ablating the best run {run_id} of the latest {args.dataset} search, {vary} at "
           f"{', '.join(map(str, values))}: {fixed}")  # fmt: skip
     space = ablation_space(fixed, args.seeds or 1, values, vary=vary)
