@@ -80,3 +80,9 @@ def _isolate(monkeypatch, tmp_path, session_cache, empty_store):
     # little garbage is frozen with them.
     gc.collect(1)
     gc.freeze()
+    yield
+    # mlflow.set_experiment sets MLFLOW_EXPERIMENT_ID in os.environ itself, outside the
+    # monkeypatch: left there, a later module's store fixture hands an id of this test's store
+    # to its subprocess ("No Experiment with id=1 exists" in CI, after test_ablate_parts).
+    for key in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
+        os.environ.pop(key, None)

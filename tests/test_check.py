@@ -45,6 +45,8 @@ def searched(tmp_path_factory, shared_data, session_cache) -> Path:
     env = {**os.environ, "PYTHONPATH": str(REPO), "BENCHMARK_IN_PROCESS": "1",
            "BENCHMARK_CACHE_DIR": str(session_cache),
            "MLFLOW_TRACKING_URI": f"sqlite:///{where / 'mlflow.db'}"}  # fmt: skip
+    for key in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
+        env.pop(key, None)  # the search's own store has only experiment 0
     out = subprocess.run(_search_args(where, shared_data, python=True), cwd=where, env=env,
                          capture_output=True, text=True, timeout=900)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
