@@ -76,10 +76,14 @@ def _finished_trials() -> list:
 @pytest.mark.slow
 def test_a_tiny_lab_answers_every_task_first_and_a_rerun_trains_nothing(tmp_path, lab_dirs):
     data, spaces = lab_dirs
-    out = _lab(data, spaces, "--datasets", "flowers17,cifar100,cifar10", "--out", "reports")
+    out = _lab(data, spaces, "--datasets", "flowers17,cifar100,cifar10", "--out", "reports",
+               "--parts", "batch_size")  # fmt: skip
     skipped = [line for line in out.splitlines() if ": skipped: " in line]
     assert len(skipped) == 1 and skipped[0].startswith("cifar10: skipped: "), out
-    assert re.search(r"\[lab 4/4\] cifar100 task2: done in .* lab ETA", out), out
+    assert re.search(r"\[lab 6/6\] cifar100 parts batch_size: done in .* lab ETA", out), out
+    # task 1's best (no auto search here), its batch and 4x at the rate it won with per 256
+    assert re.search(r"^flowers17 parts batch_size: varying batch_size at (\d+), (\d+) on the "
+                     r"winner \(run \w+\), 2 seed\(s\) each$", out, re.M), out  # fmt: skip
 
     for dataset in ("flowers17", "cifar100"):
         md = (tmp_path / "reports" / f"{dataset}.md").read_text()
@@ -95,6 +99,9 @@ def test_a_tiny_lab_answers_every_task_first_and_a_rerun_trains_nothing(tmp_path
         t2 = lab["task2"]
         assert t2["shift_grayscale"]["augmentation"] in ("shift_grayscale", "lab+shift_grayscale")
         assert len(t2["baseline"]["test_accuracy"]["seeds"]) == 2 and t2["ci95"][0] is not None
+        assert "## Ablations: one setting varied on the best configuration" in md
+        part = md.split("`batch_size` varied:")[1].split("\n\n")[1]  # its table
+        assert part.count("\n| ") == 2 + 2, part  # header rule + the winner's batch and 4x
         figures = sorted((tmp_path / "reports" / dataset).glob("*.png"))
         assert figures and all(f"{dataset}/{f.name}" in md for f in figures)
     readme = (tmp_path / "reports" / "README.md").read_text()
@@ -105,8 +112,9 @@ def test_a_tiny_lab_answers_every_task_first_and_a_rerun_trains_nothing(tmp_path
     assert "| cifar100 | flowers17 | 4 |" in readme  # task 1's ranks compared on 4 pairs
 
     before = len(_finished_trials())
-    assert before == 2 * (8 + 2)
-    again = _lab(data, spaces, "--datasets", "flowers17,cifar100", "--out", "reports")
+    assert before == 2 * (8 + 2 + 4)
+    again = _lab(data, spaces, "--datasets", "flowers17,cifar100", "--out", "reports",
+                 "--parts", "batch_size")  # fmt: skip
     assert "every stage already complete, nothing trained" in again, again
     assert len(_finished_trials()) == before
 
@@ -148,6 +156,32 @@ def test_stages_follow_the_lab_and_task_2_waits_for_task_1(tmp_path, lab_dirs):
     assert stages[0].study_name.startswith("lab-task1-flowers17-")
     assert stages[1].space is None  # its configuration is task 1's best, not chosen yet
     assert plan_lines(stages, {"cifar100": "no archive"})[-2].startswith("cifar100 (all)")
+
+
+def test_a_part_waits_for_the_winner_it_varies_and_is_counted_unpriced(lab_dirs):
+    """`--parts`: a stage a part after the dataset's other stages; before task 1 (here the
+    winner: no auto space) is complete, its space is unknown and its default values on every
+    seed are counted, the minutes left for when the winner's training time is known."""
+    _, spaces = lab_dirs
+    settings = LabSettings(datasets=("flowers17",), seeds=2, spaces=spaces, auto=True,
+                           parts=("ema", "batch_size"))  # fmt: skip
+    stages = plan_stages(settings, ["flowers17"])
+    assert [s.name for s in stages] == ["flowers17 task1", "flowers17 task2",
+                                        "flowers17 parts ema", "flowers17 parts batch_size"]
+    from benchmark.search.lab import estimate_stages
+
+    estimate_stages(stages[2:], settings, print)
+    assert [(s.space, s.study_name, s.trainings) for s in stages[2:]] == [(None, None, 4)] * 2
+    line = plan_lines(stages, {})[3]
+    assert re.match(r"^flowers17 parts ema\s+4\s+0\.0\s+to run; priced once its winner is "
+                    r"known$", line), line  # fmt: skip
+
+
+def test_the_lab_parts_are_the_ones_with_default_values():
+    from benchmark.search.ablation import PART_VALUES
+    from benchmark.search.lab_parts import PARTS
+
+    assert set(PARTS) == {*PART_VALUES, "batch_size"}
 
 
 def test_a_budget_factor_scales_each_auto_search_and_names_another_study():
@@ -210,18 +244,22 @@ def test_task_2_is_priced_as_its_own_net_once_task_1_has_chosen_it(dataset, size
 @pytest.mark.parametrize("given, says", [
     ({"datasets": ("flowers17", "mnist")}, "lab datasets are cifar10, cifar100, flowers17"),
     ({"seeds": 1}, "2 or more seeds"),
+    ({"parts": ("ema", "dropout")}, "lab parts are ema, label_smoothing, batch_size; got dropout"),
 ])  # fmt: skip
 def test_settings_refuse_what_the_lab_cannot_answer(given, says):
     with pytest.raises(UserError, match=says):
         LabSettings(**given)
 
 
-def test_an_unknown_lab_dataset_is_one_line_with_exit_2():
+@pytest.mark.parametrize("option, given, nearest", [
+    ("--datasets", "flowers", "flowers17"), ("--parts", "ema,label_smooth", "label_smoothing"),
+])  # fmt: skip
+def test_an_unknown_lab_dataset_or_part_is_one_line_with_exit_2(option, given, nearest):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "benchmark", "lab", "--datasets", "flowers"],
+    proc = subprocess.run([sys.executable, "-m", "benchmark", "lab", option, given],
                           capture_output=True, text=True, env=env)  # fmt: skip
     assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "did you mean 'flowers17'" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and f"did you mean '{nearest}'" in proc.stderr
 
 
 def test_the_lab_section_is_left_out_where_the_lab_does_not_apply():

@@ -23,6 +23,7 @@ examples:
   python -m benchmark lab --data-dir ../shared/data --dry-run
   python -m benchmark lab --data-dir ../shared/data
   python -m benchmark lab --datasets flowers17 --epochs 2 --max-train-samples 170 --seeds 2
+  python -m benchmark lab --data-dir ../shared/data --auto --parts ema,label_smoothing,batch_size
   mlflow run . --env-manager local -e lab -P data_dir=../shared/data"""
 
 
@@ -31,6 +32,15 @@ def datasets(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     for name in names or (text,):
         if reason := choices.unknown("lab dataset", name, LAB_DATASETS):
+            raise argtypes.Rejected(text, reason, named=True)
+    return names
+
+
+def parts(text: str) -> tuple[str, ...]:
+    """A comma list of recipe parts, e.g. ema,label_smoothing,batch_size."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    for name in names or (text,):
+        if reason := choices.unknown("lab part", name, choices.LAB_PARTS):
             raise argtypes.Rejected(text, reason, named=True)
     return names
 
@@ -57,6 +67,10 @@ def add_lab_parser(add: Callable[..., argparse.ArgumentParser]) -> argparse.Argu
                    metavar="F", help="each auto search's time budget times F (default 1: "
                    "the spaces' budgets, sized on a 2-core AVX-512 CPU; an AVX2-only CPU trains "
                    "about 2x slower: 2)")  # fmt: skip
+    p.add_argument("--parts", type=argtypes.optional(parts), default=None, metavar="LIST",
+                   help="recipe parts to vary on each dataset's winner (auto's, else task "
+                   "1's), a stage each on every seed: a comma list of ema, label_smoothing, "
+                   "batch_size (default: none)")  # fmt: skip
     p.add_argument("--dry-run", type=argtypes.boolean, nargs="?", const=True, default=False,
                    metavar="BOOL", help="print the stages, trainings and minutes; train nothing")
     p.add_argument("--out", default="reports", help="reports folder (default: reports)")
@@ -79,6 +93,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         data_dir=args.data_dir or os.environ.get(DATA_ENV), seeds=args.seeds or 3,
         epochs=args.epochs, max_train_samples=args.max_train_samples, auto=args.auto,
         budget_factor=1.0 if args.budget_factor is None else args.budget_factor,
+        parts=args.parts or (),
         **({"spaces": Path(args.spaces)} if args.spaces else {}),
     )  # fmt: skip
     say = functools.partial(print, flush=True)

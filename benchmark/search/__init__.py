@@ -16,6 +16,8 @@
     summary.py   the summary, progress lines, what every parent of the study shows
     dryrun.py    every model built, none trained, the time estimated
     ablation.py  lab task 2: the best architecture with every augmentation policy
+    lab.py       the lab command's stages (task 1, task 2, auto, parts), each a search
+    lab_parts.py the lab's parts stages: a recipe part varied on the dataset's winner
     efficiency.py  grid vs Optuna on the same space
 
 May import the stages before it (config, data, augment, models, the train stage), never the

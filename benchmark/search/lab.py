@@ -4,6 +4,8 @@
     task2  task 1's best configuration (highest mean validation accuracy over the seeds) with
            shift + grayscale added to its policy, on the same seeds
     auto   the dataset's `<dataset>-auto.yaml` halving search (`--auto true`)
+    parts  one recipe part varied on the winner (auto's, else task 1's), one stage a part
+           (`--parts ema,label_smoothing,batch_size`; lab_parts.py)
 
 Composition, not a second search engine: a stage is `run_search` with a study name of its
 own (`lab-<task>-...`), so the studies are the lab's state. Running the lab again skips the
@@ -30,12 +32,13 @@ from benchmark import metrics as M
 from benchmark.choices import LAB_DATASETS, WITH_SHIFT_GRAYSCALE
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
+from benchmark.search import lab_parts
 from benchmark.search.ablation import ablation_space
 from benchmark.search.space import SPACES_DIR, SearchSpace, load_space
 from benchmark.search.summary import hms
 
-TASK1, TASK2, AUTO = "task1", "task2", "auto"
-ROLES = {TASK1: "search", TASK2: "ablation", AUTO: "search"}
+TASK1, TASK2, AUTO, PARTS = "task1", "task2", "auto", "parts"
+ROLES = {TASK1: "search", TASK2: "ablation", AUTO: "search", PARTS: "ablation"}
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,10 @@ class LabSettings:
     # Each auto search's time budget times this: the spaces' budgets were sized on a 2-core
     # AVX-512 CPU, and one that trains 2x slower (AVX2 only) gets a ladder of 2 candidates.
     budget_factor: float = 1.0
+    parts: tuple[str, ...] = ()  # recipe parts varied on the winner, a stage each
 
     def __post_init__(self) -> None:
+        lab_parts.check_parts(self.parts)
         unknown = [d for d in self.datasets if d not in LAB_DATASETS]
         if unknown or not self.datasets:
             raise UserError(f"lab datasets are {', '.join(LAB_DATASETS)}; got "
@@ -86,10 +91,12 @@ class Stage:
     prices: dict[str, float] = field(default_factory=dict)  # task 1: run name -> its seconds
     estimate_s: float = 0.0
     done: bool = False  # complete before this run of the lab began
+    vary: str | None = None  # a parts stage: the setting it varies
+    winner_runs: list[str] | None = None  # a parts stage: the runs of the winner it varies
 
     @property
     def name(self) -> str:
-        return f"{self.dataset} {self.task}"
+        return f"{self.dataset} {self.task}" + (f" {self.vary}" if self.vary else "")
 
 
 @dataclass
@@ -139,6 +146,9 @@ def plan_stages(settings: LabSettings, datasets: list[str]) -> list[Stage]:
             if stage.space is not None:
                 stage.study_name = study_name(stage, settings)
             stages.append(stage)
+        for part in settings.parts:
+            stages.append(Stage(dataset, PARTS, vary=part))
+            resolve_part(stages[-1], stages, settings)
     for stage in stages:
         stage.done = is_complete(stage)
     return stages
@@ -179,6 +189,24 @@ def task2_space(task1: Stage, settings: LabSettings) -> SearchSpace | None:
     policy = best.params.get("augmentation", task1.space.fixed.get("augmentation", "none"))
     space = ablation_space(fixed, settings.seeds, [with_shift_grayscale(policy)])
     return dataclasses.replace(space, path=f"{task1.dataset}-task2.yaml")
+
+
+def resolve_part(stage: Stage, stages: list[Stage], settings: LabSettings) -> None:
+    """A parts stage's space, study and winner once the winner it varies is known: the
+    dataset's auto search's once it has nothing left to train, else task 1's once complete."""
+    base = _winner_stage(stages, stage)
+    if base.study_name is None or (base.task == TASK1 and not is_complete(base)):
+        return
+    runs = lab_parts.winner(_load_study(base.study_name)[0], halving=base.task == AUTO)
+    if runs:
+        stage.winner_runs = runs
+        stage.space = lab_parts.part_space(runs, stage.vary, settings.seeds, stage.dataset)
+        stage.study_name = study_name(stage, settings)
+
+
+def _winner_stage(stages: list[Stage], stage: Stage) -> Stage:
+    own = {s.task: s for s in stages if s.dataset == stage.dataset}
+    return own.get(AUTO) or own[TASK1]
 
 
 def task2_price(task1: Stage, task2: Stage, settings: LabSettings) -> float | None:
@@ -232,6 +260,20 @@ def estimate_stages(stages: list[Stage], settings: LabSettings,
         elif stage.task == AUTO:
             stage.estimate_s = 60.0 * float(stage.space.halving.budget_minutes or 0)
             stage.estimate_s = max(stage.estimate_s - _spent_s(stage), 0.0)
+        elif stage.task == PARTS:
+            _estimate_part(stage, settings)
+
+
+def _estimate_part(stage: Stage, settings: LabSettings) -> None:
+    """Its trainings at the winner's measured training time; before the winner is known, its
+    default values on every seed, unpriced."""
+    if stage.space is None:
+        stage.trainings = lab_parts.unpriced_trainings(stage.vary, settings.seeds)
+        return
+    stage.trainings = len(stage.space.grid_points()) * stage.space.seeds
+    stage.left = None if stage.done else round(stage.trainings * _left(stage))
+    stage.estimate_s = lab_parts.part_seconds(stage.winner_runs, stage.space)
+    stage.estimate_s *= 0.0 if stage.done else stage.left / max(stage.trainings, 1)
 
 
 def _spent_s(stage: Stage) -> float:
@@ -286,6 +328,7 @@ def plan_lines(stages: list[Stage], skipped: dict[str, str]) -> list[str]:
         if s.left is not None and 0 < s.left < s.trainings:  # an interrupted stage
             trainings = f"{s.left} of {s.trainings}"
         state = "complete: skipped" if s.done else "to run"
+        state += "; priced once its winner is known" if s.task == PARTS and not s.space else ""
         lines.append(f"{s.name:20} {trainings:>9} {s.estimate_s / 60:>9.1f}  {state}")
     lines += [f"{d + ' (all)':20} {'-':>9} {'-':>9}  skipped: no data" for d in skipped]
     left = [s for s in stages if not s.done]
@@ -313,6 +356,8 @@ def run_stages(stages: list[Stage], settings: LabSettings, run: Callable[..., An
             stage.space = task2_space(stages[i - 2], settings)
             stage.study_name = study_name(stage, settings)
             stage.estimate_s = task2_price(stages[i - 2], stage, settings) or stage.estimate_s
+        if stage.task == PARTS and not _part_ready(stage, stages, settings, printer, i):
+            continue
         t0 = time.time()
         fresh = not stage.done and _ran(run(
             stage.space, dataset=stage.dataset, data_dir=settings.data_dir,
@@ -328,6 +373,23 @@ def run_stages(stages: list[Stage], settings: LabSettings, run: Callable[..., An
         printer(f"[lab {i}/{len(stages)}] {stage.name}: {what}; lab ETA {hms(left)}")
     outcome.wall_s = time.time() - started
     return outcome
+
+
+def _part_ready(stage: Stage, stages: list[Stage], settings: LabSettings,
+                printer: Callable[[str], None], i: int) -> bool:  # fmt: skip
+    """A parts stage's winner, found now that the stages before it ran (one line says what
+    it varies, or why it is skipped: an auto search stopped before it had a winner)."""
+    if stage.space is None:
+        resolve_part(stage, stages, settings)
+        if stage.space is not None:
+            _estimate_part(stage, settings)
+    if stage.space is None:
+        printer(f"[lab {i}/{len(stages)}] {stage.name}: skipped: its winner is not known yet "
+                f"({_winner_stage(stages, stage).name} has not finished)")  # fmt: skip
+        return False
+    if not stage.done:
+        printer(f"{stage.name}: {lab_parts.describe(stage.winner_runs, stage.space)}")
+    return True
 
 
 def _ran(summary: Any) -> bool:
