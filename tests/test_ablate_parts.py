@@ -4,6 +4,8 @@ part's lowest in the report; the values are checked before anything trains."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -98,7 +100,12 @@ def test_the_report_puts_each_value_against_the_parts_lowest(ema_ablation, tmp_p
     assert [r.split("|")[2].strip() for r in rows] == ["0.0", "0.99"]  # off first
     assert "+0.0400 [" in rows[1]  # 0.75 - 0.71, with its interval
     write_reports("cifar10", tmp_path / "r")
-    assert TITLE_PARTS in (tmp_path / "r" / "cifar10.md").read_text()
+    md = (tmp_path / "r" / "cifar10.md").read_text()
+    assert TITLE_PARTS in md
+    findings = " ".join(md.split("## Findings")[1].split("\n## ")[0].split())  # prose, unwrapped
+    assert re.search(r"\*\*Recipe parts on the winner\.\*\* .*`ema` against 0\.0 "
+                     r"\(0\.7100 ± 0\.0100\): 0\.99 gives 0\.7500 ± 0\.0100, Δ \+0\.0400 "
+                     r"\[\+0\.\d+, \+0\.\d+\]: pays\.", findings), findings  # fmt: skip
 
 
 @pytest.mark.slow

@@ -22,7 +22,9 @@ from benchmark.report.stats import (
     DASH,
     augmentation_effects,
     delta_ci,
+    has_value,
     mean_std,
+    num,
     summarize,
     with_ci,
 )
@@ -83,12 +85,57 @@ def _policy_table(board: pd.DataFrame) -> str:
     return table(heads, rows, right=(3, 4, 5, 6, 8, 9, 10, 11)) + contended_note(board)
 
 
+def parts_paragraph(runs: DatasetRuns) -> str:
+    """The findings' answer on the recipe parts (issue 30: keep what pays, say what did not):
+    each part's latest ablation, each value against the part's lowest; "" when none ran."""
+    parents = runs.parents.set_index("run_id")
+    latest: dict[str, pd.DataFrame] = {}  # setting -> its latest ablation's runs
+    for pid in sorted(runs.ablation_ids, key=lambda i: (parents.loc[i, "start_time"], i)):
+        children = runs.children_of([pid])
+        if (setting := varied_setting(children)) not in (None, "augmentation"):
+            latest[setting] = children
+    said = [c for setting, children in latest.items() if (c := _part_clause(setting, children))]
+    if not said:
+        return ""
+    return ("**Recipe parts on the winner.** One part changed at a time, the rest as the "
+            "winner, test accuracy against the part's lowest value (95% CI over seeds; the "
+            "tables are under Ablations): " + "; ".join(said) + ".")  # fmt: skip
+
+
+def _part_clause(setting: str, children: pd.DataFrame) -> str:
+    board = _by_value(summarize(children), children, setting)
+    if len(board) < 2:
+        return ""
+    base, said = board.iloc[0], []
+    for r in board.iloc[1:].to_dict("records"):
+        d = delta_ci(base, r, M.TEST_ACCURACY)
+        took = (f", {num(r[M.TRAIN_TIME], 0)} s of training against {num(base[M.TRAIN_TIME], 0)}"
+                if setting == "batch_size" else "")  # fmt: skip
+        said.append(f"{r['_value']} gives {mean_std(r, M.TEST_ACCURACY)}, Δ {with_ci(d)}: "
+                    f"{_verdict(d)}{took}")  # fmt: skip
+    return f"`{setting}` against {base['_value']} ({mean_std(base, M.TEST_ACCURACY)}): " + (
+        ", ".join(said))
+
+
+def _verdict(d: tuple[float, float, float]) -> str:
+    """Pays when the whole interval is above 0, costs when below, else within the noise."""
+    _, lo, hi = d
+    if not (has_value(lo) and has_value(hi)):
+        return "too few seeds to say"
+    return "pays" if lo > 0 else "costs accuracy" if hi < 0 else "within the seeds' noise"
+
+
+def _by_value(board: pd.DataFrame, children: pd.DataFrame, setting: str) -> pd.DataFrame:
+    """The summary rows with the value of `setting` each has (`_value`), lowest first."""
+    value_of = col(children, P(setting)).groupby(children["config"]).first().map(parse_param)
+    board = board.assign(_value=board["config"].map(value_of))
+    return board.sort_values("_value", key=_sortable, ignore_index=True)
+
+
 def _part_table(board: pd.DataFrame, children: pd.DataFrame, setting: str) -> str:
     """One row per value of `setting`, in its order, each against the lowest value (a
     Welch 95% CI over seeds); the TTA score beside the plain one."""
-    value_of = col(children, P(setting)).groupby(children["config"]).first().map(parse_param)
-    board = board.assign(_value=board["config"].map(value_of))
-    board = board.sort_values("_value", key=_sortable, ignore_index=True)
+    board = _by_value(board, children, setting)
     base = board.iloc[0]
     rows = []
     for i, r in enumerate(board.to_dict("records")):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.errors import UserError
-from benchmark.report.ablation import ablation_title, ablations
+from benchmark.report.ablation import ablation_title, ablations, parts_paragraph
 from benchmark.report.budget import budget_section, search_studies
 from benchmark.report.figures import TOP_CURVES, draw_figures, prune_figures
 from benchmark.report.findings import findings
@@ -76,7 +76,8 @@ def build_report(runs: DatasetRuns, out: Path, command: str | None = None) -> Re
     parts = [
         f"# {runs.dataset}: CNN benchmark report",
         header(runs, command),
-        "## Findings\n\n" + findings(board, effects),
+        "## Findings\n\n" + "\n\n".join(filter(None, (findings(board, effects),
+                                                       parts_paragraph(runs)))),
         "## Leaderboard\n\n" + leaderboard(marked(board)) + hand_note(board) + legend(runs, ids),
         time_to_accuracy_section(board, quickest := fastest(board)),
         "## What matters\n\n" + matters_by_study(runs),
