@@ -137,6 +137,26 @@ def test_short_time_shrinks_rung_zero_first_and_never_the_confirmation():
     assert H.next_job(p, recs, broke.quotas).rung == 1
 
 
+def test_a_candidate_that_learned_nothing_is_replaced_in_rung_0_while_time_allows():
+    """flowers17-auto: of 8 rung-0 candidates, a diverged CNN and a MobileNetV3Small scored
+    1/17 on validation; each place is given to a new candidate while the time left allows it
+    and rung 1 is not full, so 2 survivors come from 8 that learned, not from 6."""
+    p = H.HalvingPlan((25, 100), (8, 2), 4, 2, 3, 1e9, 1.0, 0.0, chance=1 / 17)
+    recs = [rec(i, 0, value=1 / 17 if i in (1, 2) else 0.5 + i / 100, n=i) for i in range(8)]
+    roomy = TL.fit(p, recs, 1e9, p.cost)
+    assert roomy.quotas == [10, 2] and roomy.notes == [
+        "2 candidate(s) learned nothing (validation at chance): rung 0 grows to 10 to replace them"]
+    assert H.next_job(p, recs, roomy.quotas) == H.Job(rung=0)  # a new candidate, not rung 1
+    exact = 2 * 100 + 4 * 100  # rung 1 and confirmation: room for one 25-epoch candidate
+    assert TL.fit(p, recs, exact + 25, p.cost).quotas == [9, 2]
+    assert TL.fit(p, recs, exact, p.cost).quotas == [8, 2] and not TL.fit(p, recs, exact,
+                                                                          p.cost).notes
+    full = recs + [rec(i, 1, value=0.7, n=8 + i) for i in (0, 3)]  # rung 1 full: too late
+    assert TL.fit(p, full, 1e9, p.cost).quotas[0] == 8
+    dying = recs + [rec(8 + i, 0, value=0.0, n=8 + i) for i in range(8)]  # never past 2x
+    assert TL.fit(p, dying, 1e9, p.cost).quotas[0] == 16
+
+
 def test_a_survivor_whose_own_trainings_outrun_the_time_left_is_passed_over():
     """On the CIFAR-10 subset TPE's best rung-1 candidate (k5, two convolutions a block)
     took about 76 s an epoch where the median candidate took about 20 s: promoted with 104

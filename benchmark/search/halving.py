@@ -103,11 +103,12 @@ class HalvingPlan:
         those at or below `chance` left out unless none is above: when time ran short a rung
         kept all it had, and a diverged CNN (val accuracy 1/17) went on to 25 epochs."""
         ranked = SURVIVORS.get(self.survivors)(records)
-        if not self.chance:
-            return ranked
-        bar = self.chance + CHANCE_TOLERANCE  # Keras' float32 1/17 is above the float64 one
-        learned = [r for r in ranked if r.value is not None and r.value > bar]
-        return learned or ranked
+        return [r for r in ranked if self.learned(r)] or ranked
+
+    def learned(self, rec: Record) -> bool:
+        """Above `chance` (0: not known), with a tolerance: Keras' float32 1/17 is above the
+        float64 one."""
+        return not self.chance or (rec.value or 0.0) > self.chance + CHANCE_TOLERANCE
 
     def lines(self) -> list[str]:
         """The plan as the search prints it before training."""

@@ -1,7 +1,8 @@
 """A halving plan fitted to the time left, at every step of the search: the quotas of the
-rungs not yet full shrink when time runs short (never the confirmation) and the last rung
-grows into time to spare, with each trained configuration costed at its own epoch time
-(halving.Costs, the search's one cost model).
+rungs not yet full shrink when time runs short (never the confirmation), rung 0 replaces a
+candidate that learned nothing while time allows, and the last rung grows into time to spare,
+with each trained configuration costed at its own epoch time (halving.Costs, the search's one
+cost model).
 
 May import: benchmark.search.halving, .survivors.
 """
@@ -62,11 +63,14 @@ def fit(plan: HalvingPlan, records: Sequence[Record], left_s: float, cost: Cost)
     for r in range(1, last):  # skip a middle rung nobody began
         if need() > left_s and started[r] == 0:
             quotas[r] = 0
+    if dead := _replace_dead(plan, records, quotas, need, left_s):
+        progress.notes.append(f"{dead} candidate(s) learned nothing (validation at chance): "
+                              f"rung 0 grows to {quotas[0]} to replace them")  # fmt: skip
     grown = _grow_last(plan, records, quotas, need, left_s, cost)
     if grown:
         progress.notes.append(f"time to spare: the last rung grows to {quotas[-1]} candidates "
                               f"(planned {plan.quotas[-1]})")  # fmt: skip
-    elif quotas != list(plan.quotas):
+    elif any(q < p for q, p in zip(quotas, plan.quotas, strict=True)):
         progress.notes.append(
             f"time short: rungs shrunk to {quotas} candidates (planned {list(plan.quotas)})"
         )
@@ -95,6 +99,24 @@ def _confirm_need(plan: HalvingPlan, records: Sequence[Record], cost: Cost) -> f
     fins = finalists(plan, records)
     left = [cost(full, f.key) for f in fins for s in seeds if (f.key, s) not in done]
     return sum(left) + (plan.confirm_top - len(fins)) * len(seeds) * cost(full)
+
+
+def _replace_dead(plan: HalvingPlan, records: Sequence[Record], quotas: list[int],
+                  need: Callable[[], float], left_s: float) -> int:  # fmt: skip
+    """A rung-0 place for each rung-0 candidate that finished at or below chance (a diverged
+    net ranks nothing: two of flowers17-auto's first three did), while the time left allows
+    it and rung 1 still has places to fill; at most twice the planned rung 0."""
+    if len(quotas) < 2 or len(config_keys(at_rung(records, 1))) >= quotas[1]:
+        return 0
+    done = [r for r in best_per_config(at_rung(records, 0)) if r.state == "complete"]
+    dead, added = sum(not plan.learned(r) for r in done), 0
+    while added < dead and quotas[0] < 2 * plan.quotas[0]:
+        quotas[0] += 1
+        if need() > left_s:
+            quotas[0] -= 1
+            break
+        added += 1
+    return added
 
 
 def _grow_last(
