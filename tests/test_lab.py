@@ -272,3 +272,40 @@ def test_the_lab_section_is_left_out_where_the_lab_does_not_apply():
     assert lab_section(DatasetRuns("folder:/photos", empty, empty)) == ""
     said = lab_section(DatasetRuns("cifar10", empty, empty))
     assert said.startswith("## The lab's answers") and "--datasets cifar10" in said
+
+
+def test_a_part_varies_the_auto_searchs_confirmed_winner_once_it_has_nothing_left():
+    """`lab --auto --parts ema`: while the halving study has confirmation left to train, the
+    part waits; then it varies the confirmed winner's settings as its runs logged them."""
+    import optuna
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
+
+    from benchmark.search import halving as H
+    from benchmark.search import lab_parts, names
+
+    client, study = MlflowClient(), optuna.create_study(direction="maximize")
+    plan = H.HalvingPlan((1, 2), (2, 1), 2, 1, 2, 1e9, 1.0, 1.0)
+    study.set_user_attr(names.PLAN, plan.to_json())
+
+    def trained(depth: int, job: H.Job, value: float) -> str:
+        run = client.create_run("0").info.run_id  # the trial's run, as the search logs it
+        params = {"dataset": "flowers17", "depth": depth, "ema": 0.0, "seed": job.seed,
+                  "epochs": plan.epochs[job.rung]}  # fmt: skip
+        client.log_batch(run, params=[Param(k, str(v)) for k, v in params.items()])
+        study.enqueue_trial({"depth": depth})
+        trial = study.ask()
+        trial.suggest_categorical("depth", [2, 3])
+        for key, v in {**job.attrs(), names.run_id_attr(0): run}.items():
+            trial.set_user_attr(key, v)
+        study.tell(trial, value)
+        return run
+
+    trained(2, H.Job(rung=0), 0.5), trained(3, H.Job(rung=0), 0.6)
+    full = trained(3, H.Job(rung=1), 0.7)
+    assert lab_parts.winner(study, halving=True) is None  # seed 1 of the finalist not trained
+    seed1 = trained(3, H.Job(rung=1, stage=H.CONFIRM, seed=1), 0.72)
+    assert lab_parts.winner(study, halving=True) == [full, seed1]
+    space = lab_parts.part_space([full, seed1], "ema", 3, "flowers17")
+    assert space.fixed == {"depth": 3, "epochs": 2} and space.seeds == 3
+    assert [(d.name, d.values) for d in space.dimensions] == [("ema", (0.0, 0.99))]
