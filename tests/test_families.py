@@ -156,16 +156,15 @@ def test_a_keras_application_is_one_flat_model_from_scratch():
 
 
 @pytest.mark.parametrize("name", ["MobileNetV3Small", "MobileNetV2", "EfficientNetV2B0"])
-def test_a_keras_applications_batch_norm_keeps_at_most_0_99_of_its_statistics_a_step(name):
+def test_a_keras_applications_batch_norm_keeps_at_most_0_9_of_its_statistics_a_step(name):
     """MobileNetV3Small's own 0.999 left it at chance in inference mode on 17 Flowers (train
-    accuracy 0.73, its training images scored 1/17 in inference): capped at Keras' 0.99, as the
-    suite's own families; EfficientNetV2's 0.9 is left alone."""
+    accuracy 0.73, its training images scored 1/17 in inference), and so did 0.99: capped at
+    0.9, EfficientNetV2's own."""
     from keras import layers
 
     model = build_model(TrialConfig.from_options(model=f"keras:{name}"), (32, 32, 3), 7)
     momenta = {lay.momentum for lay in model.layers if isinstance(lay, layers.BatchNormalization)}
-    assert momenta and max(momenta) <= 0.99
-    assert momenta == ({0.9} if name == "EfficientNetV2B0" else {0.99})
+    assert momenta == {0.9}
 
 
 @pytest.mark.parametrize(
