@@ -179,10 +179,10 @@ def test_a_part_waits_for_the_winner_it_varies_and_is_counted_unpriced(lab_dirs)
 
 
 def test_the_lab_parts_are_the_ones_with_default_values():
+    from benchmark.choices import LAB_PARTS
     from benchmark.search.ablation import PART_VALUES
-    from benchmark.search.lab_parts import PARTS
 
-    assert set(PARTS) == {*PART_VALUES, "batch_size"}
+    assert set(LAB_PARTS) == {*PART_VALUES, "batch_size"}
 
 
 def test_a_budget_factor_scales_each_auto_search_and_names_another_study():

@@ -129,12 +129,12 @@ def cap_batch_norm_momentum(model: keras.Model, most: float = BN_MOMENTUM) -> in
     Why: at 0.999, after 25 epochs of 17 Flowers (21 steps an epoch, 525 steps) 0.999**525 =
     59% of the moving statistics are still their initial 0 and 1. A MobileNetV3Small that
     reached 0.73 training accuracy scored 1/17, chance, in inference mode on its own training
-    images, on validation and on test (flowers17-auto, four times). 0.99 was not enough: its
-    layers' variances are small (1e-3), so even 0.5% of the initial 1 dwarfs them, each
-    layer shrinks the signal in inference and 34 of them left a constant output (val 0.065
-    after 25 epochs). At 0.9 (a horizon of 10 steps) the same net scored 0.93 in inference
-    mode on 256 training images after 5 epochs (Adam 1e-3, one seed), where at 0.99 its
-    output was the same for every image."""
+    images, on validation and on test (flowers17-auto, 3 of 3 at 25 epochs). 0.99 was not
+    enough: a 4th scored val 0.065 after 25 epochs. Many of its layers' variances are about
+    1e-3, so the initial 1 left in the moving variance dwarfs them and each of its 34 batch
+    norms shrinks the signal in inference: after 6 epochs at 0.99 its output was the same for
+    every image. At 0.9 (a horizon of 10 steps) it scored 0.93 in inference mode on 256
+    training images after 5 epochs (Adam 1e-3, one seed)."""
     capped = 0
     for layer in model.layers:
         if isinstance(layer, keras.Model):

@@ -182,9 +182,7 @@ def task2_space(task1: Stage, settings: LabSettings) -> SearchSpace | None:
 
     if not is_complete(task1):
         return None
-    study, _ = _load_study(task1.study_name)
-    done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    best = max(done, key=lambda t: (t.value, -t.number))
+    best = lab_parts.best_grid_trial(_load_study(task1.study_name)[0])
     fixed = {**task1.space.fixed, **{k: v for k, v in best.params.items() if k != "augmentation"}}
     policy = best.params.get("augmentation", task1.space.fixed.get("augmentation", "none"))
     space = ablation_space(fixed, settings.seeds, [with_shift_grayscale(policy)])

@@ -34,14 +34,12 @@ from benchmark.search.ablation import (
 )
 from benchmark.search.space import SearchSpace
 
-PARTS = LAB_PARTS  # the parts whose values need no --values: PART_VALUES' and batch_size
-
 
 def check_parts(parts: tuple[str, ...]) -> None:
     """One line naming the parts when one is not a part the lab can vary by itself."""
-    unknown = [p for p in parts if p not in PARTS]
+    unknown = [p for p in parts if p not in LAB_PARTS]
     if unknown:
-        raise UserError(f"lab parts are {', '.join(PARTS)}; got {', '.join(unknown)}")
+        raise UserError(f"lab parts are {', '.join(LAB_PARTS)}; got {', '.join(unknown)}")
 
 
 def winner(study: optuna.Study | None, halving: bool) -> list[str] | None:
@@ -52,22 +50,27 @@ def winner(study: optuna.Study | None, halving: bool) -> list[str] | None:
         return None
     if halving:
         return _halving_winner(study)
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    if not trials:
+    best = best_grid_trial(study)
+    if best is None:
         return None
-    best = max(trials, key=lambda t: (t.value, -t.number))
     return [v for k, v in sorted(best.user_attrs.items()) if k.startswith(names.RUN_ID)] or None
+
+
+def best_grid_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """A grid study's best complete trial (its value: the mean validation accuracy over its
+    seeds), the earliest on a tie: task 2's configuration and the parts' winner alike."""
+    done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    return max(done, key=lambda t: (t.value, -t.number)) if done else None
 
 
 def _halving_winner(study: optuna.Study) -> list[str] | None:
     from benchmark.search import rungs  # the probe's TensorFlow, only where a plan is read
     from benchmark.search.halving import Done
-    from benchmark.search.state import Budget
 
     plan = rungs.stored_plan(study)
     if plan is None:
         return None
-    budget = Budget(plan=plan, spent_before=float(study.user_attrs.get(names.SPENT, 0.0)))
+    budget = rungs.open_budget(study, plan)  # the stored plan and the time spent; writes nothing
     if not isinstance(rungs.decide(study, budget, lambda line: None), Done):
         return None  # still training: the winner may change
     return rungs.winner_run_ids(study, budget) or None
