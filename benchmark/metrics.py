@@ -91,6 +91,10 @@ TAG_STAGE = "benchmark.stage"  # halving: explore (a rung) | confirm (a finalist
 TAG_WARM_START = "benchmark.warm_start"  # a candidate queued from this earlier run's config
 TAG_SEARCH_RUN = "search_run"  # wrapper -> the parent run that holds its search
 TAG_LAB_TASK = "lab_task"  # lab command: task1 | task2 | auto, on a stage's parent and trials
+TAG_VARY = "benchmark.vary"  # ablation: the one setting it varies (parent and trials)
+# A lab part: the winner's runs (comma-separated, one per seed) that stand for its own value,
+# already trained by its search with the same settings and seeds, so the part does not retrain
+TAG_BASELINE_RUNS = "benchmark.baseline_runs"
 TAG_MODEL_URI = "benchmark.model_uri"  # trial -> its logged model, for mlflow.pyfunc.load_model
 # Which trials keep their model (search option log_models): every one, the search's winner
 # only, or none. Here, not in benchmark.train.export, so the CLI's --help needs no Keras.

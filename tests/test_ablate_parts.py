@@ -66,29 +66,43 @@ def test_ablate_refuses_an_unknown_part_with_one_line_and_exit_2(tmp_path, capsy
 EMA_RUNS = {"0.99": [0.74, 0.75, 0.76], "0.0": [0.70, 0.71, 0.72]}
 
 
+def _parent(client: MlflowClient, role: str, **tags: str) -> str:
+    parent = client.create_run("0", run_name=role)
+    client.log_batch(parent.info.run_id, tags=[
+        RunTag(M.TAG_ROLE, role), RunTag(M.TAG_DATASET, "cifar10"),
+        *(RunTag(k, v) for k, v in tags.items())])  # fmt: skip
+    client.set_terminated(parent.info.run_id)
+    return parent.info.run_id
+
+
+def _trials(client: MlflowClient, parent_id: str, ema: str) -> list[str]:
+    """EMA_RUNS' runs of one value under `parent_id`, as a search logs them, one per seed."""
+    ids = []
+    for seed, test in enumerate(EMA_RUNS[ema]):
+        run = client.create_run("0", run_name="d3-k3-w64-aug=none",
+                                tags={"mlflow.parentRunId": parent_id})  # fmt: skip
+        metrics = {M.VAL_ACCURACY: test, M.BEST_VAL_ACCURACY: test, M.TEST_ACCURACY: test,
+                   M.TEST_ACCURACY_TTA: test + 0.01, M.TRAIN_TIME: 10.0}  # fmt: skip
+        params = {"dataset": "cifar10", "depth": "3", "ema": ema, "seed": str(seed)}
+        client.log_batch(run.info.run_id,
+                         metrics=[Metric(k, v, 0, 3) for k, v in metrics.items()],
+                         params=[Param(k, v) for k, v in params.items()],
+                         tags=[RunTag(M.TAG_TRIAL_STATE, "complete"),
+                               RunTag(M.TAG_TIMING, "clean")])  # fmt: skip
+        client.set_terminated(run.info.run_id)
+        ids.append(run.info.run_id)
+    return ids
+
+
 @pytest.fixture
 def ema_ablation() -> str:
     """An ablation parent and its runs, as `ablate --vary ema --seeds 3` logs them, in the
     test's own SQLite store (conftest points MLflow at it)."""
     client = MlflowClient()
-    parent = client.create_run("0", run_name="ablation")
-    client.log_batch(parent.info.run_id, tags=[
-        RunTag(M.TAG_ROLE, "ablation"), RunTag(M.TAG_DATASET, "cifar10")])  # fmt: skip
-    client.set_terminated(parent.info.run_id)
-    for ema, tests in EMA_RUNS.items():
-        for seed, test in enumerate(tests):
-            run = client.create_run("0", run_name="d3-k3-w64-aug=none",
-                                    tags={"mlflow.parentRunId": parent.info.run_id})  # fmt: skip
-            metrics = {M.VAL_ACCURACY: test, M.BEST_VAL_ACCURACY: test, M.TEST_ACCURACY: test,
-                       M.TEST_ACCURACY_TTA: test + 0.01, M.TRAIN_TIME: 10.0}  # fmt: skip
-            params = {"dataset": "cifar10", "depth": "3", "ema": ema, "seed": str(seed)}
-            client.log_batch(run.info.run_id,
-                             metrics=[Metric(k, v, 0, 3) for k, v in metrics.items()],
-                             params=[Param(k, v) for k, v in params.items()],
-                             tags=[RunTag(M.TAG_TRIAL_STATE, "complete"),
-                                   RunTag(M.TAG_TIMING, "clean")])  # fmt: skip
-            client.set_terminated(run.info.run_id)
-    return parent.info.run_id
+    parent = _parent(client, "ablation")
+    for ema in EMA_RUNS:
+        _trials(client, parent, ema)
+    return parent
 
 
 def test_the_report_puts_each_value_against_the_parts_lowest(ema_ablation, tmp_path):
@@ -108,6 +122,27 @@ def test_the_report_puts_each_value_against_the_parts_lowest(ema_ablation, tmp_p
                      r"\[\+0\.\d+, \+0\.\d+\]: pays\.", findings), findings  # fmt: skip
 
 
+def test_a_lab_part_shows_the_winners_own_runs_for_its_own_value(tmp_path):
+    """`lab --parts ema`: the winner's search already trained ema 0.99 on the lab's seeds, so
+    the part trains 0.0 only; its table and the findings still set 0.99 against 0.0, the
+    winner's row named as its search's runs."""
+    client = MlflowClient()
+    winner = _trials(client, _parent(client, "search"), "0.99")
+    part = _parent(client, "ablation", **{M.TAG_VARY: "ema",
+                                          M.TAG_BASELINE_RUNS: ",".join(winner)})  # fmt: skip
+    _trials(client, part, "0.0")
+    runs = split_by_dataset(load_runs())["cifar10"]
+    rows = [line for line in ablations(runs).splitlines() if line.startswith("| d3-")]
+    assert [r.split("|")[2].strip() for r in rows] == ["0.0", "0.99"], rows
+    assert "(its search's runs)" in rows[1] and "+0.0400 [" in rows[1]
+    assert rows[1].split("|")[-2].strip() == "3"  # its three seeds
+    write_reports("cifar10", tmp_path / "r")
+    md = (tmp_path / "r" / "cifar10.md").read_text()
+    findings = " ".join(md.split("## Findings")[1].split("\n## ")[0].split())
+    assert "`ema` against 0.0 (0.7100 ± 0.0100): 0.99 gives 0.7500 ± 0.0100" in findings
+    assert "**Trial runs**: 6 (6 complete)" in md  # the search's runs counted once
+
+
 @pytest.mark.slow
 def test_ablate_vary_batch_size_trains_the_winner_at_its_own_step_and_4x(tmp_path, shared_data,
                                                                           capsys):  # fmt: skip
@@ -125,6 +160,7 @@ def test_ablate_vary_batch_size_trains_the_winner_at_its_own_step_and_4x(tmp_pat
     parent = MlflowClient().search_runs(
         [e.experiment_id for e in MlflowClient().search_experiments()],
         filter_string=f"tags.{M.TAG_ROLE} = 'ablation'")[0]  # fmt: skip
+    assert parent.data.tags[M.TAG_VARY] == "batch_size"  # the report reads it there
     under = f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     kids = MlflowClient().search_runs([parent.info.experiment_id], filter_string=under)
     params = sorted((k.data.params for k in kids), key=lambda p: int(p["batch_size"]))

@@ -81,9 +81,11 @@ def test_a_tiny_lab_answers_every_task_first_and_a_rerun_trains_nothing(tmp_path
     skipped = [line for line in out.splitlines() if ": skipped: " in line]
     assert len(skipped) == 1 and skipped[0].startswith("cifar10: skipped: "), out
     assert re.search(r"\[lab 6/6\] cifar100 parts batch_size: done in .* lab ETA", out), out
-    # task 1's best (no auto search here), its batch and 4x at the rate it won with per 256
-    assert re.search(r"^flowers17 parts batch_size: varying batch_size at (\d+), (\d+) on the "
-                     r"winner \(run \w+\), 2 seed\(s\) each$", out, re.M), out  # fmt: skip
+    # task 1's best (no auto search here): its 4x batch at the rate it won with per 256; its
+    # own batch is task 1's runs of it
+    assert re.search(r"^flowers17 parts batch_size: varying batch_size at (\d+) on the "
+                     r"winner \(run \w+\), 2 seed\(s\) each; its own (\d+) is its 2 run\(s\), "
+                     r"not retrained$", out, re.M), out  # fmt: skip
 
     for dataset in ("flowers17", "cifar100"):
         md = (tmp_path / "reports" / f"{dataset}.md").read_text()
@@ -103,6 +105,7 @@ def test_a_tiny_lab_answers_every_task_first_and_a_rerun_trains_nothing(tmp_path
         part = md.split("`batch_size` varied:")[1].split("\n\n")[1]  # its table
         rows = [line for line in part.splitlines() if line.startswith("| ")]
         assert len(rows) == 2 + 2, part  # header, rule, the winner's batch and 4x
+        assert "(its search's runs)" in rows[2], part  # task 1's runs of the winner
         figures = sorted((tmp_path / "reports" / dataset).glob("*.png"))
         assert figures and all(f"{dataset}/{f.name}" in md for f in figures)
     readme = (tmp_path / "reports" / "README.md").read_text()
@@ -113,7 +116,7 @@ def test_a_tiny_lab_answers_every_task_first_and_a_rerun_trains_nothing(tmp_path
     assert "| cifar100 | flowers17 | 4 |" in readme  # task 1's ranks compared on 4 pairs
 
     before = len(_finished_trials())
-    assert before == 2 * (8 + 2 + 4)
+    assert before == 2 * (8 + 2 + 2)  # the part trains the 4x batch only
     again = _lab(data, spaces, "--datasets", "flowers17,cifar100", "--out", "reports",
                  "--parts", "batch_size")  # fmt: skip
     assert "every stage already complete, nothing trained" in again, again
@@ -172,9 +175,10 @@ def test_a_part_waits_for_the_winner_it_varies_and_is_counted_unpriced(lab_dirs)
     from benchmark.search.lab import estimate_stages
 
     estimate_stages(stages[2:], settings, print)
-    assert [(s.space, s.study_name, s.trainings) for s in stages[2:]] == [(None, None, 4)] * 2
+    # each: one value on 2 seeds; the winner's own value is its search's runs, not retrained
+    assert [(s.space, s.study_name, s.trainings) for s in stages[2:]] == [(None, None, 2)] * 2
     line = plan_lines(stages, {})[3]
-    assert re.match(r"^flowers17 parts ema\s+4\s+0\.0\s+to run; priced once its winner is "
+    assert re.match(r"^flowers17 parts ema\s+2\s+0\.0\s+to run; priced once its winner is "
                     r"known$", line), line  # fmt: skip
 
 
@@ -282,6 +286,7 @@ def test_a_part_varies_the_auto_searchs_confirmed_winner_once_it_has_nothing_lef
     from mlflow import MlflowClient
     from mlflow.entities import Param
 
+    from benchmark import metrics as M
     from benchmark.search import halving as H
     from benchmark.search import lab_parts, names
 
@@ -307,6 +312,13 @@ def test_a_part_varies_the_auto_searchs_confirmed_winner_once_it_has_nothing_lef
     assert lab_parts.winner(study, halving=True) is None  # seed 1 of the finalist not trained
     seed1 = trained(3, H.Job(rung=1, stage=H.CONFIRM, seed=1), 0.72)
     assert lab_parts.winner(study, halving=True) == [full, seed1]
-    space = lab_parts.part_space([full, seed1], "ema", 3, "flowers17")
+    assert lab_parts.baseline_runs([full, seed1], 3) == []  # no seed 2: ema 0.0 is trained
+    space = lab_parts.part_space([full, seed1], "ema", 3, "flowers17", reuse=False)
     assert space.fixed == {"depth": 3, "epochs": 2} and space.seeds == 3
     assert [(d.name, d.values) for d in space.dimensions] == [("ema", (0.0, 0.99))]
+    # on two seeds the winner's runs stand for its own ema 0.0: only 0.99 is trained
+    assert lab_parts.baseline_runs([seed1, full], 2) == [full, seed1]  # by seed
+    space = lab_parts.part_space([full, seed1], "ema", 2, "flowers17")
+    assert [(d.name, d.values) for d in space.dimensions] == [("ema", (0.99,))]
+    assert lab_parts.stage_tags("ema", [full, seed1]) == {
+        M.TAG_VARY: "ema", M.TAG_BASELINE_RUNS: f"{full},{seed1}"}  # fmt: skip

@@ -107,7 +107,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     print(f"ablating the best run {run_id} of the latest {args.dataset} search, {vary} at "
           f"{', '.join(map(str, values))}: {fixed}")  # fmt: skip
     space = ablation_space(fixed, args.seeds or 1, values, vary=vary)
-    return _run_search(space, args, tracking, role="ablation")
+    from benchmark.metrics import TAG_VARY
+
+    return _run_search(space, args, tracking, role="ablation", tags={TAG_VARY: vary})
 
 
 def _run_search(space, args: argparse.Namespace, tracking, **extra) -> int:

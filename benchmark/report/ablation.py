@@ -4,8 +4,10 @@ policy (lab task 2: Δ against no augmentation, per architecture) or a part of t
 recipe (EMA, label smoothing, the batch with its rate scaled: Δ against the part's lowest
 value, which is "off" for the parts and the winner's own batch for batch_size).
 
-Which setting an ablation varied is read from its runs (the one logged param besides the seed
-that differs between them), so stores written before `--vary` existed read as before.
+Which setting an ablation varied is its parent's tag `benchmark.vary`, else read from its runs
+(the one logged param besides the seed that differs between them), so stores written before
+`--vary` existed read as before. A lab part trains the values the winner did not have: the
+winner's own runs (tag `benchmark.baseline_runs`) stand for its own value in the table.
 
 May import benchmark.metrics, benchmark.config and benchmark.report.load, .markdown, .stats.
 """
@@ -16,7 +18,7 @@ import pandas as pd
 
 from benchmark import metrics as M
 from benchmark.config import TrialConfig, parse_param
-from benchmark.report.load import DatasetRuns, P, col
+from benchmark.report.load import DatasetRuns, P, T, col
 from benchmark.report.markdown import contended_note, cost_cells, table, utc
 from benchmark.report.stats import (
     DASH,
@@ -36,8 +38,30 @@ TITLE_PARTS = "## Ablations: one setting varied on the best configuration"
 
 def ablation_title(runs: DatasetRuns) -> str:
     """The section's title: the lab's when every ablation varied the policy."""
-    varied = {varied_setting(runs.children_of([pid])) for pid in runs.ablation_ids}
+    varied = {_setting(runs, pid, ablation_runs(runs, pid)) for pid in runs.ablation_ids}
     return TITLE if varied <= {"augmentation", None} else TITLE_PARTS
+
+
+def ablation_runs(runs: DatasetRuns, pid: str) -> pd.DataFrame:
+    """An ablation's completed runs: its own and, for a lab part, the winner's runs that stand
+    for its own value (labelled as the search's: they were trained there, not here)."""
+    children = runs.children_of([pid])
+    ids = _parent_tag(runs, pid, M.TAG_BASELINE_RUNS).split(",")
+    t = runs.trials
+    baseline = t[t["run_id"].isin(ids) & (t["state"] == "complete")]
+    if baseline.empty:
+        return children
+    return pd.concat([children, baseline.assign(label=baseline["base"] + " (its search's runs)")])
+
+
+def _parent_tag(runs: DatasetRuns, pid: str, tag: str) -> str:
+    value = col(runs.parents.set_index("run_id"), T(tag)).get(pid)
+    return value if isinstance(value, str) else ""
+
+
+def _setting(runs: DatasetRuns, pid: str, children: pd.DataFrame) -> str | None:
+    """The setting an ablation varied: its tag, else the one its runs differ in."""
+    return _parent_tag(runs, pid, M.TAG_VARY) or varied_setting(children)
 
 
 def ablations(runs: DatasetRuns) -> str:
@@ -46,13 +70,13 @@ def ablations(runs: DatasetRuns) -> str:
     parts = []
     ids = sorted(runs.ablation_ids, key=lambda i: (parents.loc[i, "start_time"], i), reverse=True)
     for pid in ids:
-        children = runs.children_of([pid])
+        children = ablation_runs(runs, pid)
         board = summarize(children)
         title = f"Ablation run `{pid}` ({utc(parents.loc[pid, 'start_time'])})"
         if board.empty:
             parts.append(f"{title}: no completed trials.")
             continue
-        setting = varied_setting(children)
+        setting = _setting(runs, pid, children)
         if setting in (None, "augmentation"):
             parts.append(f"{title}, ranked by validation accuracy:\n\n" + _policy_table(board))
         else:
@@ -91,8 +115,8 @@ def parts_paragraph(runs: DatasetRuns) -> str:
     parents = runs.parents.set_index("run_id")
     latest: dict[str, pd.DataFrame] = {}  # setting -> its latest ablation's runs
     for pid in sorted(runs.ablation_ids, key=lambda i: (parents.loc[i, "start_time"], i)):
-        children = runs.children_of([pid])
-        if (setting := varied_setting(children)) not in (None, "augmentation"):
+        children = ablation_runs(runs, pid)
+        if (setting := _setting(runs, pid, children)) not in (None, "augmentation"):
             latest[setting] = children
     said = [c for setting, children in latest.items() if (c := _part_clause(setting, children))]
     if not said:

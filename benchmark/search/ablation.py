@@ -89,8 +89,7 @@ def part_values(fixed: dict[str, Any], vary: str, given: list[Any] | None) -> li
     first when it is not among them), else one line asking for --values. Each must make a
     valid configuration with the rest fixed: a bad one is one line before anything trains."""
     check_setting(vary)
-    own = fixed.get(vary)
-    own = getattr(TrialConfig.from_options(**fixed), vary) if own is None else own
+    own = own_value(fixed, vary)
     if given is None and vary == "batch_size":
         given = [own, own * BATCH_FACTOR]
     if given is None and vary not in PART_VALUES:
@@ -100,6 +99,12 @@ def part_values(fixed: dict[str, Any], vary: str, given: list[Any] | None) -> li
     for v in values:
         TrialConfig.from_options(**{**fixed, vary: v})  # raises UserError with its reason
     return values
+
+
+def own_value(fixed: dict[str, Any], vary: str) -> Any:
+    """The value `vary` has in these settings: the fixed one, else the setting's default."""
+    own = fixed.get(vary)
+    return getattr(TrialConfig.from_options(**fixed), vary) if own is None else own
 
 
 def check_setting(vary: str) -> None:

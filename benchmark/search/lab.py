@@ -93,6 +93,7 @@ class Stage:
     done: bool = False  # complete before this run of the lab began
     vary: str | None = None  # a parts stage: the setting it varies
     winner_runs: list[str] | None = None  # a parts stage: the runs of the winner it varies
+    baseline: list[str] = field(default_factory=list)  # of those, the ones not retrained
 
     @property
     def name(self) -> str:
@@ -197,8 +198,9 @@ def resolve_part(stage: Stage, stages: list[Stage], settings: LabSettings) -> No
         return
     runs = lab_parts.winner(_load_study(base.study_name)[0], halving=base.task == AUTO)
     if runs:
-        stage.winner_runs = runs
-        stage.space = lab_parts.part_space(runs, stage.vary, settings.seeds, stage.dataset)
+        stage.winner_runs, stage.baseline = runs, lab_parts.baseline_runs(runs, settings.seeds)
+        stage.space = lab_parts.part_space(runs, stage.vary, settings.seeds, stage.dataset,
+                                           reuse=bool(stage.baseline))  # fmt: skip
         stage.study_name = study_name(stage, settings)
 
 
@@ -360,7 +362,8 @@ def run_stages(stages: list[Stage], settings: LabSettings, run: Callable[..., An
         fresh = not stage.done and _ran(run(
             stage.space, dataset=stage.dataset, data_dir=settings.data_dir,
             study_name=stage.study_name, seeds=settings.seeds, overrides=settings.overrides,
-            role=ROLES[stage.task], tags={M.TAG_LAB_TASK: stage.task}))  # fmt: skip
+            role=ROLES[stage.task],
+            tags={M.TAG_LAB_TASK: stage.task, **lab_parts.stage_tags(stage.vary, stage.baseline)}))
         took = time.time() - t0
         outcome.trained += fresh
         spent_est += stage.estimate_s if fresh else 0.0
@@ -386,7 +389,8 @@ def _part_ready(stage: Stage, stages: list[Stage], settings: LabSettings,
                 f"({_winner_stage(stages, stage).name} has not finished)")  # fmt: skip
         return False
     if not stage.done:
-        printer(f"{stage.name}: {lab_parts.describe(stage.winner_runs, stage.space)}")
+        printer(f"{stage.name}: "
+                f"{lab_parts.describe(stage.winner_runs, stage.space, stage.baseline)}")
     return True
 
 

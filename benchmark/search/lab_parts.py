@@ -8,6 +8,11 @@ task 1's best; a part's stage waits for it (its space is None until then), as ta
 task 1. Its settings are read back from the winner's MLflow run, so the part varies the
 configuration that won, recipe included, not a default.
 
+The winner's own value is not trained again: its search already trained that configuration on
+the lab's seeds, and a seed trains the same run twice. Those runs stand for it (tag
+`benchmark.baseline_runs` on the part's parent, read by the report), which halves a part's
+trainings: on flowers17's winner, 9 of 18 at 15-27 minutes each on a 2-core AVX2 CPU.
+
 May import benchmark.search's modules (not lab.py: it imports this one), the stages before.
 """
 
@@ -29,6 +34,7 @@ from benchmark.search.ablation import (
     NOT_FIXED,
     PART_VALUES,
     ablation_space,
+    own_value,
     part_values,
     same_step_rate,
 )
@@ -76,15 +82,35 @@ def _halving_winner(study: optuna.Study) -> list[str] | None:
     return rungs.winner_run_ids(study, budget) or None
 
 
-def part_space(run_ids: list[str], vary: str, seeds: int, dataset: str) -> SearchSpace:
+def baseline_runs(run_ids: list[str], seeds: int) -> list[str]:
+    """The winner's runs that stand for its own value in a part, by seed: one for each of the
+    lab's seeds (0, 1, ...); [] when they do not cover them, and the part trains it too."""
+    by_seed = {mlflow.get_run(r).data.params.get("seed"): r for r in run_ids}
+    wanted = [str(s) for s in range(seeds)]
+    return [by_seed[s] for s in wanted] if set(wanted) <= set(by_seed) else []
+
+
+def part_space(run_ids: list[str], vary: str, seeds: int, dataset: str,
+               reuse: bool = True) -> SearchSpace:  # fmt: skip
     """The winner's settings (its first seed's run) with `vary` at the part's values: the
-    winner's own and the literature's (`ablate --vary` without --values)."""
+    literature's (`ablate --vary` without --values), and the winner's own unless its runs
+    stand for it (`reuse`)."""
     params = mlflow.get_run(run_ids[0]).data.params
     fixed = {k: v for k, v in TrialConfig.values_from_params(params).items() if k not in NOT_FIXED}
+    own = own_value(fixed, vary)
     if vary == "batch_size":
         fixed = same_step_rate(fixed)  # the winner's rate per 256 images, a 4x batch scaled
-    space = ablation_space(fixed, seeds, part_values(fixed, vary, None), vary=vary)
+    values = [v for v in part_values(fixed, vary, None) if not (reuse and v == own)]
+    space = ablation_space(fixed, seeds, values, vary=vary)
     return dataclasses.replace(space, path=f"{dataset}-{vary}.yaml")
+
+
+def stage_tags(vary: str | None, baseline: list[str]) -> dict[str, str]:
+    """A part's tags: what it varies, and the winner's runs that stand for its own value
+    (none for the lab's other stages, `vary` None)."""
+    if vary is None:
+        return {}
+    return {M.TAG_VARY: vary, **({M.TAG_BASELINE_RUNS: ",".join(baseline)} if baseline else {})}
 
 
 def part_seconds(run_ids: list[str], space: SearchSpace) -> float:
@@ -97,13 +123,17 @@ def part_seconds(run_ids: list[str], space: SearchSpace) -> float:
 
 
 def unpriced_trainings(vary: str, seeds: int) -> int:
-    """A part's trainings before its winner is known: its default values on every seed (the
-    winner's own value may add one)."""
-    return len(PART_VALUES.get(vary, (1, BATCH_FACTOR))) * seeds  # batch_size: own, 4x
+    """A part's trainings before its winner is known: its default values on every seed, less
+    the one the winner's runs stand for (a winner's own value not among them adds one)."""
+    return (len(PART_VALUES.get(vary, (1, BATCH_FACTOR))) - 1) * seeds  # batch_size: 4x only
 
 
-def describe(run_ids: list[str], space: SearchSpace) -> str:
-    """The line the lab prints before a part's stage: what it varies on which run."""
+def describe(run_ids: list[str], space: SearchSpace, baseline: list[str]) -> str:
+    """The line the lab prints before a part's stage: what it varies on which run, and which
+    of the winner's runs stand for its own value."""
     dim = space.dimensions[0]
+    own = mlflow.get_run(run_ids[0]).data.params.get(dim.name, "default")
+    reused = (f"; its own {own} is its {len(baseline)} run(s), not retrained" if baseline
+              else "")  # fmt: skip
     return (f"varying {dim.name} at {', '.join(map(str, dim.values))} on the winner "
-            f"(run {run_ids[0]}), {space.seeds} seed(s) each")  # fmt: skip
+            f"(run {run_ids[0]}), {space.seeds} seed(s) each{reused}")  # fmt: skip
