@@ -67,6 +67,7 @@ TAG_TF = "tensorflow_version"
 TAG_KERAS = "keras_version"
 TAG_DIGEST = "dataset_digest"
 TAG_STATUS_REASON = "failure_reason"
+ORPHAN_REASON = "worker died (orphan run)"  # its reason: a run left RUNNING by a dead command
 TAG_TRIAL_STATE = "trial_state"  # complete | pruned | failed
 TAG_GIT = "git_commit"
 TAG_ROLE = "cnn_benchmark_role"  # search | ablation (parent runs) | trial (their children)
@@ -86,6 +87,9 @@ TAG_PREVIOUS_PARENT = "previous_parent"  # parent -> the study's parent before t
 TAG_STUDY_PARENTS = "study_parents"  # parent -> how many parent runs its study has
 TAG_RESUMES = "resumes"  # parent -> how often a later command reopened it (resume, worker)
 SEARCH_WALL_TIME = "search_wall_s"  # parent: seconds its commands held it, summed over resumes
+# halving parent: seconds of its budget spent, the study's own account, logged after each trial
+# (a command killed with its machine never logs search_wall_s, the account survives it)
+BUDGET_SPENT = "budget_spent_s"
 TAG_RUNG = "benchmark.rung"  # halving: the trial run's rung (0, 1, ...)
 TAG_STAGE = "benchmark.stage"  # halving: explore (a rung) | confirm (a finalist's other seeds)
 TAG_WARM_START = "benchmark.warm_start"  # a candidate queued from this earlier run's config

@@ -362,7 +362,13 @@ def test_kill_mid_rung_then_rerun_trains_no_configuration_twice_at_a_rung(tmp_pa
         seen.append(line)
         if sum(line.startswith("[") for line in seen) >= 2:
             break
+    running = "attributes.status = 'RUNNING' and tags.cnn_benchmark_role = 'trial'"
+    deadline = time.monotonic() + 120  # the next trial's run begun: killed, it is an orphan
+    while time.monotonic() < deadline and not mlflow.search_runs(
+            search_all_experiments=True, filter_string=running, output_format="list"):
+        time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)
+    killed_at = time.time() * 1000
     proc.wait(timeout=30)
     assert sum(line.startswith("[") for line in seen) >= 2, "".join(seen[-20:])
     rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
@@ -377,6 +383,14 @@ def test_kill_mid_rung_then_rerun_trains_no_configuration_twice_at_a_rung(tmp_pa
             for t in done]  # fmt: skip
     assert len(keys) == len(set(keys))
     assert any(k[2] == "confirm" for k in keys)
+    # the report's figures: the budget the study spent on its parent, though the killed
+    # command logged no wall time; the killed trial ended when it last logged, not when the
+    # rerun found it
+    parent = mlflow.get_run(study.user_attrs["mlflow_parent_run"])
+    assert parent.data.metrics[M.BUDGET_SPENT] == pytest.approx(study.user_attrs["halving_spent_s"])
+    orphans = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                 filter_string=f"tags.failure_reason = '{M.ORPHAN_REASON}'")
+    assert orphans and all(r.info.end_time <= killed_at for r in orphans)
 
 
 def test_a_budget_that_fits_no_ladder_says_so_and_what_one_would_need():
@@ -392,3 +406,17 @@ def test_a_budget_that_fits_no_ladder_says_so_and_what_one_would_need():
     ladder = H.plan_halving(187.5 * 60, **args)
     assert ladder.epochs == (6, 25, 100) and ladder.quotas[0] == 15 and not ladder.ladder_s
     assert not any(line.startswith("no halving") for line in ladder.lines())
+
+
+def test_a_complete_study_run_again_puts_its_budget_account_on_its_parent():
+    """The report reads the budget spent from the parent run; a study whose last command
+    died (the metric not logged since) gets it when a command finds the study complete."""
+    from benchmark.search import rungs
+    from benchmark.search.parent import PARENT_ATTR
+
+    parent = mlflow.MlflowClient().create_run("0").info.run_id
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(PARENT_ATTR, parent)
+    study.set_user_attr("halving_spent_s", 11592.0)
+    rungs.log_spent(study)
+    assert mlflow.get_run(parent).data.metrics[M.BUDGET_SPENT] == 11592.0

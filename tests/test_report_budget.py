@@ -295,3 +295,42 @@ def test_a_resumed_halving_study_counts_both_parents_and_follows_candidates_acro
     assert [r["val acc, first seed"] for r in finalists] == ["0.5000", "0.6000"]  # 0.50 > 0.45
     found = found_by(studies, ["r2-3", "c-3"])
     assert (found["parent_run_id"], found["parent_runs"], found["wall_s"]) == ("p2", 2, 420.0)
+
+
+def test_a_search_killed_with_its_machine_reads_its_own_budget_account():
+    """A halving study whose commands were stopped (Ctrl-C) and killed (the machine's end):
+    the budget spent is the study's account (`budget_spent_s`), not the commands' wall time
+    (a killed command logs none); a stopped or orphaned run counts as killed, not failed,
+    and as the same candidate as its completed rerun (which alone logged the class names);
+    an orphan's duration (ended when a later command found it) is left out of the wall times."""
+    from benchmark.report.budget import budget_section, search_studies
+    from benchmark.report.load import DatasetRuns
+
+    t0 = pd.Timestamp("2026-12-01 10:00", tz="UTC")
+    parents = pd.DataFrame([{
+        "run_id": "p", "status": "FINISHED", "tags.study_name": "s",
+        "tags.cnn_benchmark_role": "search", "tags.strategy": "halving",
+        "tags.rung_epochs": "2", "tags.budget_minutes": "200.0",
+        "metrics.search_wall_s": 60.0, "metrics.budget_spent_s": 193.2 * 60,
+        "start_time": t0, "end_time": t0 + pd.Timedelta(hours=9)}])  # fmt: skip
+
+    def run(rid, status, minutes, **extra):
+        return {"run_id": rid, "status": status, "tags.study_name": "s",
+                "tags.mlflow.parentRunId": "p", "tags.benchmark.rung": "0",
+                "tags.benchmark.stage": "explore", "params.seed": "0", "params.epochs": "2",
+                "start_time": t0,
+                "end_time": t0 + pd.Timedelta(minutes=minutes)} | extra  # fmt: skip
+
+    done = {"params.class_names": "['a', 'b']", "metrics.val_accuracy": 0.7,
+            "metrics.trial_wall_s": 600.0, "tags.trial_state": "complete"}  # fmt: skip
+    rows = [run("stopped", "KILLED", 1, **{"tags.trial_state": "failed",
+                                          "tags.failure_reason": "stopped by SIGINT"}),
+            run("orphan", "KILLED", 90, **{"tags.failure_reason": M.ORPHAN_REASON}),
+            run("done", "FINISHED", 10, **done)]  # fmt: skip
+    (study,) = search_studies(DatasetRuns("d", _trials(rows), parents))
+    section = budget_section([study])[0]
+    assert "193.2 of 200 min of the budget spent (the search's own account) in 1 parent" in section
+    assert "trainings: 3 (1 complete, 2 killed)" in section
+    rung0 = _rows(section)[0]
+    assert (rung0["candidates"], rung0["wall time (min)"]) == ("1", "11.0")  # 1 + 10, no 90
+    assert "Wall times leave out 1 run(s) whose command died with them" in section

@@ -198,3 +198,26 @@ def test_a_study_without_runs_has_an_empty_leaderboard():
 
     runs = load_study_runs("no-such-study")
     assert runs.trials.empty and summarize(runs.main).empty
+
+
+def test_an_orphan_run_ends_when_it_last_logged_an_epoch():
+    """A trial run left RUNNING by a command that died (kill -9, the machine's end) is
+    marked KILLED by the next search of its study, ended at its last epoch's metrics: ended
+    when found, its duration would span the hours its command lay dead."""
+    import socket
+    import subprocess
+    import sys
+
+    from benchmark.search.study import mark_orphans
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    client = mlflow.MlflowClient()
+    worker = f"{socket.gethostname()}:{gone}"  # this host, a process that has ended
+    run = client.create_run("0", tags={"study_name": "s", "worker": worker})
+    last = run.info.start_time + 90_000  # its last epoch, 90 s in
+    client.log_metric(run.info.run_id, M.EPOCH_TIME, 45.0, timestamp=last, step=2)
+    mark_orphans("s", None)
+    ended = client.get_run(run.info.run_id)
+    assert (ended.info.status, ended.info.end_time) == ("KILLED", last)
+    assert ended.data.tags[M.TAG_STATUS_REASON] == M.ORPHAN_REASON

@@ -46,8 +46,9 @@ SCALED = _scaled_fields()
 
 def points(trials: pd.DataFrame) -> pd.Series:
     """Each run's candidate: its params less the seed, derived sizes and the scaled settings,
-    keyed as the search keys a configuration (benchmark.search.names.config_key)."""
-    skip = {P(k) for k in ("seed", "filters", *M.SPLIT_SIZE_PARAMS, *SCALED)}
+    keyed as the search keys a configuration (benchmark.search.names.config_key). Less the
+    class names too: a completed run logs them with its model, a killed one never did."""
+    skip = {P(k) for k in ("seed", "filters", "class_names", *M.SPLIT_SIZE_PARAMS, *SCALED)}
     cols = sorted(c for c in trials.columns if c.startswith("params.") and c not in skip)
     if not cols or trials.empty:
         return pd.Series("", index=trials.index, dtype=object)
@@ -127,7 +128,8 @@ def search_studies(runs: DatasetRuns) -> list[Study]:
         mine["point"] = points(mine)
         mine["rung"] = pd.to_numeric(col(mine, T(M.TAG_RUNG)), errors="coerce")
         mine["stage"] = col(mine, T(M.TAG_STAGE))
-        mine["wall_s"] = numbers(mine, M.TRIAL_WALL_TIME).fillna(durations(mine))
+        mine["wall_s"] = numbers(mine, M.TRIAL_WALL_TIME).fillna(durations(mine).where(
+            col(mine, T(M.TAG_STATUS_REASON)) != M.ORPHAN_REASON))  # no end of its own
         out.append(Study(str(name), parents[names == name], mine, runs.main[of_done == name]))
     return out
 
@@ -165,7 +167,7 @@ def _title(study: Study) -> str:
         f"eta {study.tag('eta') or DASH}",
         f"rungs of {'-'.join(map(str, ladder))} epochs" if ladder else "no rungs",
         f"top {study.tag('confirm_top') or DASH} confirmed on {study.tag('seeds') or DASH} seeds",
-        f"{_minutes(study.wall_s)} min of wall time in {parents} parent run(s)"
+        _spent(study, budget) + f" in {parents} parent run(s)"
         + (" (resumed)" if parents > 1 or study.number(M.TAG_RESUMES) else ""),
         f"trainings: {_trainings(runs)}",
     ]
@@ -174,6 +176,17 @@ def _title(study: Study) -> str:
         facts.append(f"{warm['point'].nunique()} warm-started candidate(s) {WARM}")
     space = study.tag("space_file") or DASH
     return f"### Study `{study.name}` (space `{space}`)\n\n" + "; ".join(facts) + "."
+
+
+def _spent(study: Study, budget: float | None) -> str:
+    """The budget spent as the search accounts it (`budget_spent_s`, kept in the study and
+    logged after each trial), else its commands' wall time: a command killed with its
+    machine logs no wall time, so over kills that figure falls short."""
+    spent = numbers(study.parents, M.BUDGET_SPENT).max()
+    if pd.isna(spent):
+        return f"{_minutes(study.wall_s)} min of wall time"
+    of = f" of {budget:g}" if budget is not None else ""
+    return f"{_minutes(spent)}{of} min of the budget spent (the search's own account)"
 
 
 def _minutes(seconds: float) -> str:
@@ -216,6 +229,9 @@ def rung_table(study: Study) -> str:
     note = ("Survivors: candidates of the rung trained again at a later rung (the next, "
             "unless time ran short and the search skipped it) or confirmed on more "
             "seeds.")  # fmt: skip
+    if lost := int(runs["wall_s"].isna().sum() - (runs["state"] == "running").sum()):
+        note += (f" Wall times leave out {lost} run(s) whose command died with them (killed, "
+                 "no end of their own).")  # fmt: skip
     return table(heads, rows, right=range(1, 7)) + "\n\n" + note
 
 

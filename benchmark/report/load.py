@@ -205,6 +205,9 @@ def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
     status = {"FINISHED": "complete", "FAILED": "failed", "KILLED": "killed"}
     fallback = t["status"].map(lambda s: status.get(s, str(s).lower()))
     t["state"] = col(t, T(M.TAG_TRIAL_STATE)).fillna(fallback)
+    # Stopped (Ctrl-C, SIGTERM) or its command killed: not a failure of the configuration,
+    # though the trial tags it failed so that Optuna trains it again.
+    t["state"] = t["state"].where(t["status"] != "KILLED", "killed")
     # A run still RUNNING (a search writing now) counts once finished, whatever it tagged.
     t["state"] = t["state"].where(t["status"] != "RUNNING", "running")
     t["seed"] = pd.to_numeric(col(t, P("seed")), errors="coerce").fillna(-1).astype(int)

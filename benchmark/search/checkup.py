@@ -30,7 +30,7 @@ from benchmark import metrics as M
 from benchmark.search import integrity, journal
 from benchmark.search.space import SearchSpace, load_space
 from benchmark.search.storage import default_storage, journal_path, make_storage, redact
-from benchmark.search.study import other_worker, study_parents, trial_counts
+from benchmark.search.study import end_orphan, other_worker, study_parents, trial_counts
 
 
 @dataclass
@@ -275,9 +275,7 @@ def _check_running(c: Checkup) -> None:
         c.problem(f"runs: {len(orphans)} left RUNNING by a worker that is gone; --repair (or "
                   "the next search of their study) marks them KILLED")  # fmt: skip
         return
-    client = mlflow.MlflowClient()
     for run in orphans:
-        client.set_tag(run.info.run_id, M.TAG_STATUS_REASON, "worker died (orphan run)")
-        client.set_terminated(run.info.run_id, status="KILLED")
+        end_orphan(run)
     c.fixed += 1
     c.say(f"runs: {len(orphans)} left RUNNING by a worker that is gone, marked KILLED")

@@ -110,6 +110,7 @@ def run_search(
     if space.strategy == "halving":
         search.budget = rungs.open_plan(search, budget_minutes, printer)
         if (done := rungs.done_reason(search)) is not None:
+            rungs.log_spent(search.study)  # for the report: its last command may have died
             return _complete(search, done)
         if rungs.warm_start_wanted(space, warm_start) and not search.study.trials:
             enqueue_warm_start(search.study, space, search.base, search.budget.plan, printer)

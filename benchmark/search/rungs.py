@@ -11,6 +11,7 @@ probe).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import statistics
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 
 import mlflow
 import optuna
+from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
 from benchmark import metrics as M
@@ -302,6 +304,17 @@ def done_reason(search: Search) -> str | None:
     recover_dead_trials(search.study, search.store)
     decision = decide(search.study, search.budget, lambda line: None)
     return decision.reason if isinstance(decision, Done) else None
+
+
+def log_spent(study: optuna.Study) -> None:
+    """The budget spent (the study's account) onto its parent run, metric `budget_spent_s`:
+    how the report learns it, also for a study whose last command died before logging."""
+    from benchmark.search.parent import PARENT_ATTR
+
+    parent, spent = study.user_attrs.get(PARENT_ATTR), study.user_attrs.get(names.SPENT)
+    if parent and spent is not None:
+        with contextlib.suppress(MlflowException):  # a parent deleted by hand: nothing to say
+            mlflow.MlflowClient().log_metric(parent, M.BUDGET_SPENT, float(spent))
 
 
 def best_filler(search: Search):

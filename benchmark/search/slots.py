@@ -25,6 +25,7 @@ import mlflow
 import psutil
 from optuna.trial import TrialState
 
+from benchmark import metrics as M
 from benchmark.search import rungs
 from benchmark.search.halving import WAIT, Done, Job, Next
 from benchmark.search.state import Search
@@ -178,7 +179,8 @@ def _stop_reason(search: Search, state: _DriveState) -> Next | None:
 
 def _after_trial(search: Search, number, took, summary, state: _DriveState, printer,
                  parent) -> None:  # fmt: skip
-    """The progress line and the memory metrics for the trial a slot just ran."""
+    """The progress line, and the memory metrics and budget spent (halving) on the parent
+    run, for the trial a slot just ran."""
     study = search.study
     trial = own_trial(study, number)
     if trial is None:
@@ -189,7 +191,7 @@ def _after_trial(search: Search, number, took, summary, state: _DriveState, prin
         counts = trial_counts(study) | {"finished": finished_by(study, trial)}
         failed = trial.state == TrialState.FAIL
         state.failures_in_row = state.failures_in_row + 1 if failed else 0
-        spent, extra, cap, eta = None, "", None, None
+        spent, extra, cap, eta, account = None, "", None, None, {}
         if search.timeout is not None:  # no trial starts after it: at most one more runs on
             rest = search.timeout - (time.monotonic() - state.started)
             cap = max(rest, 0.0) + statistics.median(summary.durations)
@@ -197,7 +199,7 @@ def _after_trial(search: Search, number, took, summary, state: _DriveState, prin
             used = epochs_trained(study, search.epoch_budget[2])
             spent = (used, search.epoch_budget[0], used - state.epochs_at_start)
         if search.budget is not None:
-            search.budget.save(study)
+            account = {M.BUDGET_SPENT: search.budget.save(study)}  # for the parent run
             extra = f"  {rungs.where(trial)}  {search.budget.status()}"
             eta = search.budget.eta()
         printer(progress_line(trial, counts, search.total, took, summary.durations, spent,
@@ -215,7 +217,7 @@ def _after_trial(search: Search, number, took, summary, state: _DriveState, prin
             parent_id,
             metrics=[
                 mlflow.entities.Metric(k, v, now, step)
-                for k, v in _memory_mb(state.rss, search.pool).items()
+                for k, v in (_memory_mb(state.rss, search.pool) | account).items()
             ],
         )
 

@@ -48,8 +48,11 @@ class Budget:
     def left(self) -> float:
         return self.plan.budget_s - self.spent()
 
-    def save(self, study: optuna.Study) -> None:
-        study.set_user_attr(names.SPENT, self.spent())
+    def save(self, study: optuna.Study) -> float:
+        """The seconds spent, stored in the study (and returned, for the parent run)."""
+        spent = self.spent()
+        study.set_user_attr(names.SPENT, spent)
+        return spent
 
     def status(self) -> str:
         return f"budget {self.spent() / 60:.1f}/{self.plan.budget_s / 60:.0f} min"

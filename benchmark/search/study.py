@@ -165,12 +165,21 @@ def mark_orphans(study_name: str, store) -> None:
         filter_string=f"tags.study_name = {literal(study_name)} and attributes.status = 'RUNNING'",
         output_format="list",
     )
-    client = mlflow.MlflowClient()
     for run in runs:
         w_host, _, w_pid = run.data.tags.get("worker", "").rpartition(":")
         if w_host == host and w_pid.isdigit() and not psutil.pid_exists(int(w_pid)):
-            client.set_tag(run.info.run_id, M.TAG_STATUS_REASON, "worker died (orphan run)")
-            client.set_terminated(run.info.run_id, status="KILLED")
+            end_orphan(run)
+
+
+def end_orphan(run: mlflow.entities.Run) -> None:
+    """A run whose command died KILLED, with the reason, ended when it was last seen alive:
+    its latest epoch's metrics, else its start. Ended now, its duration would span the time
+    its command lay dead (hours, after a session's end) in every sum of the report's."""
+    client = mlflow.MlflowClient()
+    history = client.get_metric_history(run.info.run_id, M.EPOCH_TIME)
+    last = max((m.timestamp for m in history), default=run.info.start_time)
+    client.set_tag(run.info.run_id, M.TAG_STATUS_REASON, M.ORPHAN_REASON)
+    client.set_terminated(run.info.run_id, status="KILLED", end_time=last)
 
 
 def own_trial(study, number: int | None) -> optuna.trial.FrozenTrial | None:
