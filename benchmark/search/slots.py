@@ -213,11 +213,14 @@ def _after_trial(search: Search, number, took, summary, state: _DriveState, prin
     if parent is not None:
         client, parent_id = parent
         now = int(time.time() * 1000)
+        # the account at step 0: its latest is then the newest, across resumes too (a resumed
+        # command counts its steps from 1 again, and MLflow's latest is the highest step)
         client.log_batch(
             parent_id,
             metrics=[
-                mlflow.entities.Metric(k, v, now, step)
-                for k, v in (_memory_mb(state.rss, search.pool) | account).items()
+                *(mlflow.entities.Metric(k, v, now, step)
+                  for k, v in _memory_mb(state.rss, search.pool).items()),
+                *(mlflow.entities.Metric(k, v, now, 0) for k, v in account.items()),
             ],
         )
 
