@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sqlite3
 import tempfile
 from collections.abc import Callable
@@ -24,13 +23,18 @@ from typing import Any
 
 import mlflow
 import optuna
-import psutil
 
 from benchmark import metrics as M
 from benchmark.search import integrity, journal
 from benchmark.search.space import SearchSpace, load_space
 from benchmark.search.storage import default_storage, journal_path, make_storage, redact
-from benchmark.search.study import end_orphan, other_worker, study_parents, trial_counts
+from benchmark.search.study import (
+    end_orphan,
+    is_orphan,
+    other_worker,
+    study_parents,
+    trial_counts,
+)
 
 
 @dataclass
@@ -261,11 +265,7 @@ def _check_running(c: Checkup) -> None:
     others may belong to a command at work now, and are only counted."""
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
                               filter_string="attributes.status = 'RUNNING'")  # fmt: skip
-    host, orphans = socket.gethostname(), []
-    for run in runs:
-        w_host, _, w_pid = run.data.tags.get("worker", "").rpartition(":")
-        if w_host == host and w_pid.isdigit() and not psutil.pid_exists(int(w_pid)):
-            orphans.append(run)
+    orphans = [run for run in runs if is_orphan(run)]
     if len(runs) > len(orphans):
         c.say(f"runs: {len(runs) - len(orphans)} RUNNING, of a command that may be at work now")
     if not orphans:

@@ -10,8 +10,8 @@ configuration that won, recipe included, not a default.
 
 The winner's own value is not trained again: its search already trained that configuration on
 the lab's seeds, and a seed trains the same run twice. Those runs stand for it (tag
-`benchmark.baseline_runs` on the part's parent, read by the report), which halves a part's
-trainings: on flowers17's winner, 9 of 18 at 15-27 minutes each on a 2-core AVX2 CPU.
+`benchmark.baseline_runs` on the part's parent, read by the report). On flowers17's winner
+that is 12 trainings of 21, each about 26 minutes on a 2-core AVX2 CPU.
 
 May import benchmark.search's modules (not lab.py: it imports this one), the stages before.
 """

@@ -159,16 +159,19 @@ def requeue_interrupted(study, store) -> None:
 
 def mark_orphans(study_name: str, store) -> None:
     """MLflow runs left RUNNING by a dead local worker of this study become KILLED."""
-    host = socket.gethostname()
     runs = mlflow.search_runs(
         search_all_experiments=True,
         filter_string=f"tags.study_name = {literal(study_name)} and attributes.status = 'RUNNING'",
         output_format="list",
     )
-    for run in runs:
-        w_host, _, w_pid = run.data.tags.get("worker", "").rpartition(":")
-        if w_host == host and w_pid.isdigit() and not psutil.pid_exists(int(w_pid)):
-            end_orphan(run)
+    for run in filter(is_orphan, runs):
+        end_orphan(run)
+
+
+def is_orphan(run: mlflow.entities.Run) -> bool:
+    """A RUNNING run whose worker (host:pid tag) is a process of this host that is gone."""
+    w_host, _, w_pid = run.data.tags.get("worker", "").rpartition(":")
+    return w_host == socket.gethostname() and w_pid.isdigit() and not psutil.pid_exists(int(w_pid))
 
 
 def end_orphan(run: mlflow.entities.Run) -> None:
