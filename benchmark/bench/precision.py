@@ -1,9 +1,10 @@
 """`python -m benchmark bench --precision`: what bf16 buys per model family on this CPU.
 
-For each family (the CNN recipe's 4-block VGG-style net and the default `resnet`, ResNet-9's
-half width) the suite's training step is timed in float32 and in mixed_bfloat16, built and
-fed as a trial does (`throughput.suite_fit`), in one process, interleaved A B, B A, ... after
-a warm-up fit each, so that the machine's other load hits both alike. The table gives each
+For each family (the CNN recipe's 4-block VGG-style net, the default `resnet`, ResNet-9's
+half width, and `resnet9`, its full width) the suite's training step is timed in float32 and
+in mixed_bfloat16, built and fed as a trial does (`throughput.suite_fit`), in one process,
+interleaved A B, B A, ... after a warm-up fit each, so that the machine's other load hits
+both alike. The table gives each
 side's median images/s; a family's speedup is the median of the per-repeat ratios.
 
 Augmentation is off: the policies run in float32 either way, and the question is the
@@ -35,12 +36,15 @@ FAMILIES: dict[str, dict[str, Any]] = {  # family -> the settings its benched ne
     "cnn": {"depth": 4, "convs_per_block": 2, "filters_base": 32, "filters_max": 256,
             "batch_norm": True, "head": "gap", "dense_units": 0},  # the README's CIFAR best
     "resnet": {},  # its defaults: 64-128-256, residual blocks 1-0-1, head gmp (1.65M params)
+    "resnet9": {"model": "resnet", "filters_base": 64,  # ResNet-9's full width (6.58M
+                "stage_widths": "128-256-512"},  # params): the layout issue 30 measured
 }  # fmt: skip
 
 
 def family_config(family: str, precision: str, args: argparse.Namespace) -> TrialConfig:
     """The benched net of `family` under `precision`, trained with SGD as the recipe does."""
-    return TrialConfig.from_options(model=family, **FAMILIES[family], precision=precision,
+    settings = {"model": family, **FAMILIES[family]}
+    return TrialConfig.from_options(**settings, precision=precision,
                                     augmentation="none", optimizer="sgd", learning_rate=0.05,
                                     batch_size=args.batch_size, seed=args.seed,
                                     steps_per_execution=args.steps_per_execution)  # fmt: skip
