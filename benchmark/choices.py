@@ -16,7 +16,7 @@ from collections.abc import Sequence
 DATASETS = ("cifar10", "cifar100", "flowers17")  # benchmark/data/ DATASETS
 LAB_DATASETS = ("cifar10", "cifar100", "flowers17")  # the lab's tasks 1-2, 3 and 4 (`lab`)
 # `lab --parts`: the recipe parts varied on the winner without --values (search/ablation.py)
-LAB_PARTS = ("ema", "label_smoothing", "batch_size")
+LAB_PARTS = ("ema", "label_smoothing", "batch_size", "precision")
 FOLDER_PREFIX = "folder:"  # folder:PATH, any folder of class sub-folders
 KERAS_PREFIX = "keras:"  # keras:NAME, any keras.applications constructor, from scratch
 MODELS = ("cnn", "seed", "resnet")  # benchmark/presets.py MODELS (+ families: benchmark/models/)

@@ -168,3 +168,58 @@ def test_ablate_vary_batch_size_trains_the_winner_at_its_own_step_and_4x(tmp_pat
     assert {p["lr_scaling"] for p in params} == {"linear"}
     assert {p["augmentation"] for p in params} == {"shift"}  # the winner's, not varied
     assert float(params[0]["learning_rate"]) == pytest.approx(0.002 * 256 / 16)
+
+
+def test_precision_is_tried_at_float32_and_bf16_with_auto_as_what_it_trains_as_here():
+    """`ablate --vary precision` on a winner trained at `auto`: float32 against bf16, `auto`
+    not a third value (on a CPU it is one of the two)."""
+    assert part_values({**WINNER, "precision": "auto"}, "precision", None) == [
+        "float32", "mixed_bfloat16"]  # fmt: skip
+
+
+def _precision_runs(client: MlflowClient, parent: str, precision: str, resolved: str,
+                    tests: list[float], train_s: float) -> list[str]:  # fmt: skip
+    ids = []
+    for seed, test in enumerate(tests):
+        run = client.create_run("0", run_name="resnet-w16-aug=crop",
+                                tags={"mlflow.parentRunId": parent})  # fmt: skip
+        metrics = {M.VAL_ACCURACY: test, M.BEST_VAL_ACCURACY: test, M.TEST_ACCURACY: test,
+                   M.TRAIN_TIME: train_s}  # fmt: skip
+        params = {"dataset": "cifar10", "model": "resnet", "augmentation": "crop",
+                  "precision": precision,
+                  M.PRECISION_RESOLVED: resolved, "seed": str(seed)}  # fmt: skip
+        client.log_batch(run.info.run_id, metrics=[Metric(k, v, 0, 3) for k, v in metrics.items()],
+                         params=[Param(k, v) for k, v in params.items()],
+                         tags=[RunTag(M.TAG_TRIAL_STATE, "complete"),
+                               RunTag(M.TAG_TIMING, "clean")])  # fmt: skip
+        client.set_terminated(run.info.run_id)
+        ids.append(run.info.run_id)
+    return ids
+
+
+def test_a_precision_part_sets_bf16_against_float32_by_the_policy_each_run_trained_under(
+        tmp_path):  # fmt: skip
+    """The winner trained at `auto` on a bf16 CPU (its runs: mixed_bfloat16); the part trained
+    float32. The table and the findings read each run's policy, not the word `auto`, and say
+    what bf16 saved in training time."""
+    from benchmark.search import lab_parts
+
+    client = MlflowClient()
+    winner = _precision_runs(client, _parent(client, "search"), "auto", "mixed_bfloat16",
+                             [0.80, 0.81, 0.82], 600.0)  # fmt: skip
+    space = lab_parts.part_space(winner, "precision", 3, "cifar10")
+    assert [(d.name, d.values) for d in space.dimensions] == [("precision", ("float32",))]
+    assert "its own mixed_bfloat16 is its 3 run(s)" in lab_parts.describe(winner, space, winner)
+    part = _parent(client, "ablation", **{M.TAG_VARY: "precision",
+                                          M.TAG_BASELINE_RUNS: ",".join(winner)})  # fmt: skip
+    _precision_runs(client, part, "float32", "float32", [0.80, 0.82, 0.81], 900.0)
+    runs = split_by_dataset(load_runs())["cifar10"]
+    rows = [line for line in ablations(runs).splitlines() if line.startswith("| resnet-")]
+    assert [r.split("|")[2].strip() for r in rows] == ["float32", "mixed_bfloat16"], rows
+    assert "(its search's runs)" in rows[1]
+    write_reports("cifar10", tmp_path / "r")
+    md = (tmp_path / "r" / "cifar10.md").read_text()
+    findings = " ".join(md.split("## Findings")[1].split("\n## ")[0].split())
+    assert re.search(r"`precision` against float32 \(0\.8100 ± 0\.0100\): mixed_bfloat16 gives "
+                     r"0\.8100 ± 0\.0100, Δ \+0\.0000 \[[−-]0\.\d+, \+0\.\d+\]: within the seeds' "
+                     r"noise, 600 s of training against 900 s", findings), findings  # fmt: skip

@@ -249,7 +249,8 @@ def test_task_2_is_priced_as_its_own_net_once_task_1_has_chosen_it(dataset, size
 @pytest.mark.parametrize("given, says", [
     ({"datasets": ("flowers17", "mnist")}, "lab datasets are cifar10, cifar100, flowers17"),
     ({"seeds": 1}, "2 or more seeds"),
-    ({"parts": ("ema", "dropout")}, "lab parts are ema, label_smoothing, batch_size; got dropout"),
+    ({"parts": ("ema", "dropout")},
+     "lab parts are ema, label_smoothing, batch_size, precision; got dropout"),
 ])  # fmt: skip
 def test_settings_refuse_what_the_lab_cannot_answer(given, says):
     with pytest.raises(UserError, match=says):

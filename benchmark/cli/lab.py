@@ -70,7 +70,7 @@ def add_lab_parser(add: Callable[..., argparse.ArgumentParser]) -> argparse.Argu
     p.add_argument("--parts", type=argtypes.optional(parts), default=None, metavar="LIST",
                    help="recipe parts to vary on each dataset's winner (auto's, else task "
                    "1's), a stage each on every seed: a comma list of ema, label_smoothing, "
-                   "batch_size (default: none)")  # fmt: skip
+                   "batch_size, precision (default: none)")  # fmt: skip
     p.add_argument("--dry-run", type=argtypes.boolean, nargs="?", const=True, default=False,
                    metavar="BOOL", help="print the stages, trainings and minutes; train nothing")
     p.add_argument("--out", default="reports", help="reports folder (default: reports)")

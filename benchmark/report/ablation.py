@@ -1,8 +1,9 @@
 """The ablation tables: one per ablation parent run, the latest first. An ablation fixes the
 best configuration of a search and varies one setting (`ablate --vary`): the augmentation
 policy (lab task 2: Δ against no augmentation, per architecture) or a part of the training
-recipe (EMA, label smoothing, the batch with its rate scaled: Δ against the part's lowest
-value, which is "off" for the parts and the winner's own batch for batch_size).
+recipe (EMA, label smoothing, the batch with its rate scaled, the precision: Δ against the
+part's lowest value, which is "off" for the parts, the winner's own batch for batch_size and
+float32 for precision).
 
 Which setting an ablation varied is its parent's tag `benchmark.vary`, else read from its runs
 (the one logged param besides the seed that differs between them), so stores written before
@@ -32,6 +33,7 @@ from benchmark.report.stats import (
 )
 
 NOT_VARIED = {"seed", "dataset"}  # the seed differs between the runs of one value anyway
+TIMED_PARTS = ("batch_size", "precision")  # parts whose point is speed: their time is said
 TITLE = "## Ablation: augmentation policies on one architecture"
 TITLE_PARTS = "## Ablations: one setting varied on the best configuration"
 
@@ -133,8 +135,9 @@ def _part_clause(setting: str, children: pd.DataFrame) -> str:
     base, said = board.iloc[0], []
     for r in board.iloc[1:].to_dict("records"):
         d = delta_ci(base, r, M.TEST_ACCURACY)
-        took = (f", {num(r[M.TRAIN_TIME], 0)} s of training against {num(base[M.TRAIN_TIME], 0)}"
-                if setting == "batch_size" else "")  # fmt: skip
+        took = (f", {num(r[M.TRAIN_TIME], 0)} s of training against "
+                f"{num(base[M.TRAIN_TIME], 0)} s"
+                if setting in TIMED_PARTS else "")  # fmt: skip
         said.append(f"{r['_value']} gives {mean_std(r, M.TEST_ACCURACY)}, Δ {with_ci(d)}: "
                     f"{_verdict(d)}{took}")  # fmt: skip
     return f"`{setting}` against {base['_value']} ({mean_std(base, M.TEST_ACCURACY)}): " + (
@@ -150,8 +153,12 @@ def _verdict(d: tuple[float, float, float]) -> str:
 
 
 def _by_value(board: pd.DataFrame, children: pd.DataFrame, setting: str) -> pd.DataFrame:
-    """The summary rows with the value of `setting` each has (`_value`), lowest first."""
-    value_of = col(children, P(setting)).groupby(children["config"]).first().map(parse_param)
+    """The summary rows with the value of `setting` each has (`_value`), lowest first; for
+    precision the policy a run trained under (`auto` is float32 or bf16 by machine)."""
+    logged = col(children, P(setting))
+    if setting == "precision":
+        logged = col(children, P(M.PRECISION_RESOLVED)).fillna(logged)
+    value_of = logged.groupby(children["config"]).first().map(parse_param)
     board = board.assign(_value=board["config"].map(value_of))
     return board.sort_values("_value", key=_sortable, ignore_index=True)
 

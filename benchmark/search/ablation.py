@@ -2,8 +2,9 @@
 varied: every augmentation policy (task 2, the default), or a part of the training recipe
 (`ablate --vary ema`, `label_smoothing`, `batch_size`: issue 30's parts from the fast-training
 literature, measured on the configuration that won rather than read off the search's mixed
-trials).
-May import: benchmark.metrics, benchmark.errors, benchmark.search.space, benchmark.search.study.
+trials; `precision`: float32 against bf16 on it, "bf16 costs no accuracy" measured).
+May import: benchmark.metrics, benchmark.errors, benchmark.search.space, benchmark.search.study,
+benchmark.train.precision (what `auto` trains as here).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from benchmark.search.space import Dimension, SearchSpace
 NOT_FIXED = ("dataset", "seed")
 VARY_DEFAULT = "augmentation"
 # The values a recipe part is tried at when `--values` is not given: off and the literature's
-# (airbench, ResNet-9 on DAWNBench). batch_size: the winner's and 4 times it (BATCH_FACTOR).
-PART_VALUES: dict[str, tuple[Any, ...]] = {"ema": (0.0, 0.99), "label_smoothing": (0.0, 0.2)}
+# (airbench, ResNet-9 on DAWNBench); precision: float32 and bf16, whichever `auto` is here
+# being the winner's own. batch_size: the winner's and 4 times it (BATCH_FACTOR).
+PART_VALUES: dict[str, tuple[Any, ...]] = {"ema": (0.0, 0.99), "label_smoothing": (0.0, 0.2),
+                                           "precision": ("float32", "mixed_bfloat16")}
 BATCH_FACTOR = 4
 
 
@@ -102,9 +105,16 @@ def part_values(fixed: dict[str, Any], vary: str, given: list[Any] | None) -> li
 
 
 def own_value(fixed: dict[str, Any], vary: str) -> Any:
-    """The value `vary` has in these settings: the fixed one, else the setting's default."""
+    """The value `vary` has in these settings: the fixed one, else the setting's default; a
+    precision of `auto` as the policy it trains under on this machine (float32 or bf16 on a
+    CPU), so that `--vary precision` does not train one policy twice under two names."""
     own = fixed.get(vary)
-    return getattr(TrialConfig.from_options(**fixed), vary) if own is None else own
+    own = getattr(TrialConfig.from_options(**fixed), vary) if own is None else own
+    if vary == "precision":
+        from benchmark.train.precision import resolve_precision
+
+        return resolve_precision(own)
+    return own
 
 
 def check_setting(vary: str) -> None:

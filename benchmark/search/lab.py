@@ -5,7 +5,7 @@
            shift + grayscale added to its policy, on the same seeds
     auto   the dataset's `<dataset>-auto.yaml` halving search (`--auto true`)
     parts  one recipe part varied on the winner (auto's, else task 1's), one stage a part
-           (`--parts ema,label_smoothing,batch_size`; lab_parts.py)
+           (`--parts ema,label_smoothing,batch_size,precision`; lab_parts.py)
 
 Composition, not a second search engine: a stage is `run_search` with a study name of its
 own (`lab-<task>-...`), so the studies are the lab's state. Running the lab again skips the

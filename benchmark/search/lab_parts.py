@@ -1,7 +1,8 @@
-"""The lab's `parts` stages (`lab --parts ema,label_smoothing,batch_size`): issue 30's recipe
-parts from the fast-training literature, each measured on the dataset's winner with everything
-else fixed, on the lab's seeds, as `ablate --vary` does by hand. Being stages, their runs are
-rebuilt by the lab command like every other report section, and a rerun skips what is done.
+"""The lab's `parts` stages (`lab --parts ema,label_smoothing,batch_size,precision`): issue 30's
+recipe parts from the fast-training literature, and float32 against bf16, each measured on the
+dataset's winner with everything else fixed, on the lab's seeds, as `ablate --vary` does by
+hand. Being stages, their runs are rebuilt by the lab command like every other report section,
+and a rerun skips what is done.
 
 The winner is the auto search's confirmed winner when the lab runs one (`--auto true`), else
 task 1's best; a part's stage waits for it (its space is None until then), as task 2 waits for
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+from typing import Any
 
 import mlflow
 import optuna
@@ -97,12 +99,20 @@ def part_space(run_ids: list[str], vary: str, seeds: int, dataset: str,
     stand for it (`reuse`)."""
     params = mlflow.get_run(run_ids[0]).data.params
     fixed = {k: v for k, v in TrialConfig.values_from_params(params).items() if k not in NOT_FIXED}
-    own = own_value(fixed, vary)
+    own = winner_value(params, fixed, vary)
     if vary == "batch_size":
         fixed = same_step_rate(fixed)  # the winner's rate per 256 images, a 4x batch scaled
     values = [v for v in part_values(fixed, vary, None) if not (reuse and v == own)]
     space = ablation_space(fixed, seeds, values, vary=vary)
     return dataclasses.replace(space, path=f"{dataset}-{vary}.yaml")
+
+
+def winner_value(params: dict[str, str], fixed: dict[str, Any], vary: str) -> Any:
+    """The winner's own value of `vary`; for precision the policy its runs trained under
+    (their `precision_resolved`: `auto` is bf16 on one CPU and float32 on another)."""
+    if vary == "precision" and M.PRECISION_RESOLVED in params:
+        return params[M.PRECISION_RESOLVED]
+    return own_value(fixed, vary)
 
 
 def stage_tags(vary: str | None, baseline: list[str]) -> dict[str, str]:
@@ -132,7 +142,8 @@ def describe(run_ids: list[str], space: SearchSpace, baseline: list[str]) -> str
     """The line the lab prints before a part's stage: what it varies on which run, and which
     of the winner's runs stand for its own value."""
     dim = space.dimensions[0]
-    own = mlflow.get_run(run_ids[0]).data.params.get(dim.name, "default")
+    params = mlflow.get_run(run_ids[0]).data.params
+    own = params.get(M.PRECISION_RESOLVED if dim.name == "precision" else dim.name, "default")
     reused = (f"; its own {own} is its {len(baseline)} run(s), not retrained" if baseline
               else "")  # fmt: skip
     return (f"varying {dim.name} at {', '.join(map(str, dim.values))} on the winner "
