@@ -32,6 +32,7 @@ TEST_ACCURACY_TTA = "test_accuracy_tta"  # tta: mean scores over the views (flip
 CPU_TIME = "cpu_time_s"  # CPU seconds of the trial's own process during fit, all threads
 CPU_MS_PER_IMAGE = "cpu_ms_per_image"  # CPU ms a training image, first epoch excluded
 HOST_BUSY_OTHER = "host_busy_other"  # mean share (0-1) of the cores others kept busy in fit
+HOST_BUSY_SEARCH = "host_busy_search"  # the same, of the trial's own search (not in others)
 PROBE_IMAGES_PER_S = "probe_images_per_s"  # `retime`: images/s of a quiet two-epoch probe
 PROBE_HOST_BUSY_OTHER = "probe_host_busy_other"  # `retime`: host_busy_other during the probe
 # Where a trial's wall time went (seconds), from the search process's point of view.

@@ -83,3 +83,20 @@ def test_the_tag_rule():
     assert timing_tag(0.1, 2) == "clean"  # 0.2 of a core
     assert timing_tag(0.125, 2) == "contended"  # a quarter of a core
     assert timing_tag(0.05, 8) == "contended"  # 0.4 of a core
+
+
+def test_the_searchs_own_processes_are_logged_apart_not_as_load_beside_the_trial(cifar_small):
+    """A one-worker search starts the next trial's process (TensorFlow's start-up) while a
+    trial trains: that work is the search's own (`host_busy_search`), not a neighbour's, so a
+    quiet lab's short trainings are not flagged contended for it. Here a spinning child of
+    this process stands for it, this process for the search."""
+    import os
+
+    with busy_processes(1):
+        run_id = run_trial(CFG, cifar_small, verbose=0, search_pid=os.getpid()).run_id
+    m, timing = _cost_of(run_id)
+    assert m[M.HOST_BUSY_SEARCH] > 0.1  # a spinning core: about half of a 2-core machine
+    if _others_cores() < CLEAN_OTHER_CORES:  # no real neighbour: nothing else was load
+        assert timing == "clean" and m[M.HOST_BUSY_OTHER] < m[M.HOST_BUSY_SEARCH]
+    m, _ = _cost_of(run_trial(CFG, cifar_small, verbose=0).run_id)
+    assert M.HOST_BUSY_SEARCH not in m  # no search: nothing is set apart

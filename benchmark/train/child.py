@@ -154,6 +154,9 @@ def _train(job: Any) -> TrialResult:
         tags=job.tags | {stop.TAG_PROCESS: str(os.getpid())},  # the process to stop or kill
         verbose=0,
         log_models=job.log_models,
+        # one worker: the search's own processes (the next trial's warming up) are not load
+        # beside this fit; with several, another worker's training is (cost.CostMeter)
+        search_pid=job.parent_pid if job.cores is None else None,
     )
 
 

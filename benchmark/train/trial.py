@@ -142,6 +142,7 @@ def run_trial(
     timings: dict[str, float] | None = None,
     run_id: str | None = None,
     log_models: str = "all",
+    search_pid: int | None = None,
 ) -> TrialResult:
     """Train and evaluate one configuration and log everything about it to MLflow.
 
@@ -150,6 +151,8 @@ def run_trial(
     of another process (a search parent, when the trial runs in its own process); `run_id`
     trains into an existing run (the one `mlflow run -e train` made for the command);
     `log_models` `none` keeps no model (`all`, `best`: the search deletes the losers' later).
+    `search_pid`: the one-worker search this trial runs in, whose own processes are not
+    counted as load beside the fit (cost.CostMeter).
     Raises UserError before any run is created when the spec cannot fit the images;
     any failure during training marks the MLflow run FAILED (pruned: KILLED) and re-raises.
     """
@@ -185,9 +188,8 @@ def run_trial(
         )
         log_dataset_inputs(data)  # MLflow inputs: train, validation and test splits
         try:
-            result = _train_and_log(
-                cfg, data, layer_plan.flops, callbacks, verbose, run.info, timings, log_models
-            )
+            result = _train_and_log(cfg, data, layer_plan.flops, callbacks, verbose, run.info,
+                                    timings, log_models, search_pid)  # fmt: skip
         except BaseException as exc:  # record why, then let the caller decide
             state, reason, status, extra = run_outcome(exc)  # SIGTERM: KILLED, the signal
             mlflow.set_tags({M.TAG_TRIAL_STATE: state, M.TAG_STATUS_REASON: reason[:500]} | extra)
@@ -251,7 +253,8 @@ def compiled_model(
 
 
 def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings,
-                   log_models: str = "all") -> TrialResult:  # fmt: skip
+                   log_models: str = "all",
+                   search_pid: int | None = None) -> TrialResult:  # fmt: skip
     """Build, fit, evaluate once on test, log: the trial's body inside its MLflow run."""
     clock = time.perf_counter()
     augment = build_augmentation(cfg.augmentation, seed=cfg.seed)
@@ -271,7 +274,7 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings,
     ema = [EmaValidation()] if cfg.ema > 0 else []  # last: the others see the average
 
     gpu: dict[str, float] = {}
-    cost = CostMeter(len(data.x_train))  # CPU time, and the load of other processes beside
+    cost = CostMeter(len(data.x_train), search_pid)  # CPU time, and other processes' load
     start = time.perf_counter()
     with gpu_usage(gpu):
         model.fit(
@@ -284,7 +287,7 @@ def _train_and_log(cfg, data, flops, callbacks, verbose, run_info, timings,
     scores = _evaluate(model, data, cfg, n_soft)
     timings[M.EVAL_TIME] = time.perf_counter() - clock
     final = _final_metrics(model, data, logger, stopper is not None, scores, flops, train_time)
-    final |= gpu | cost.metrics()  # cpu_time_s, cpu_ms_per_image, host_busy_other
+    final |= gpu | cost.metrics()  # cpu_time_s, cpu_ms_per_image, host_busy_*
     if cfg.tta != "none":
         final[M.TEST_ACCURACY_TTA] = tta_accuracy(model, data.x_test, data.y_test, cfg.tta,
                                                   EVAL_BATCH)  # fmt: skip
