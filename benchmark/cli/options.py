@@ -292,7 +292,7 @@ def _add_ablate_parser(add) -> None:
         "--vary", type=argtypes.optional(str), default=None, metavar="SETTING",
         help="the setting varied (default augmentation: every policy); a recipe part: ema "
         "(0, 0.99), label_smoothing (0, 0.2), batch_size (the winner's and 4x, the rate "
-        "scaled linearly), or any setting with --values",
+        "scaled linearly), precision (float32, mixed_bfloat16), or any setting with --values",
     )  # fmt: skip
     ablate.add_argument("--values", type=argtypes.optional(str), default=None, metavar="V1,V2",
                         help="the values tried (the winner's own is not added)")  # fmt: skip
