@@ -75,23 +75,29 @@ def _parent(client: MlflowClient, role: str, **tags: str) -> str:
     return parent.info.run_id
 
 
-def _trials(client: MlflowClient, parent_id: str, ema: str) -> list[str]:
-    """EMA_RUNS' runs of one value under `parent_id`, as a search logs them, one per seed."""
+def _seed_runs(client: MlflowClient, parent_id: str, name: str, tests: list[float],
+               params: dict[str, str], train_s: float = 10.0) -> list[str]:  # fmt: skip
+    """Complete clean runs of one configuration under `parent_id`, as a search logs them, one
+    per seed, scoring `tests` (the TTA score 0.01 above)."""
     ids = []
-    for seed, test in enumerate(EMA_RUNS[ema]):
-        run = client.create_run("0", run_name="d3-k3-w64-aug=none",
-                                tags={"mlflow.parentRunId": parent_id})  # fmt: skip
+    for seed, test in enumerate(tests):
+        run = client.create_run("0", run_name=name, tags={"mlflow.parentRunId": parent_id})
         metrics = {M.VAL_ACCURACY: test, M.BEST_VAL_ACCURACY: test, M.TEST_ACCURACY: test,
-                   M.TEST_ACCURACY_TTA: test + 0.01, M.TRAIN_TIME: 10.0}  # fmt: skip
-        params = {"dataset": "cifar10", "depth": "3", "ema": ema, "seed": str(seed)}
+                   M.TEST_ACCURACY_TTA: test + 0.01, M.TRAIN_TIME: train_s}  # fmt: skip
         client.log_batch(run.info.run_id,
                          metrics=[Metric(k, v, 0, 3) for k, v in metrics.items()],
-                         params=[Param(k, v) for k, v in params.items()],
+                         params=[Param(k, v) for k, v in {**params, "seed": str(seed)}.items()],
                          tags=[RunTag(M.TAG_TRIAL_STATE, "complete"),
                                RunTag(M.TAG_TIMING, "clean")])  # fmt: skip
         client.set_terminated(run.info.run_id)
         ids.append(run.info.run_id)
     return ids
+
+
+def _trials(client: MlflowClient, parent_id: str, ema: str) -> list[str]:
+    """EMA_RUNS' runs of one value under `parent_id`."""
+    params = {"dataset": "cifar10", "depth": "3", "ema": ema}
+    return _seed_runs(client, parent_id, "d3-k3-w64-aug=none", EMA_RUNS[ema], params)
 
 
 @pytest.fixture
@@ -179,22 +185,9 @@ def test_precision_is_tried_at_float32_and_bf16_with_auto_as_what_it_trains_as_h
 
 def _precision_runs(client: MlflowClient, parent: str, precision: str, resolved: str,
                     tests: list[float], train_s: float) -> list[str]:  # fmt: skip
-    ids = []
-    for seed, test in enumerate(tests):
-        run = client.create_run("0", run_name="resnet-w16-aug=crop",
-                                tags={"mlflow.parentRunId": parent})  # fmt: skip
-        metrics = {M.VAL_ACCURACY: test, M.BEST_VAL_ACCURACY: test, M.TEST_ACCURACY: test,
-                   M.TRAIN_TIME: train_s}  # fmt: skip
-        params = {"dataset": "cifar10", "model": "resnet", "augmentation": "crop",
-                  "precision": precision,
-                  M.PRECISION_RESOLVED: resolved, "seed": str(seed)}  # fmt: skip
-        client.log_batch(run.info.run_id, metrics=[Metric(k, v, 0, 3) for k, v in metrics.items()],
-                         params=[Param(k, v) for k, v in params.items()],
-                         tags=[RunTag(M.TAG_TRIAL_STATE, "complete"),
-                               RunTag(M.TAG_TIMING, "clean")])  # fmt: skip
-        client.set_terminated(run.info.run_id)
-        ids.append(run.info.run_id)
-    return ids
+    params = {"dataset": "cifar10", "model": "resnet", "augmentation": "crop",
+              "precision": precision, M.PRECISION_RESOLVED: resolved}  # fmt: skip
+    return _seed_runs(client, parent, "resnet-w16-aug=crop", tests, params, train_s)
 
 
 def test_a_precision_part_sets_bf16_against_float32_by_the_policy_each_run_trained_under(
