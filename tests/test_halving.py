@@ -231,6 +231,10 @@ def test_time_to_spare_grows_the_last_rung_once_the_rung_before_has_finished():
     grown = TL.fit(p, rung0, 300, p.cost)
     assert grown.quotas == [9, 4] and grown.notes == [
         "time to spare: the last rung grows to 4 candidates (planned 3)"]  # fmt: skip
+    # the progress line's [k/N] counts the grown rung (it printed [30/29] on flowers17-auto)
+    from benchmark.search.rungs import planned_trainings
+
+    assert (planned_trainings(p), planned_trainings(p, grown.quotas)) == (9 + 3 + 4, 9 + 4 + 4)
     # one 10-s training more, and one of slack: 70 + 10 + 10 <= left
     assert TL.fit(p, rung0, 90, p.cost).quotas == [9, 4]
     assert TL.fit(p, rung0, 89, p.cost).quotas == [9, 3]

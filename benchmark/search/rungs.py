@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import mlflow
@@ -185,6 +185,7 @@ def decide(study: optuna.Study, budget: Budget, printer) -> Next:
     cost = measured_cost(study, budget.plan, recs, notes)
     progress = fit(budget.plan, recs, budget.left(), cost)
     budget.need_s = progress.need_s
+    budget.trainings = planned_trainings(budget.plan, progress.quotas)
     for note in notes + progress.notes:
         if note not in budget.notes:
             budget.notes.append(note)
@@ -237,8 +238,9 @@ def where(trial: optuna.trial.FrozenTrial) -> str:
     return f"rung {attrs.get(names.RUNG, 0)}"
 
 
-def planned_trainings(plan: HalvingPlan) -> int:
-    return sum(plan.quotas) + plan.confirm_top * (plan.seeds - 1)
+def planned_trainings(plan: HalvingPlan, quotas: Sequence[int] | None = None) -> int:
+    """The plan's trainings, or with `quotas` as they stand now (shrunk or grown)."""
+    return sum(plan.quotas if quotas is None else quotas) + plan.confirm_top * (plan.seeds - 1)
 
 
 # --- what the driver asks of a halving search --------------------------------------------

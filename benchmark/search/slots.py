@@ -198,11 +198,12 @@ def _after_trial(search: Search, number, took, summary, state: _DriveState, prin
         if search.epoch_budget is not None:  # (epochs used, the limit, trained here)
             used = epochs_trained(study, search.epoch_budget[2])
             spent = (used, search.epoch_budget[0], used - state.epochs_at_start)
+        total = search.total
         if search.budget is not None:
             account = {M.BUDGET_SPENT: search.budget.save(study)}  # for the parent run
             extra = f"  {rungs.where(trial)}  {search.budget.status()}"
-            eta = search.budget.eta()
-        printer(progress_line(trial, counts, search.total, took, summary.durations, spent,
+            eta, total = search.budget.eta(), search.budget.trainings or total  # rungs grow
+        printer(progress_line(trial, counts, total, took, summary.durations, spent,
                               cap=cap, eta=eta) + extra)  # fmt: skip
         limit = search.max_failures
         if limit and state.failures_in_row >= limit and not state.stop.is_set():

@@ -34,6 +34,7 @@ class Budget:
     started: float = field(default_factory=time.monotonic)
     notes: list[str] = field(default_factory=list)  # shrink notes already printed
     need_s: float | None = None  # the trainings not yet started, at the measured costs
+    trainings: int | None = None  # all of them as the quotas now stand (a rung may grow)
 
     def eta(self) -> float:
         """Seconds to the end: the trainings not yet started, at the measured costs. The
