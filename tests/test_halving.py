@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -326,6 +327,8 @@ def test_a_tiny_halving_search_runs_rungs_then_confirms_under_one_parent(tmp_pat
     summary, lines = _search(tmp_path, shared_data)
     wall = time.monotonic() - started
     assert any(line.startswith("rung 1:") for line in lines), lines  # the plan, printed first
+    counted = [m for line in lines if (m := re.match(r"\[(\d+)/(\d+)\] ", line))]
+    assert counted and all(int(m[1]) <= int(m[2]) for m in counted), lines  # grown rungs too
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
     parents = [r for r in runs if r.data.tags.get(M.TAG_ROLE) == "search"]
     trials = [r for r in runs if r.data.tags.get(M.TAG_ROLE) == "trial"]
