@@ -4,8 +4,8 @@ For each family (the CNN recipe's 4-block VGG-style net, the default `resnet`, R
 half width, and `resnet9`, its full width) the suite's training step is timed in float32 and
 in mixed_bfloat16, built and fed as a trial does (`throughput.suite_fit`), in one process,
 interleaved A B, B A, ... after a warm-up fit each, so that the machine's other load hits
-both alike. The table gives each
-side's median images/s; a family's speedup is the median of the per-repeat ratios.
+both alike. The table gives each side's median images/s; a family's speedup is the median of
+the per-repeat ratios.
 
 Augmentation is off: the policies run in float32 either way, and the question is the
 model's step. Where the CPU has no bfloat16 instructions (`avx512_bf16`, `amx_bf16` in

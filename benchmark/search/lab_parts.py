@@ -99,7 +99,7 @@ def part_space(run_ids: list[str], vary: str, seeds: int, dataset: str,
     stand for it (`reuse`)."""
     params = mlflow.get_run(run_ids[0]).data.params
     fixed = {k: v for k, v in TrialConfig.values_from_params(params).items() if k not in NOT_FIXED}
-    own = winner_value(params, fixed, vary)
+    own = winner_value(params, vary)
     if vary == "batch_size":
         fixed = same_step_rate(fixed)  # the winner's rate per 256 images, a 4x batch scaled
     values = [v for v in part_values(fixed, vary, None) if not (reuse and v == own)]
@@ -107,12 +107,13 @@ def part_space(run_ids: list[str], vary: str, seeds: int, dataset: str,
     return dataclasses.replace(space, path=f"{dataset}-{vary}.yaml")
 
 
-def winner_value(params: dict[str, str], fixed: dict[str, Any], vary: str) -> Any:
-    """The winner's own value of `vary`; for precision the policy its runs trained under
-    (their `precision_resolved`: `auto` is bf16 on one CPU and float32 on another)."""
+def winner_value(params: dict[str, str], vary: str) -> Any:
+    """The winner's own value of `vary` (its run's `params`); for precision the policy its
+    runs trained under (`precision_resolved`: `auto` is bf16 on one CPU, float32 on another)."""
     if vary == "precision" and M.PRECISION_RESOLVED in params:
         return params[M.PRECISION_RESOLVED]
-    return own_value(fixed, vary)
+    values = TrialConfig.values_from_params(params)
+    return own_value({k: v for k, v in values.items() if k not in NOT_FIXED}, vary)
 
 
 def stage_tags(vary: str | None, baseline: list[str]) -> dict[str, str]:
@@ -142,8 +143,7 @@ def describe(run_ids: list[str], space: SearchSpace, baseline: list[str]) -> str
     """The line the lab prints before a part's stage: what it varies on which run, and which
     of the winner's runs stand for its own value."""
     dim = space.dimensions[0]
-    params = mlflow.get_run(run_ids[0]).data.params
-    own = params.get(M.PRECISION_RESOLVED if dim.name == "precision" else dim.name, "default")
+    own = winner_value(mlflow.get_run(run_ids[0]).data.params, dim.name)
     reused = (f"; its own {own} is its {len(baseline)} run(s), not retrained" if baseline
               else "")  # fmt: skip
     return (f"varying {dim.name} at {', '.join(map(str, dim.values))} on the winner "
