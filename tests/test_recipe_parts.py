@@ -15,6 +15,7 @@ from benchmark.data import load_dataset
 from benchmark.models import build_model
 from benchmark.train.ema import EmaValidation
 from benchmark.train.optim import make_optimizer
+from benchmark.train.precision import resolve_precision
 from benchmark.train.trial import compiled_model, run_trial
 from benchmark.train.tta import VIEWS, tta_accuracy, view
 
@@ -111,7 +112,9 @@ def test_early_stopping_restores_the_best_epochs_average_not_its_raw_weights():
 @pytest.mark.slow
 def test_a_trial_with_ema_tests_the_weights_it_selected(cifar_small, tmp_path):
     """run_trial with ema and early stopping: the logged test accuracy is that of the weights
-    a user's checkpoint saw at the best epoch (the average), and `ema` is a logged param."""
+    a user's checkpoint saw at the best epoch (the average), and `ema` is a logged param.
+    The checkpoint is loaded into the model as the trial built it (its precision): in
+    another policy one borderline image of 2000 can flip."""
     saver = keras.callbacks.ModelCheckpoint(str(tmp_path / "e{epoch}.weights.h5"),
                                             save_weights_only=True)  # fmt: skip
     cfg = TrialConfig.from_options(epochs=3, ema=0.9, early_stopping_patience=2,
@@ -119,7 +122,8 @@ def test_a_trial_with_ema_tests_the_weights_it_selected(cifar_small, tmp_path):
                                    steps_per_execution=2)  # fmt: skip
     result = run_trial(cfg, cifar_small, callbacks=[saver], verbose=0)
     best = int(result.metrics[M.BEST_EPOCH])
-    fresh = build_model(cfg, cifar_small.image_shape, cifar_small.n_classes)
+    fresh = build_model(cfg, cifar_small.image_shape, cifar_small.n_classes,
+                        precision=resolve_precision(cfg.precision))  # bf16 on a bf16 CPU
     fresh.load_weights(str(tmp_path / f"e{best}.weights.h5"))
     probs = fresh.predict(cifar_small.x_test.astype("float32"), verbose=0)
     assert result.metrics[M.TEST_ACCURACY] == pytest.approx(

@@ -18,6 +18,7 @@ from benchmark.data import load_dataset
 from benchmark.errors import UserError
 from benchmark.models import build_model, plan
 from benchmark.train.pipeline import train_dataset
+from benchmark.train.precision import resolve_precision
 from benchmark.train.schedules import EpochSchedule, lr_at
 from benchmark.train.trial import compiled_model, flip_tta_accuracy, make_optimizer, run_trial
 
@@ -253,7 +254,8 @@ def test_early_stopping_tests_the_restored_best_weights(cifar_small, tmp_path):
     assert m[M.SELECTED_VAL_ACCURACY] == max(vals) == vals[best - 1]
     assert best < m[M.STOPPED_EPOCH]  # the test is about restoring: the best was not last
 
-    fresh = build_model(cfg, cifar_small.image_shape, cifar_small.n_classes)
+    fresh = build_model(cfg, cifar_small.image_shape, cifar_small.n_classes,
+                        precision=resolve_precision(cfg.precision))  # the trial's policy
     fresh.load_weights(str(tmp_path / f"e{best}.weights.h5"))
     probs = fresh.predict(cifar_small.x_test.astype("float32"), verbose=0)
     assert m[M.TEST_ACCURACY] == pytest.approx(
