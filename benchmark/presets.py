@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmark.choices import CHOICES, PATTERNS, pattern_prefix, problem
+from benchmark.choices import CHOICES, KERAS_PREFIX, PATTERNS, pattern_prefix, problem
 from benchmark.errors import UserError
 from benchmark.registry import Registry
 
@@ -52,6 +52,28 @@ def seed() -> dict[str, Any]:
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "resnet": {"head": "gmp", "dense_units": 0, "batch_norm": True},
 }
+
+
+# The architecture settings each family's builder reads; a setting of another family is
+# logged on every run (a search over families samples it) but changes nothing in this one.
+# tests/test_families.py checks each claim by building the model with the setting changed.
+_CNN_SETTINGS = ("depth", "kernel_size", "dense_units", "filters_base", "filters_max",
+                 "padding", "batch_norm", "dropout", "head", "convs_per_block",
+                 "block_dropout", "pool_position")  # fmt: skip
+FAMILY_SETTINGS: dict[str, frozenset[str]] = {
+    "cnn": frozenset(_CNN_SETTINGS),
+    "resnet": frozenset({"kernel_size", "dense_units", "filters_base", "batch_norm", "dropout",
+                         "head", "block_dropout", "stage_widths", "residual_blocks",
+                         "stage_pools"}),  # fmt: skip
+    KERAS_PREFIX + "NAME": frozenset(),  # keras.applications' own layout: only the name
+}
+ARCH_SETTINGS = frozenset().union(*FAMILY_SETTINGS.values())
+
+
+def unused_settings(model: str) -> frozenset[str]:
+    """The architecture settings model `model`'s family ignores: a resnet run's `depth` or
+    `filters_max` is noise when a report tells two resnets apart."""
+    return ARCH_SETTINGS - FAMILY_SETTINGS[family_of(model)]
 
 
 def model_preset(name: str) -> dict[str, Any]:

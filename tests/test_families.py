@@ -24,6 +24,7 @@ from benchmark.models.applications import (
     scaling,
 )
 from benchmark.models.flops import walk
+from benchmark.presets import ARCH_SETTINGS, unused_settings
 from benchmark.train import precision
 from benchmark.train.runtime import cpu_flags
 from benchmark.train.trial import compiled_model, run_trial
@@ -40,6 +41,34 @@ def cifar_tiny(shared_data, session_cache):
 
 def kinds(model: keras.Model) -> list[str]:
     return [type(layer).__name__ for layer in model.layers]
+
+
+# --- which settings a family reads ------------------------------------------------------
+
+# A value other than every family's default for each architecture setting.
+OTHER = dict(depth=2, kernel_size=5, dense_units=32, filters_base=16, filters_max=64,
+             padding="valid", batch_norm=None, dropout=0.3, head="gap", convs_per_block=2,
+             block_dropout=0.2, pool_position="early", stage_widths="32-64-128",
+             residual_blocks="1-1-1", stage_pools="1-1-0")  # fmt: skip
+
+
+def signature(cfg: TrialConfig) -> list[tuple]:
+    model = build_model(cfg, (32, 32, 3), 10)
+    return [(type(x).__name__, x.output.shape, x.count_params()) for x in model.layers]
+
+
+@pytest.mark.parametrize("model", ["cnn", "resnet", "keras:MobileNetV3Small"])
+def test_a_family_reads_exactly_the_settings_it_declares(model):
+    """The report drops a setting the family ignores from the labels that tell same-named
+    configurations apart (a resnet's `depth=3, filters_max=256` was noise there): each
+    declared setting must change the built model, and each other one must not."""
+    base = TrialConfig.from_options(model=model)
+    before = signature(base)
+    assert set(OTHER) == ARCH_SETTINGS
+    for name, value in OTHER.items():
+        value = (not getattr(base, name)) if value is None else value
+        changed = signature(base.replace(**{name: value})) != before
+        assert changed == (name not in unused_settings(model)), (model, name)
 
 
 # --- resnet ------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 dataset (`DatasetRuns`), the runs of one study, a study's parents as one row, and the column
 helpers every report module reads them with (`P`, `T`, `X`, `col`, `numbers`, `tested_val`).
 
-May import benchmark.metrics, benchmark.config and benchmark.report.text only (and MLflow,
-pandas): every other report module builds on this one, so it imports none of them.
+May import benchmark.metrics, benchmark.config, benchmark.presets and benchmark.report.text
+only (and MLflow, pandas): every other report module builds on this one, so it imports none
+of them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 from benchmark import metrics as M
 from benchmark.choices import display
 from benchmark.config import TrialConfig, augmentation_tag
+from benchmark.presets import unused_settings
 from benchmark.report.text import short
 from benchmark.runfilter import literal
 
@@ -243,15 +245,28 @@ def _annotate(trials: pd.DataFrame, ablation_ids: set[str]) -> pd.DataFrame:
     t["ablation"] = col(t, T(TAG_PARENT)).isin(ablation_ids)
     shared = t.groupby(["ablation", "base"])["config"].transform("nunique") > 1
     for rows in t[shared].groupby(["ablation", "base"]).groups.values():
-        same = keys.loc[rows]
-        differ = [c for c in pcols if same[c].nunique() > 1]
-        t.loc[same.index, "suffix"] = _suffixes(same[differ])
+        t.loc[rows, "suffix"] = _telling_apart(keys.loc[rows], pcols)
     t["label"] = t["base"] + t["suffix"]
     t["arch_label"] = [  # the name less its policy: "-aug=lab" (names before it: "-seed")
         b.removesuffix(f"-{augmentation_tag(a)}").removesuffix(f"-{a}") + s
         for b, a, s in zip(t["base"], policy, t["suffix"], strict=True)
     ]
     return t
+
+
+def _telling_apart(same: pd.DataFrame, pcols: list[str]) -> list[str]:
+    """Suffixes for configurations that share a run name: the settings they differ in, less
+    those their family ignores (a search over families logs a resnet's `depth` too); in full
+    for the configurations that only those tell apart."""
+    differ = [c for c in pcols if same[c].nunique() > 1]
+    model = same[P("model")].iloc[0] if P("model") in same.columns else ""
+    ignored = {P(name) for name in unused_settings(model or "cnn")}
+    brief = _suffixes(same[[c for c in differ if c not in ignored]])
+    config = same[differ].apply(tuple, axis=1).tolist()
+    alike = pd.DataFrame({"brief": brief, "config": config}).groupby("brief")["config"]
+    tied = set(alike.nunique().loc[lambda n: n > 1].index)
+    full = _suffixes(same[differ])
+    return [f if b in tied else b for b, f in zip(brief, full, strict=True)]
 
 
 def _suffixes(differ: pd.DataFrame) -> list[str]:
