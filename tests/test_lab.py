@@ -282,7 +282,8 @@ def test_the_lab_section_is_left_out_where_the_lab_does_not_apply():
 
 def test_a_part_varies_the_auto_searchs_confirmed_winner_once_it_has_nothing_left():
     """`lab --auto --parts ema`: while the halving study has confirmation left to train, the
-    part waits; then it varies the confirmed winner's settings as its runs logged them."""
+    part waits and the auto stage is to run; then the stage is complete (the lab skips it)
+    and the part varies the confirmed winner's settings as its runs logged them."""
     import optuna
     from mlflow import MlflowClient
     from mlflow.entities import Param
@@ -290,8 +291,15 @@ def test_a_part_varies_the_auto_searchs_confirmed_winner_once_it_has_nothing_lef
     from benchmark import metrics as M
     from benchmark.search import halving as H
     from benchmark.search import lab_parts, names
+    from benchmark.search.lab import AUTO, Stage, is_complete
+    from benchmark.search.space import load_space
+    from benchmark.search.storage import default_storage, make_storage
 
-    client, study = MlflowClient(), optuna.create_study(direction="maximize")
+    auto = Stage("flowers17", AUTO, load_space(REPO / "search_spaces" / "flowers17-auto.yaml"),
+                 study_name="flowers17-auto-test")  # fmt: skip
+    store = make_storage(default_storage(auto.study_name))  # where `search` keeps it
+    client = MlflowClient()
+    study = optuna.create_study(study_name=auto.study_name, storage=store, direction="maximize")
     plan = H.HalvingPlan((1, 2), (2, 1), 2, 1, 2, 1e9, 1.0, 1.0)
     study.set_user_attr(names.PLAN, plan.to_json())
 
@@ -311,8 +319,11 @@ def test_a_part_varies_the_auto_searchs_confirmed_winner_once_it_has_nothing_lef
     trained(2, H.Job(rung=0), 0.5), trained(3, H.Job(rung=0), 0.6)
     full = trained(3, H.Job(rung=1), 0.7)
     assert lab_parts.winner(study, halving=True) is None  # seed 1 of the finalist not trained
+    assert not is_complete(auto)
     seed1 = trained(3, H.Job(rung=1, stage=H.CONFIRM, seed=1), 0.72)
     assert lab_parts.winner(study, halving=True) == [full, seed1]
+    auto.done = is_complete(auto)
+    assert plan_lines([auto], {})[1].endswith("complete: skipped")
     assert lab_parts.baseline_runs([full, seed1], 3) == []  # no seed 2: ema 0.0 is trained
     space = lab_parts.part_space([full, seed1], "ema", 3, "flowers17", reuse=False)
     assert space.fixed == {"depth": 3, "epochs": 2} and space.seeds == 3

@@ -223,17 +223,17 @@ def task2_price(task1: Stage, task2: Stage, settings: LabSettings) -> float | No
 
 
 def is_complete(stage: Stage) -> bool:
-    """A grid stage whose study holds a finished trial for every point, none running. The
-    auto search's own plan says when it is done: the search is asked (it trains nothing)."""
+    """A grid stage whose study holds a finished trial for every point, none running; an auto
+    search whose own plan has nothing left to train (asked as the search asks it)."""
+    from benchmark.search.rungs import finished
     from benchmark.search.study import already_done
 
-    if stage.space is None or stage.space.strategy != "grid" or stage.study_name is None:
+    study, store = _load_study(stage.study_name) if stage.study_name else (None, None)
+    if study is None or stage.space is None or stage.space.strategy not in ("grid", "halving"):
         return False
-    study, store = _load_study(stage.study_name)
-    if study is None:
-        return False
-    total = len(stage.space.grid_points())
-    return already_done(study, store, stage.space, total, None) is not None
+    if stage.space.strategy == "halving":
+        return finished(study) is not None
+    return already_done(study, store, stage.space, len(stage.space.grid_points()), None) is not None
 
 
 def _load_study(name: str) -> tuple[optuna.Study | None, Any]:

@@ -73,15 +73,9 @@ def best_grid_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 def _halving_winner(study: optuna.Study) -> list[str] | None:
     from benchmark.search import rungs  # the probe's TensorFlow, only where a plan is read
-    from benchmark.search.halving import Done
 
-    plan = rungs.stored_plan(study)
-    if plan is None:
-        return None
-    budget = rungs.open_budget(study, plan)  # the stored plan and the time spent; writes nothing
-    if not isinstance(rungs.decide(study, budget, lambda line: None), Done):
-        return None  # still training: the winner may change
-    return rungs.winner_run_ids(study, budget) or None
+    budget = rungs.finished(study)  # None while training: the winner may change
+    return (rungs.winner_run_ids(study, budget) or None) if budget is not None else None
 
 
 def baseline_runs(run_ids: list[str], seeds: int) -> list[str]:

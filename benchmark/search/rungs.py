@@ -308,6 +308,17 @@ def done_reason(search: Search) -> str | None:
     return decision.reason if isinstance(decision, Done) else None
 
 
+def finished(study: optuna.Study) -> Budget | None:
+    """A halving study's budget once its stored plan has nothing left to train, read without
+    running its search (the lab's plan and parts); None before it has a plan or while it
+    has work left (a trial still running or interrupted included)."""
+    plan = stored_plan(study)
+    if plan is None:
+        return None
+    budget = open_budget(study, plan)  # the stored plan and the time spent; writes nothing
+    return budget if isinstance(decide(study, budget, lambda line: None), Done) else None
+
+
 def log_spent(study: optuna.Study) -> None:
     """The budget spent (the study's account) onto its parent run, metric `budget_spent_s`:
     how the report learns it, also for a study whose last command died before logging."""
