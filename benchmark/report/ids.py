@@ -22,12 +22,14 @@ import dataclasses
 import pandas as pd
 
 from benchmark.config import TrialConfig
+from benchmark.presets import unused_settings
 from benchmark.report.load import DatasetRuns, P
 from benchmark.report.markdown import table
 from benchmark.report.stats import DASH, has_value, shown_order
 from benchmark.report.text import short
 
 PREFIX = "C"
+NOT_READ = "·"  # a legend cell whose setting the configuration's family does not read
 # Settings the run name itself spells out (config.TrialConfig.run_name): no legend column.
 IN_THE_NAME = ("model", "depth", "kernel_size", "dense_units", "convs_per_block", "head",
                "pool_position", "augmentation")  # fmt: skip
@@ -64,15 +66,23 @@ def with_ids(runs: DatasetRuns, ids: dict[str, str]) -> DatasetRuns:
 
 
 def board_with_ids(board: pd.DataFrame, ids: dict[str, str]) -> pd.DataFrame:
-    """The leaderboard with its labels as ids (the hand-trained mark kept after them)."""
+    """The leaderboard with its labels as ids (the hand-trained mark kept after them), its
+    architecture labels without the settings after the name, as in `with_ids`."""
     if board.empty:
         return board
-    return board.assign(label=board["config"].map(ids).fillna(board["label"]))
+    pairs = zip(board["arch_label"], board["suffix"], strict=True)
+    return board.assign(label=board["config"].map(ids).fillna(board["label"]),
+                        arch_label=[a.removesuffix(s) if s else a for a, s in pairs])  # fmt: skip
 
 
 def _value(v: object) -> str:
     """A setting's legend cell: shortened, a dash where a run did not log it."""
     return short(v) if has_value(v) and v != "" else DASH
+
+
+def _cells(row: pd.Series, settings: list[str]) -> list[str]:
+    ignored = {P(n) for n in unused_settings(str(row.get(P("model")) or "cnn"))}
+    return [NOT_READ if c in ignored else _value(row[c]) for c in settings]
 
 
 def legend(runs: DatasetRuns, ids: dict[str, str]) -> str:
@@ -88,13 +98,14 @@ def legend(runs: DatasetRuns, ids: dict[str, str]) -> str:
                     if n not in IN_THE_NAME + NOT_SETTINGS)
         if c in first and first[c].fillna("").astype(str).nunique() > 1
     ]  # fmt: skip
-    rows = [[ids[k], f"`{r['base']}`", *(_value(r[c]) for c in settings)]
-            for k, r in first.iterrows()]  # fmt: skip
+    rows = [[ids[k], f"`{r['base']}`", *_cells(r, settings)] for k, r in first.iterrows()]
     heads = " | ".join(["id", "run name", *(c.removeprefix("params.") for c in settings)])
     note = (
         "Every table names a configuration by its id. Run name: the MLflow run name without "
         "its `-s<seed>` (it spells out the architecture and the augmentation policy). The "
         "other columns are the settings that differ between this dataset's configurations; "
-        "those they all share are in the header."
+        f"those they all share are in the header; {NOT_READ} where the configuration's model "
+        "family does not read the setting (a resnet's `filters_max`, a plain CNN's "
+        "`stage_widths`), though its run logged it."
     )
     return "\n\n## Configurations\n\n" + note + "\n\n" + table(heads, rows)

@@ -91,19 +91,19 @@ def leaderboard(board: pd.DataFrame) -> str:
 
 
 def _board_table(board: pd.DataFrame, probe: bool) -> str:
-    heads = ("id | depth | kernel | dense | augmentation | params | MFLOPs | epochs | "
+    heads = ("id | architecture | augmentation | params | MFLOPs | epochs | "
              "train time (s) | images/s | CPU ms/image | "
              + ("quiet images/s | " if probe else "") + "val acc (tested weights) | "
              "best val acc (epoch) | test acc | overfit gap | overfit | seeds | run")  # fmt: skip
     rows = [[
-        r["label"], r["depth"], r["kernel_size"], r["dense_units"], r["aug"],
+        r["label"], f"`{r['arch_label']}`", r["aug"],
         num(r[M.PARAM_COUNT], 0), num(r[M.FLOPS] / 1e6, 2), r["epochs"], *cost_cells(r),
         *([mean_std(r, M.PROBE_IMAGES_PER_S, 0)] if probe else []),
         mean_std(r, M.VAL_ACCURACY), mean_std(r, M.BEST_VAL_ACCURACY) + epoch_range(r),
         mean_std(r, M.TEST_ACCURACY), mean_std(r, M.OVERFIT_GAP), r["overfit"], str(r["n"]),
         f"`{r['run_ids'][0][:8]}`" + ("…" if r["n"] > 1 else ""),
     ] for r in board.to_dict("records")]  # fmt: skip
-    return table(heads, rows, right=range(5, 15 + probe))
+    return table(heads, rows, right=range(3, 13 + probe))
 
 
 CONTENDED = "†"  # marks a cost measured only beside other load

@@ -149,8 +149,8 @@ def importances(done: pd.DataFrame, dims: list[str]) -> dict[str, float]:
     """
     values = tested_val(done)
     ok = values.notna()
-    if ok.sum() < MIN_TRIALS_FOR_IMPORTANCE or not dims:
-        return {}
+    if ok.sum() < MIN_TRIALS_FOR_IMPORTANCE or not dims or values[ok].nunique() < 2:
+        return {}  # equal accuracies (every trial at chance): fANOVA has no variance to split
     keys = {d: done.loc[ok, P(d)].fillna("None").astype(str) for d in dims}
     dists = {
         d: optuna.distributions.CategoricalDistribution(sorted(set(keys[d]), key=_sort_key))

@@ -129,7 +129,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     runs = runs.sort_values(["config", "seed", "run_id"]).copy()
     runs[X(M.VAL_ACCURACY)] = tested_val(runs)
     g = runs.groupby("config", sort=True)
-    out = g[["label", "arch_label", "arch", "aug"]].first()
+    out = g[["label", "arch_label", "arch", "aug", "suffix"]].first()
     for name in ("depth", "kernel_size", "dense_units", "epochs"):
         out[name] = g[P(name)].first() if P(name) in runs else np.nan
     out["n"] = g.size()
