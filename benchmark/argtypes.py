@@ -104,3 +104,17 @@ def one_of(kind: str, options: Sequence[str], patterns: Sequence[str] = ()) -> C
 
     convert.__name__ = kind
     return convert
+
+
+def names(kind: str, options: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
+    """A comma list of `options` (cifar10,flowers17), each checked with "did you mean"."""
+
+    def convert(text: str) -> tuple[str, ...]:
+        listed = tuple(n.strip() for n in text.split(",") if n.strip())
+        for name in listed or (text,):
+            if reason := choices.unknown(kind, name, options):
+                raise Rejected(text, reason, named=True)
+        return listed
+
+    convert.__name__ = kind
+    return convert

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from benchmark.bench import NOTEBOOK, SUITE
+from benchmark.bench.options import PRECISION_FAMILIES
 from benchmark.cli import main
 
 
@@ -42,9 +43,11 @@ def test_bench_precision_prints_each_familys_bf16_speedup(capsys, monkeypatch):
     import benchmark.bench.precision as P
 
     monkeypatch.setattr(P, "cpu_flags", lambda: frozenset({"avx2"}))
-    argv = ["bench", "--precision", "--steps", "1", "--repeats", "5", "--batch-size", "2"]
+    argv = ["bench", "--precision", "--steps", "1", "--repeats", "5", "--batch-size", "2",
+            "--families", "cnn,resnet"]  # resnet9 takes as long as both: the same code
     assert main(argv) == 0
     out = capsys.readouterr().out
+    assert "resnet9" not in out
     assert "batch 2, augmentation none" in out
     assert "CPU lacks avx512_bf16 and amx_bf16: bf16 is emulated here" in out
     for family in ("cnn", "resnet"):
@@ -53,3 +56,10 @@ def test_bench_precision_prints_each_familys_bf16_speedup(capsys, monkeypatch):
         line = re.search(rf"^{family}: bf16 speedup (\d+\.\d\d) \(range .*\)$", out, re.M)
         assert line and float(line.group(1)) > 0, out
     assert P.bf16_note(frozenset({"avx512_bf16"})).endswith("bf16 runs in hardware")
+    assert tuple(P.FAMILIES) == PRECISION_FAMILIES  # --families offers each benched net
+
+
+def test_an_unknown_bench_family_is_one_line(capsys):
+    assert main(["bench", "--precision", "--families", "cnn,resnet8"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown bench family 'resnet8'" in err and "resnet9" in err

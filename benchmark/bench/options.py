@@ -27,12 +27,15 @@ GPU_CHECK_IMAGES = 50_000  # --gpu-check: CIFAR-10's training set size, random p
 GPU_CHECK_EPOCHS = 20
 GPU_CHECK_BATCH = 512  # a GPU step per 32 images is all launch overhead
 PRECISION_BATCH = 64  # --precision: the batch issue 30 measured bf16 at
+# --precision: the benched nets (benchmark/bench/precision.py FAMILIES has their settings)
+PRECISION_FAMILIES = ("cnn", "resnet", "resnet9")
 
 EPILOG = """\
 example:
   python -m benchmark bench --augmentation seed --steps 100
   python -m benchmark bench --accuracy --data-dir ../shared/data --epochs 5 --seeds 0,1
-  python -m benchmark bench --precision --steps 50   (float32 vs bf16, cnn and resnet)
+  python -m benchmark bench --precision --steps 50   (float32 vs bf16 per family)
+  python -m benchmark bench --precision --families resnet9
   python -m benchmark bench --gpu-check        (on a machine with a GPU)"""
 
 
@@ -98,14 +101,21 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument(
         "--precision",
         action="store_true",
-        help="float32 vs mixed_bfloat16 images/s of a training step, per family (cnn, "
-        "resnet), interleaved; augmentation off",
+        help="float32 vs mixed_bfloat16 images/s of a training step, per family "
+        "(--families), interleaved; augmentation off",
     )
     mode.add_argument(
         "--gpu-check",
         action="store_true",
         help=f"GPU path: the seed net, {GPU_CHECK_EPOCHS} epochs on {GPU_CHECK_IMAGES:,} "
         "CIFAR-shaped images; images/s, epoch time, GPU utilization",
+    )
+    parser.add_argument(
+        "--families",
+        type=argtypes.names("bench family", PRECISION_FAMILIES),
+        default=PRECISION_FAMILIES,
+        metavar="LIST",
+        help=f"--precision: a comma list of {', '.join(PRECISION_FAMILIES)} (default: all)",
     )
     parser.add_argument(
         "--epochs",

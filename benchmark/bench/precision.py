@@ -77,7 +77,7 @@ def run_precision(args: argparse.Namespace) -> dict[str, float]:
         flush=True,
     )
     result = {}
-    for family in FAMILIES:
+    for family in args.families:
         runners = {
             f"{family} {p}": suite_fit(family_config(family, p, args), x, y, n_classes)
             for p in PRECISIONS

@@ -27,22 +27,8 @@ examples:
   mlflow run . --env-manager local -e lab -P data_dir=../shared/data"""
 
 
-def datasets(text: str) -> tuple[str, ...]:
-    """A comma list of lab datasets, e.g. cifar10,flowers17."""
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    for name in names or (text,):
-        if reason := choices.unknown("lab dataset", name, LAB_DATASETS):
-            raise argtypes.Rejected(text, reason, named=True)
-    return names
-
-
-def parts(text: str) -> tuple[str, ...]:
-    """A comma list of recipe parts, e.g. ema,label_smoothing,batch_size."""
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    for name in names or (text,):
-        if reason := choices.unknown("lab part", name, choices.LAB_PARTS):
-            raise argtypes.Rejected(text, reason, named=True)
-    return names
+datasets = argtypes.names("lab dataset", LAB_DATASETS)  # cifar10,flowers17
+parts = argtypes.names("lab part", choices.LAB_PARTS)  # ema,label_smoothing,batch_size
 
 
 def add_lab_parser(add: Callable[..., argparse.ArgumentParser]) -> argparse.ArgumentParser:
