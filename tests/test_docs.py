@@ -253,6 +253,22 @@ def _result_cells(best: dict) -> list[str]:
     ]
 
 
+def test_readmes_report_excerpt_is_the_committed_report():
+    """The quoted first screen says what reports/flowers17.md says: each quoted paragraph
+    (rewrapped) and each table row is in the report as it stands."""
+    text = README.read_text()
+    quoted = [line[2:] if line.startswith("> ") else "" for line in text.splitlines()
+              if line.startswith(">")]  # fmt: skip
+    report = (ROOT / "reports" / "flowers17.md").read_text()
+    flat = " ".join(report.split())
+    assert quoted, "README quotes no report"
+    for paragraph in "\n".join(quoted).split("\n\n"):
+        rows = [r for r in paragraph.splitlines() if r.startswith("|")]
+        prose = " ".join(r for r in paragraph.splitlines() if not r.startswith("|"))
+        assert all(r in report for r in rows), rows
+        assert " ".join(prose.split()) in flat, prose
+
+
 def test_readme_is_short():
     n = len(README.read_text().splitlines())
     assert n <= MAX_README_LINES, f"README.md has {n} lines (at most {MAX_README_LINES})"
