@@ -225,13 +225,13 @@ def task2_price(task1: Stage, task2: Stage, settings: LabSettings) -> float | No
 def is_complete(stage: Stage) -> bool:
     """A grid stage whose study holds a finished trial for every point, none running; an auto
     search whose own plan has nothing left to train (asked as the search asks it)."""
-    from benchmark.search.rungs import finished
     from benchmark.search.study import already_done
 
     study, store = _load_study(stage.study_name) if stage.study_name else (None, None)
     if study is None or stage.space is None or stage.space.strategy not in ("grid", "halving"):
         return False
     if stage.space.strategy == "halving":
+        from benchmark.search.rungs import finished  # the probe's TensorFlow: only here
         return finished(study) is not None
     return already_done(study, store, stage.space, len(stage.space.grid_points()), None) is not None
 
