@@ -162,6 +162,10 @@ def test_a_store_with_two_parents_of_one_study_reports_it_as_one_row(tmp_path):
         client.log_batch(run.info.run_id, metrics=[
             Metric(f"n_{k}", v, 0, 0) for k, v in (("complete", complete), ("pruned", 0),
                                                    ("failed", 0))])  # fmt: skip
+        if study == "other":  # its space's own `budget:` note, folded YAML (ends in "\n")
+            client.set_tag(run.info.run_id, "space_file", "search_spaces/other.yaml")
+            client.log_text(run.info.run_id, "budget: >\n  sized for\n  two cores\n",
+                            "search_space/other.yaml")  # fmt: skip
         client.set_terminated(run.info.run_id)
         made.append(client.get_run(run.info.run_id))
         time.sleep(0.01)  # start times in order
@@ -173,6 +177,8 @@ def test_a_store_with_two_parents_of_one_study_reports_it_as_one_row(tmp_path):
     resumed = next(r for r in rows if made[1].info.run_id in r)
     assert "(and 1 earlier parent run)" in resumed and "| 4/0/0 |" in resumed
     assert made[0].info.run_id not in table
+    other = next(r for r in rows if made[2].info.run_id in r)
+    assert "4 trials × 1 seed(s) (sized for two cores) |" in other, other
 
 
 def test_an_interrupted_retry_is_retried_once_however_often_the_study_is_recovered(tmp_path):

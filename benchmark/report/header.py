@@ -168,7 +168,7 @@ def _space_budget(parent: dict) -> str:
         doc = yaml.safe_load(mlflow.artifacts.load_text(uri))
     except (MlflowException, OSError, yaml.YAMLError):
         return ""
-    return str(doc.get("budget") or "") if isinstance(doc, dict) else ""
+    return str(doc.get("budget") or "").strip() if isinstance(doc, dict) else ""  # YAML's >
 
 
 def still_running(trials: pd.DataFrame) -> list[str]:
