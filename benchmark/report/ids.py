@@ -81,7 +81,7 @@ def _value(v: object) -> str:
 
 
 def _cells(row: pd.Series, settings: list[str]) -> list[str]:
-    ignored = {P(n) for n in unused_settings(str(row.get(P("model")) or "cnn"))}
+    ignored = {P(n) for n in unused_settings(str(row.get(P("model"), "")))}
     return [NOT_READ if c in ignored else _value(row[c]) for c in settings]
 
 

@@ -260,7 +260,7 @@ def _telling_apart(same: pd.DataFrame, pcols: list[str]) -> list[str]:
     for the configurations that only those tell apart."""
     differ = [c for c in pcols if same[c].nunique() > 1]
     model = same[P("model")].iloc[0] if P("model") in same.columns else ""
-    ignored = {P(name) for name in unused_settings(model or "cnn")}
+    ignored = {P(name) for name in unused_settings(model)}  # "" (not logged): the CNN
     brief = _suffixes(same[[c for c in differ if c not in ignored]])
     config = same[differ].apply(tuple, axis=1).tolist()
     alike = pd.DataFrame({"brief": brief, "config": config}).groupby("brief")["config"]

@@ -130,8 +130,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     runs[X(M.VAL_ACCURACY)] = tested_val(runs)
     g = runs.groupby("config", sort=True)
     out = g[["label", "arch_label", "arch", "aug", "suffix"]].first()
-    for name in ("depth", "kernel_size", "dense_units", "epochs"):
-        out[name] = g[P(name)].first() if P(name) in runs else np.nan
+    out["epochs"] = g[P("epochs")].first() if P("epochs") in runs else np.nan
     out["n"] = g.size()
     out["run_ids"] = g["run_id"].agg(list)
     out["seeds"] = g["seed"].agg(list)
