@@ -18,6 +18,7 @@ from keras import layers
 
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
+from benchmark.models.batchnorm import FusedBatchNormalization
 from benchmark.presets import FAMILIES
 
 
@@ -109,7 +110,7 @@ def build_cnn(cfg: TrialConfig, image_shape: tuple[int, int, int], n_classes: in
             if cfg.batch_norm:  # conv -> BN -> relu, the usual order
                 net += [
                     layers.Conv2D(f, cfg.kernel_size, padding=cfg.padding, use_bias=False),
-                    layers.BatchNormalization(),
+                    FusedBatchNormalization(),  # Keras' BN in one kernel: batchnorm.py
                     layers.Activation("relu"),
                 ]
             else:

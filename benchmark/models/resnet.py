@@ -24,6 +24,7 @@ from keras import layers
 
 from benchmark.config import TrialConfig, stage_numbers
 from benchmark.errors import UserError
+from benchmark.models.batchnorm import FusedBatchNormalization
 from benchmark.models.cnn import head_layer, keras_name
 from benchmark.presets import FAMILIES
 
@@ -42,11 +43,11 @@ def check_fit(cfg: TrialConfig, image_shape: tuple[int, int, int]) -> None:
 
 
 def _unit(x, filters: int, cfg: TrialConfig):
-    """conv-BN-ReLU (conv-ReLU with batch_norm off)."""
+    """conv-BN-ReLU (conv-ReLU with batch_norm off); the BN fused (models/batchnorm.py)."""
     if not cfg.batch_norm:
         return layers.Conv2D(filters, cfg.kernel_size, padding="same", activation="relu")(x)
     x = layers.Conv2D(filters, cfg.kernel_size, padding="same", use_bias=False)(x)
-    return layers.Activation("relu")(layers.BatchNormalization()(x))
+    return layers.Activation("relu")(FusedBatchNormalization()(x))
 
 
 @FAMILIES.register(name="resnet")

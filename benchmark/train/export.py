@@ -28,6 +28,7 @@ from benchmark import metrics as M
 from benchmark.config import TrialConfig
 from benchmark.data import Dataset
 from benchmark.errors import UserError
+from benchmark.models.batchnorm import as_plain_config
 from benchmark.train.gpu import AugmentInStep
 from benchmark.train.perclass import (
     CONFUSION_FILE,
@@ -134,8 +135,9 @@ def log_model(net: keras.Model, class_names, image_size: int) -> str:
     Saved without its optimizer state (an uncompiled copy of the net with the same weights,
     rebuilt from its config: keras.models.clone_model would copy the compilation too):
     Adam's moments would triple the file and nothing that loads the model trains it further.
+    Its fused batch norms are saved as Keras' own (same weights), so it loads with Keras alone.
     """
-    bare = type(net).from_config(net.get_config())
+    bare = type(net).from_config(as_plain_config(net.get_config()))
     bare.set_weights(net.get_weights())
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.keras"
