@@ -270,6 +270,9 @@ def test_the_progress_eta_is_the_work_left_not_the_median_trial_times_the_trials
     # halving: 30 s rung-0 trials so far, 40 min of full-length trainings left
     line = progress_line(trial, counts, 67, 30.0, [30.0], eta=2400.0)
     assert line.endswith("ETA 40m00s")
+    # rungs that ran before the plan shrank: the count never reads [49/48]
+    line = progress_line(trial, {"finished": 49}, 48, 500.0, [500.0], eta=0.0)
+    assert line.startswith("[49/49] d3 ")
 
 
 def test_a_short_rung_is_a_whole_training_scaled_to_its_epochs():

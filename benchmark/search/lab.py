@@ -258,8 +258,8 @@ def estimate_stages(stages: list[Stage], settings: LabSettings,
         if stage.task == TASK1:
             _estimate_tasks(stage, _next(stages, stage), settings, printer)
         elif stage.task == AUTO:
-            stage.estimate_s = 60.0 * float(stage.space.halving.budget_minutes or 0)
-            stage.estimate_s = max(stage.estimate_s - _spent_s(stage), 0.0)
+            budget_s = 60.0 * float(stage.space.halving.budget_minutes or 0)
+            stage.estimate_s = 0.0 if stage.done else max(budget_s - _spent_s(stage), 0.0)
         elif stage.task == PARTS:
             _estimate_part(stage, settings)
 
@@ -322,24 +322,22 @@ def _next(stages: list[Stage], stage: Stage) -> Stage:
 
 def plan_lines(stages: list[Stage], skipped: dict[str, str]) -> list[str]:
     """What `lab --dry-run` prints: each stage, its trainings and minutes, then a total."""
-    lines = [f"{'stage':20} {'trainings':>9} {'est. min':>9}  state"]
+    w = max([20] + [len(s.name) for s in stages])  # `cifar10 parts label_smoothing`
+    lines = [f"{'stage':{w}} {'trainings':>9} {'est. min':>9}  state"]
     for s in stages:
         trainings = str(s.trainings) if s.trainings else "budget"
         if s.left is not None and 0 < s.left < s.trainings:  # an interrupted stage
             trainings = f"{s.left} of {s.trainings}"
         state = "complete: skipped" if s.done else "to run"
         state += "; priced once its winner is known" if s.task == PARTS and not s.space else ""
-        lines.append(f"{s.name:20} {trainings:>9} {s.estimate_s / 60:>9.1f}  {state}")
-    lines += [f"{d + ' (all)':20} {'-':>9} {'-':>9}  skipped: no data" for d in skipped]
+        lines.append(f"{s.name:{w}} {trainings:>9} {s.estimate_s / 60:>9.1f}  {state}")
+    lines += [f"{d + ' (all)':{w}} {'-':>9} {'-':>9}  skipped: no data" for d in skipped]
     left = [s for s in stages if not s.done]
     total = sum(s.estimate_s for s in left)
-    lines.append(f"total: {len(left)} of {len(stages)} stage(s) to run, "
-                 f"{sum(_to_train(s) for s in left)} trainings planned, estimated {hms(total)}")
+    trainings = sum(s.trainings if s.left is None else s.left for s in left)
+    lines.append(f"total: {len(left)} of {len(stages)} stage(s) to run, {trainings} trainings "
+                 f"planned, estimated {hms(total)}")  # fmt: skip
     return lines
-
-
-def _to_train(stage: Stage) -> int:
-    return stage.trainings if stage.left is None else stage.left
 
 
 # --- running ------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ def progress_line(
     rung-0 trials would lie about the long ones to come), else the median trial times the
     trials left; `cap` (a timeout's rest plus one trial) bounds it."""
     done = counts["finished"]
+    total = max(total, done)  # a halving plan shrunk to the time left counts fewer than ran
     left = max(total - done, 0)
     budget = ""
     if eta is None:
