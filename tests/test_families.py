@@ -84,7 +84,7 @@ def test_resnet_defaults_are_half_width_resnet9():
     assert k[:2] == ["InputLayer", "Rescaling"] and k[-3:] == ["GlobalMaxPooling2D", "Dense",
                                                                 "Softmax"]  # fmt: skip
     assert k.count("Conv2D") == 1 + 3 + 2 * 2 and k.count("Add") == 2
-    assert k.count("MaxPooling2D") == 3 and k.count("BatchNormalization") == 8
+    assert k.count("MaxPooling2D") == 3 and k.count("FusedBatchNormalization") == 8
     assert model.output_shape == (None, 10)
     full = cfg.replace(filters_base=64, stage_widths="128-256-512")  # ResNet-9 itself
     p = plan(full, (32, 32, 3), 10)

@@ -45,7 +45,7 @@ def test_family_varies_depth_kernel_and_dense_width():
     assert m_small.output_shape == m_big.output_shape == (None, 100)
     assert m_big.count_params() > m_small.count_params()
     names = {type(layer).__name__ for layer in m_big.layers}
-    assert {"BatchNormalization", "Dropout"} <= names
+    assert {"FusedBatchNormalization", "Dropout"} <= names  # Keras' BN, fused (batchnorm.py)
     assert plan(big, (32, 32, 3), 100).filters == (32, 64, 128, 128)
 
 
