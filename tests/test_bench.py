@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 
 from benchmark.bench import NOTEBOOK, SUITE
@@ -57,6 +58,10 @@ def test_bench_precision_prints_each_familys_bf16_speedup(capsys, monkeypatch):
         assert line and float(line.group(1)) > 0, out
     assert P.bf16_note(frozenset({"avx512_bf16"})).endswith("bf16 runs in hardware")
     assert tuple(P.FAMILIES) == PRECISION_FAMILIES  # --families offers each benched net
+    for family in P.FAMILIES:  # each one's settings are a config (the nets take seconds each)
+        cfg = P.family_config(family, "float32", argparse.Namespace(
+            batch_size=64, seed=0, steps_per_execution=None))  # fmt: skip
+        assert cfg.model == P.FAMILIES[family].get("model", family)
 
 
 def test_an_unknown_bench_family_is_one_line(capsys):

@@ -28,7 +28,7 @@ GPU_CHECK_EPOCHS = 20
 GPU_CHECK_BATCH = 512  # a GPU step per 32 images is all launch overhead
 PRECISION_BATCH = 64  # --precision: the batch issue 30 measured bf16 at
 # --precision: the benched nets (benchmark/bench/precision.py FAMILIES has their settings)
-PRECISION_FAMILIES = ("cnn", "resnet", "resnet9")
+PRECISION_FAMILIES = ("cnn", "resnet", "resnet9", "keras:MobileNetV3Small")
 
 EPILOG = """\
 example:

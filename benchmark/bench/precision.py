@@ -1,11 +1,11 @@
 """`python -m benchmark bench --precision`: what bf16 buys per model family on this CPU.
 
 For each family (the CNN recipe's 4-block VGG-style net, the default `resnet`, ResNet-9's
-half width, and `resnet9`, its full width) the suite's training step is timed in float32 and
-in mixed_bfloat16, built and fed as a trial does (`throughput.suite_fit`), in one process,
-interleaved A B, B A, ... after a warm-up fit each, so that the machine's other load hits
-both alike. The table gives each side's median images/s; a family's speedup is the median of
-the per-repeat ratios.
+half width, `resnet9`, its full width, and `keras:MobileNetV3Small`) the suite's training
+step is timed in float32 and in mixed_bfloat16, built and fed as a trial does
+(`throughput.suite_fit`), in one process, interleaved A B, B A, ... after a warm-up fit
+each, so that the machine's other load hits both alike. The table gives each side's median
+images/s; a family's speedup is the median of the per-repeat ratios.
 
 Augmentation is off: the policies run in float32 either way, and the question is the
 model's step. Where the CPU has no bfloat16 instructions (`avx512_bf16`, `amx_bf16` in
@@ -38,6 +38,7 @@ FAMILIES: dict[str, dict[str, Any]] = {  # family -> the settings its benched ne
     "resnet": {},  # its defaults: 64-128-256, residual blocks 1-0-1, head gmp (1.65M params)
     "resnet9": {"model": "resnet", "filters_base": 64,  # ResNet-9's full width (6.58M
                 "stage_widths": "128-256-512"},  # params): the layout issue 30 measured
+    "keras:MobileNetV3Small": {},  # the keras: family, the one the auto spaces search
 }  # fmt: skip
 
 

@@ -34,6 +34,7 @@ from keras import layers
 from benchmark.choices import KERAS_PREFIX, did_you_mean
 from benchmark.config import TrialConfig
 from benchmark.errors import UserError
+from benchmark.models.batchnorm import with_fused_batch_norms
 from benchmark.models.cnn import keras_name
 from benchmark.presets import FAMILIES
 
@@ -118,9 +119,10 @@ def build_application(
             "use a larger image_size or another architecture"
         ) from None
     cap_batch_norm_momentum(net)
+    net = with_fused_batch_norms(net)  # Keras' BN in one kernel: bf16 pays (batchnorm.py)
     # float32 softmax: under mixed precision low-precision probabilities lose the small ones
     outputs = layers.Softmax(dtype="float32")(net.output)
-    return keras.Model(inputs, outputs, name=keras_name(cfg.run_name))
+    return keras.Model(net.inputs, outputs, name=keras_name(cfg.run_name))
 
 
 def cap_batch_norm_momentum(model: keras.Model, most: float = BN_MOMENTUM) -> int:

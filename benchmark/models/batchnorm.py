@@ -70,6 +70,19 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         )
 
 
+def with_fused_batch_norms(model: keras.Model) -> keras.Model:
+    """`model` with each of Keras' BatchNormalization layers replaced by a fused one of the
+    same config (a keras.applications net builds its own), every other layer shared. For a
+    net trained from scratch only: the new layers start from their initializers."""
+
+    def fused(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if type(layer) is keras.layers.BatchNormalization:
+            return FusedBatchNormalization.from_config(layer.get_config())
+        return layer
+
+    return keras.models.clone_model(model, clone_function=fused)
+
+
 def as_plain_config(config: Any) -> Any:
     """A model's `get_config()` with every FusedBatchNormalization written as Keras' own
     BatchNormalization (same config, same weights), so the saved model needs only Keras."""
