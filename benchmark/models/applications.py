@@ -119,7 +119,7 @@ def build_application(
             "use a larger image_size or another architecture"
         ) from None
     cap_batch_norm_momentum(net)
-    net = with_fused_batch_norms(net)  # Keras' BN in one kernel: bf16 pays (batchnorm.py)
+    net = with_fused_batch_norms(net)  # Keras' BN in one kernel, as the families use
     # float32 softmax: under mixed precision low-precision probabilities lose the small ones
     outputs = layers.Softmax(dtype="float32")(net.output)
     return keras.Model(net.inputs, outputs, name=keras_name(cfg.run_name))
