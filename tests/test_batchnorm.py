@@ -7,15 +7,18 @@ from __future__ import annotations
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import keras
+import mlflow
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from benchmark.config import TrialConfig
 from benchmark.models import build_model
-from benchmark.models.batchnorm import FusedBatchNormalization, as_plain_config
+from benchmark.models.batchnorm import FusedBatchNormalization
+from benchmark.train.export import log_model
 
 
 def _pair(dtype: str = "float32", **kwargs) -> tuple[keras.layers.Layer, keras.layers.Layer]:
@@ -46,7 +49,7 @@ def test_fused_batch_norm_computes_what_keras_computes(training):
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = layer(x, training=training)
-            loss = tf.reduce_sum(y * weigh)  # not a per-channel constant: its d/dgamma is 0
+            loss = tf.reduce_sum(y * weigh)  # per-channel weights would make d/dgamma 0 for both
         grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
         outputs.append([y, *grads])
     for a, b in zip(*outputs, strict=True):
@@ -76,19 +79,22 @@ def test_what_the_kernel_cannot_do_falls_back_to_keras():
 
 
 def test_a_logged_model_holds_keras_own_batch_norm_and_loads_without_this_project(tmp_path):
+    """What export.log_model writes (the path every trial takes), read back with Keras alone."""
     cfg = TrialConfig.from_options(model="resnet", filters_base=8, stage_widths="8-8-8")
     net = build_model(cfg, (32, 32, 3), 10)
     assert any(isinstance(layer, FusedBatchNormalization) for layer in net.layers)
-    plain = type(net).from_config(as_plain_config(net.get_config()))
-    plain.set_weights(net.get_weights())
-    assert not any(isinstance(layer, FusedBatchNormalization) for layer in plain.layers)
-    x = np.random.default_rng(3).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(plain.predict(x, verbose=0), net.predict(x, verbose=0),
-                               rtol=1e-5, atol=1e-6)  # fmt: skip
-    path = tmp_path / "model.keras"
-    plain.save(path)
+    with mlflow.start_run():
+        uri = log_model(net, [str(c) for c in range(10)], 32)
+    model_dir = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path)))
+    path = next(model_dir.rglob("*.keras"))
     assert "FusedBatchNormalization" not in zipfile.ZipFile(path).read("config.json").decode()
-    load = ("import sys, keras; sys.modules['benchmark'] = None; "  # the project unimportable
-            f"keras.saving.load_model({str(path)!r}, compile=False)")  # fmt: skip
-    subprocess.run([sys.executable, "-c", load], check=True, cwd=tmp_path,
-                   capture_output=True)  # fmt: skip
+    x = np.random.default_rng(3).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "want.npy", net.predict(x, verbose=0))
+    load = ("import sys, keras, numpy as np; sys.modules['benchmark'] = None; "  # unimportable
+            f"m = keras.saving.load_model({str(path)!r}, compile=False); "
+            "np.testing.assert_allclose(m.predict(np.load('x.npy'), verbose=0), "
+            "np.load('want.npy'), rtol=1e-5, atol=1e-6)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", load], cwd=tmp_path, capture_output=True,
+                         text=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
